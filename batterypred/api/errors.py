@@ -1,0 +1,69 @@
+"""One domain error type and the DRF exception handler that shapes every error body.
+
+Every 4xx body is `{"status": "error", "error": <code>, "detail": <message>, "fields": {...}}`
+so that Laravel's logs say which field is wrong and why. A 5xx is a bug.
+"""
+
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class DomainError(Exception):
+    """A request that is well-formed but cannot be applied (e.g. the booking belongs to another car)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid"
+
+    def __init__(
+        self, detail: str, *, field: str | None = None, code: str | None = None, status_code: int | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        if code:
+            self.code = code
+        if status_code:
+            self.status_code = status_code
+
+
+def _flatten(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(item) for item in detail]
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):
+        exc = exceptions.ParseError("Request body is larger than the 1 MB limit.")
+    if isinstance(exc, DomainError):
+        fields = {exc.field: [exc.detail]} if exc.field else {}
+        return Response(
+            {"status": "error", "error": exc.code, "detail": exc.detail, "fields": fields},
+            status=exc.status_code,
+        )
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        if not isinstance(fields, dict):
+            fields = {"non_field_errors": fields}
+        first = next(iter(fields.items()), ("body", ["invalid"]))
+        message = first[1][0] if isinstance(first[1], list) and first[1] else first[1]
+        response.data = {
+            "status": "error",
+            "error": "validation_error",
+            "detail": f"{first[0]}: {message}",
+            "fields": fields,
+        }
+    else:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = {"status": "error", "error": str(code), "detail": str(detail), "fields": {}}
+    return response

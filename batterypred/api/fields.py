@@ -1,0 +1,67 @@
+"""Strict serializer fields shared by every endpoint: ids, battery levels, aware timestamps."""
+
+from datetime import UTC
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "integer"}], "example": "78"})
+class ExternalIdField(serializers.Field):
+    """Laravel's id as a string: `78` and `"78"` are the same car or booking."""
+
+    default_error_messages = {
+        "invalid": "Must be a string or an integer.",
+        "blank": "Must not be empty.",
+        "max_length": "Must be at most 64 characters.",
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int)):
+            self.fail("invalid")
+        value = str(data).strip()
+        if not value:
+            self.fail("blank")
+        if len(value) > 64:
+            self.fail("max_length")
+        return value
+
+    def to_representation(self, value):
+        return str(value)
+
+
+class StrictFloatField(serializers.FloatField):
+    """A number (or numeric string); booleans are refused rather than read as 0 and 1."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class BatteryField(StrictFloatField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 0.0)
+        kwargs.setdefault("max_value", 100.0)
+        super().__init__(**kwargs)
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class AwareDateTimeField(serializers.DateTimeField):
+    """ISO 8601 with an explicit offset (`Z` or `+02:00`); naive times are ambiguous and refused."""
+
+    default_error_messages = {"naive": "Must include a time zone offset, e.g. 2025-11-03T19:00:00Z."}
+
+    def enforce_timezone(self, value):
+        if timezone.is_naive(value):
+            self.fail("naive")
+        return value.astimezone(UTC)
+
+
+def iso(value) -> str | None:
+    """UTC ISO 8601 with a `Z`, the format the seed's examples use."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

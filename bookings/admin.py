@@ -1,0 +1,46 @@
+from django.contrib import admin
+
+from bookings.models import BatteryReading, Booking, InboundEvent, Vehicle
+
+
+@admin.register(Vehicle)
+class VehicleAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "created_at"]
+    search_fields = ["external_id"]
+
+
+@admin.register(Booking)
+class BookingAdmin(admin.ModelAdmin):
+    list_display = [
+        "external_id",
+        "vehicle",
+        "user_id",
+        "status",
+        "scheduled_start",
+        "scheduled_end",
+        "battery_at_start",
+        "battery_at_end",
+    ]
+    list_filter = ["status"]
+    search_fields = ["external_id", "vehicle__external_id", "user_id"]
+    date_hierarchy = "scheduled_start"
+    list_select_related = ["vehicle"]
+    raw_id_fields = ["vehicle"]
+
+
+@admin.register(BatteryReading)
+class BatteryReadingAdmin(admin.ModelAdmin):
+    list_display = ["vehicle", "level", "recorded_at", "source", "charging", "booking"]
+    list_filter = ["source"]
+    search_fields = ["vehicle__external_id"]
+    list_select_related = ["vehicle", "booking"]
+    raw_id_fields = ["vehicle", "booking"]
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(admin.ModelAdmin):
+    list_display = ["event_type", "booking_external_id", "vehicle", "applied", "duplicates", "received_at"]
+    list_filter = ["event_type", "applied"]
+    search_fields = ["booking_external_id", "idempotency_key"]
+    list_select_related = ["vehicle"]
+    readonly_fields = [f.name for f in InboundEvent._meta.fields]

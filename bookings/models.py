@@ -1,0 +1,154 @@
+"""What the platform tells us: cars, bookings, battery readings and the raw inbound events."""
+
+from django.db import models
+from django.db.models import F, Q
+
+
+class Vehicle(models.Model):
+    """A car, identified by Laravel's id as a string (`78` and `"78"` are the same car).
+
+    Events for one car are serialized by locking this row (`select_for_update`).
+    """
+
+    external_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self) -> str:
+        return f"Vehicle {self.external_id}"
+
+
+class BookingStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Forward-only lifecycle: a status may move only to a later rank; completed and cancelled are final.
+STATUS_RANK = {
+    BookingStatus.SCHEDULED: 0,
+    BookingStatus.ACTIVE: 1,
+    BookingStatus.COMPLETED: 2,
+    BookingStatus.CANCELLED: 2,
+}
+
+
+class Booking(models.Model):
+    external_id = models.CharField(max_length=64, unique=True)
+    vehicle = models.ForeignKey(Vehicle, on_delete=models.PROTECT, related_name="bookings")
+    user_id = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=BookingStatus.choices, default=BookingStatus.SCHEDULED)
+    scheduled_start = models.DateTimeField()
+    scheduled_end = models.DateTimeField(null=True, blank=True)
+    actual_start = models.DateTimeField(null=True, blank=True)
+    actual_end = models.DateTimeField(null=True, blank=True)
+    battery_at_start = models.FloatField(null=True, blank=True)
+    battery_at_end = models.FloatField(null=True, blank=True)
+    mileage_at_start = models.FloatField(null=True, blank=True)
+    mileage_at_end = models.FloatField(null=True, blank=True)
+    charging_at_end = models.BooleanField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["scheduled_start"]
+        indexes = [models.Index(fields=["vehicle", "status", "scheduled_start"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(scheduled_end__isnull=True) | Q(scheduled_end__gt=F("scheduled_start")),
+                name="booking_scheduled_end_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(actual_end__isnull=True)
+                | Q(actual_start__isnull=True)
+                | Q(actual_end__gte=F("actual_start")),
+                name="booking_actual_end_not_before_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(battery_at_start__isnull=True) | Q(battery_at_start__gte=0, battery_at_start__lte=100),
+                name="booking_battery_at_start_0_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(battery_at_end__isnull=True) | Q(battery_at_end__gte=0, battery_at_end__lte=100),
+                name="booking_battery_at_end_0_100",
+            ),
+            models.CheckConstraint(condition=Q(status__in=BookingStatus.values), name="booking_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Booking {self.external_id} ({self.status})"
+
+    @property
+    def start(self):
+        """When the car is (or was) picked up: the actual time once known."""
+        return self.actual_start or self.scheduled_start
+
+    @property
+    def end(self):
+        """When the car is (or was) returned: the actual time once known."""
+        return self.actual_end or self.scheduled_end
+
+    def can_move_to(self, status: str) -> bool:
+        return STATUS_RANK[BookingStatus(status)] > STATUS_RANK[BookingStatus(self.status)]
+
+
+class ReadingSource(models.TextChoices):
+    BOOKING_CREATED = "booking_created", "booking.created"
+    BOOKING_STARTED = "booking_started", "booking.started"
+    BOOKING_ENDED = "booking_ended", "booking.ended"
+    PREDICT_REQUEST = "predict_request", "predict request"
+
+
+class BatteryReading(models.Model):
+    """Every battery level the platform told us, with its time and where it came from."""
+
+    vehicle = models.ForeignKey(Vehicle, on_delete=models.CASCADE, related_name="readings")
+    booking = models.ForeignKey(Booking, on_delete=models.SET_NULL, null=True, blank=True, related_name="readings")
+    level = models.FloatField()
+    recorded_at = models.DateTimeField()
+    source = models.CharField(max_length=32, choices=ReadingSource.choices)
+    charging = models.BooleanField(null=True, blank=True, help_text="Plugged in at this moment, when known.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+        indexes = [models.Index(fields=["vehicle", "-recorded_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(level__gte=0, level__lte=100), name="reading_level_0_100"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.level:.1f}% at {self.recorded_at:%Y-%m-%d %H:%M} ({self.source})"
+
+
+class EventType(models.TextChoices):
+    CREATED = "booking.created", "booking.created"
+    STARTED = "booking.started", "booking.started"
+    ENDED = "booking.ended", "booking.ended"
+    MODIFIED = "booking.modified", "booking.modified"
+    CANCELLED = "booking.cancelled", "booking.cancelled"
+
+
+class InboundEvent(models.Model):
+    """One webhook as received, with the response we gave: replays are answered from here."""
+
+    event_type = models.CharField(max_length=32, choices=EventType.choices)
+    booking_external_id = models.CharField(max_length=64, db_index=True)
+    vehicle = models.ForeignKey(Vehicle, on_delete=models.CASCADE, related_name="events")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    body = models.JSONField()
+    response = models.JSONField(null=True, blank=True)
+    applied = models.BooleanField(default=True, help_text="False when the event could not move the booking.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    duplicates = models.PositiveIntegerField(default=0, help_text="How many times it was delivered again.")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["event_type", "-received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.booking_external_id}"

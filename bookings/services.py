@@ -1,0 +1,420 @@
+"""Writes for what Laravel tells us: applying the five booking events idempotently, in order per car.
+
+Every event runs in one transaction holding the vehicle's row lock, so events for one car are
+serialized and a replay (same idempotency key) is answered from the stored response. Statuses
+only move forward (scheduled -> active -> completed, or scheduled -> cancelled); an event that
+cannot move its booking is recorded, changes nothing, and its response says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from batterypred.api.errors import DomainError
+from bookings.models import (
+    BatteryReading,
+    Booking,
+    BookingStatus,
+    EventType,
+    InboundEvent,
+    ReadingSource,
+    Vehicle,
+)
+from bookings.signals import booking_completed, schedule_changed, start_level_observed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EventResult:
+    """What applying one event did, for the response builder."""
+
+    event: InboundEvent
+    booking: Booking | None
+    applied: bool = True
+    notes: list[str] = field(default_factory=list)
+    start_learning: Any = None
+
+
+def vehicle_get_or_create(*, external_id: str) -> Vehicle:
+    try:
+        vehicle, _ = Vehicle.objects.get_or_create(external_id=external_id)
+    except IntegrityError:  # created concurrently by another request
+        vehicle = Vehicle.objects.get(external_id=external_id)
+    return vehicle
+
+
+def vehicle_lock(*, external_id: str) -> Vehicle:
+    """Return the car's row locked until the transaction ends (creating the car if new).
+
+    Call inside `transaction.atomic()`. Every write about one car goes through this lock, so
+    events for one car never interleave.
+    """
+    vehicle = vehicle_get_or_create(external_id=external_id)
+    return Vehicle.objects.select_for_update().get(pk=vehicle.pk)
+
+
+def idempotency_key_for(*, event_type: str, booking_id: str, body: Any, header_key: str | None) -> str:
+    """The header's key (webhook-id or Idempotency-Key) when sent, else a hash of the event itself."""
+    if header_key:
+        return f"{event_type}:hdr:{header_key.strip()[:150]}"
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(f"{event_type}|{booking_id}|{canonical}".encode()).hexdigest()
+    return f"{event_type}:body:{digest}"
+
+
+def reading_record(
+    *,
+    vehicle: Vehicle,
+    level: float,
+    at: datetime,
+    source: str,
+    booking: Booking | None = None,
+    charging: bool | None = None,
+) -> BatteryReading:
+    return BatteryReading.objects.create(
+        vehicle=vehicle, booking=booking, level=level, recorded_at=at, source=source, charging=charging
+    )
+
+
+def _booking_of_vehicle(*, vehicle: Vehicle, booking_id: str) -> Booking | None:
+    """The booking, refusing one that belongs to another car unless it is still only scheduled.
+
+    A scheduled booking may be moved to another car (Laravel swaps cars before pick-up); an
+    active or finished one may not, because its outcome belongs to the car that was driven.
+    """
+    booking = Booking.objects.filter(external_id=booking_id).first()
+    if booking is None or booking.vehicle_id == vehicle.pk:
+        return booking
+    if booking.status != BookingStatus.SCHEDULED:
+        raise DomainError(
+            f"booking {booking_id} is {booking.status} on vehicle {booking.vehicle.external_id}, "
+            f"not on vehicle {vehicle.external_id}.",
+            field="vehicle_id",
+            code="vehicle_mismatch",
+            status_code=409,
+        )
+    booking.vehicle = vehicle
+    return booking
+
+
+def bookings_upsert_future(*, vehicle: Vehicle, items: Iterable[dict], exclude: str | None = None) -> list[str]:
+    """Record the car's future bookings as Laravel lists them: create unknown ones, reschedule known ones.
+
+    Only scheduled bookings change; ones already started, finished or cancelled keep their
+    state (Laravel's list may lag behind). Returns notes about what was skipped.
+    """
+    items = [item for item in items if item["booking_id"] != exclude]
+    if not items:
+        return []
+    notes: list[str] = []
+    known = {b.external_id: b for b in Booking.objects.filter(external_id__in=[i["booking_id"] for i in items])}
+    cancelled_early = _cancelled_before_created([i["booking_id"] for i in items if i["booking_id"] not in known])
+    to_create, to_update = [], []
+    for item in items:
+        booking = known.get(item["booking_id"])
+        if booking is None:
+            status = BookingStatus.CANCELLED if item["booking_id"] in cancelled_early else BookingStatus.SCHEDULED
+            to_create.append(
+                Booking(
+                    external_id=item["booking_id"],
+                    vehicle=vehicle,
+                    user_id=item.get("user_id") or "",
+                    scheduled_start=item["starts_at"],
+                    scheduled_end=item["ends_at"],
+                    status=status,
+                )
+            )
+            continue
+        if booking.status != BookingStatus.SCHEDULED:
+            continue
+        if booking.vehicle_id != vehicle.pk:
+            notes.append(f"future booking {booking.external_id} moved from vehicle {booking.vehicle_id} to this car")
+        changed = (booking.scheduled_start, booking.scheduled_end, booking.vehicle_id) != (
+            item["starts_at"],
+            item["ends_at"],
+            vehicle.pk,
+        )
+        if changed or (item.get("user_id") and item["user_id"] != booking.user_id):
+            booking.vehicle = vehicle
+            booking.scheduled_start, booking.scheduled_end = item["starts_at"], item["ends_at"]
+            booking.user_id = item.get("user_id") or booking.user_id
+            booking.updated_at = timezone.now()
+            to_update.append(booking)
+    if to_create:
+        Booking.objects.bulk_create(to_create)
+    if to_update:
+        Booking.objects.bulk_update(to_update, ["vehicle", "scheduled_start", "scheduled_end", "user_id", "updated_at"])
+    return notes
+
+
+def _cancelled_before_created(booking_ids: list[str]) -> set[str]:
+    """Bookings whose cancellation arrived before we ever heard of them."""
+    if not booking_ids:
+        return set()
+    return set(
+        InboundEvent.objects.filter(event_type=EventType.CANCELLED, booking_external_id__in=booking_ids).values_list(
+            "booking_external_id", flat=True
+        )
+    )
+
+
+def _learn_start(*, booking: Booking, reading: BatteryReading) -> Any:
+    results = start_level_observed.send(sender=Booking, booking=booking, reading=reading)
+    return next((value for _, value in results if value is not None), None)
+
+
+# --- the five events ---------------------------------------------------------------------------
+
+
+def booking_create(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple[EventResult, datetime | None]:
+    result = EventResult(event=event, booking=None)
+    booking = _booking_of_vehicle(vehicle=vehicle, booking_id=data["booking_id"])
+    if booking is None:
+        cancelled = bool(_cancelled_before_created([data["booking_id"]]))
+        booking = Booking.objects.create(
+            external_id=data["booking_id"],
+            vehicle=vehicle,
+            user_id=data.get("user_id") or "",
+            scheduled_start=data["starts_at"],
+            scheduled_end=data["ends_at"],
+            status=BookingStatus.CANCELLED if cancelled else BookingStatus.SCHEDULED,
+            cancelled_at=timezone.now() if cancelled else None,
+        )
+        if cancelled:
+            result.applied = False
+            result.notes.append("booking was cancelled before it was created; recorded as cancelled")
+    elif booking.status == BookingStatus.SCHEDULED:
+        booking.scheduled_start, booking.scheduled_end = data["starts_at"], data["ends_at"]
+        booking.user_id = data.get("user_id") or booking.user_id
+        booking.save()
+        result.notes.append("booking already known; its schedule was updated")
+    else:
+        result.applied = False
+        result.notes.append(f"booking is already {booking.status}; booking.created ignored")
+    result.booking = booking
+    if data.get("current_battery_level") is not None:
+        reading_record(
+            vehicle=vehicle,
+            level=data["current_battery_level"],
+            at=data.get("current_timestamp") or timezone.now(),
+            source=ReadingSource.BOOKING_CREATED,
+        )
+    result.notes += bookings_upsert_future(
+        vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking.external_id
+    )
+    pivot = booking.scheduled_start if result.applied else None
+    return result, pivot
+
+
+def _start(*, booking: Booking, vehicle: Vehicle, level: float, at: datetime) -> Any:
+    """Move a scheduled booking to active at `at` with `level`, and learn from the pick-up level."""
+    booking.status = BookingStatus.ACTIVE
+    booking.actual_start, booking.battery_at_start = at, level
+    booking.save()
+    reading = reading_record(
+        vehicle=vehicle, level=level, at=at, source=ReadingSource.BOOKING_STARTED, booking=booking, charging=False
+    )
+    return _learn_start(booking=booking, reading=reading)
+
+
+def booking_start(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple[EventResult, datetime | None]:
+    result = EventResult(event=event, booking=None)
+    booking = _booking_of_vehicle(vehicle=vehicle, booking_id=data["booking_id"])
+    at, level = data["actual_started_at"], data["actual_battery_at_start"]
+    if booking is None:
+        booking = Booking.objects.create(
+            external_id=data["booking_id"],
+            vehicle=vehicle,
+            user_id=data.get("user_id") or "",
+            scheduled_start=at,
+            scheduled_end=data.get("ends_at"),
+        )
+        result.notes.append("booking was not known; created from booking.started")
+    if booking.status == BookingStatus.SCHEDULED:
+        if data.get("user_id"):
+            booking.user_id = data["user_id"]
+        result.start_learning = _start(booking=booking, vehicle=vehicle, level=level, at=at)
+    else:
+        result.applied = False
+        result.notes.append(f"booking is already {booking.status}; booking.started ignored")
+    result.booking = booking
+    result.notes += bookings_upsert_future(
+        vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking.external_id
+    )
+    return result, None
+
+
+def booking_end(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple[EventResult, datetime | None]:
+    result = EventResult(event=event, booking=None)
+    booking = _booking_of_vehicle(vehicle=vehicle, booking_id=data["booking_id"])
+    if booking is None:
+        booking = Booking.objects.create(
+            external_id=data["booking_id"],
+            vehicle=vehicle,
+            user_id=data.get("user_id") or "",
+            scheduled_start=data["starts_at"],
+            scheduled_end=data["ends_at"],
+        )
+        result.notes.append("booking was not known; created from booking.ended")
+    result.booking = booking
+    if booking.status in (BookingStatus.COMPLETED, BookingStatus.CANCELLED):
+        result.applied = False
+        result.notes.append(f"booking is already {booking.status}; booking.ended ignored")
+    else:
+        if booking.status == BookingStatus.SCHEDULED:
+            result.notes.append("booking.started was never received; start taken from booking.ended")
+            result.start_learning = _start(
+                booking=booking, vehicle=vehicle, level=data["battery_at_start"], at=data["starts_at"]
+            )
+        if data.get("user_id"):
+            booking.user_id = data["user_id"]
+        booking.status = BookingStatus.COMPLETED
+        booking.actual_end = max(data["ends_at"], booking.actual_start)
+        booking.battery_at_end = data["battery_at_end"]
+        booking.mileage_at_start = data.get("mileage_at_start")
+        booking.mileage_at_end = data.get("mileage_at_end")
+        booking.charging_at_end = bool(data.get("charging_at_end"))
+        booking.save()
+        reading_record(
+            vehicle=vehicle,
+            level=data["battery_at_end"],
+            at=booking.actual_end,
+            source=ReadingSource.BOOKING_ENDED,
+            booking=booking,
+            charging=booking.charging_at_end,
+        )
+        booking_completed.send(sender=Booking, booking=booking, battery_at_start=data["battery_at_start"])
+    result.notes += bookings_upsert_future(
+        vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking.external_id
+    )
+    return result, None
+
+
+def booking_modify(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple[EventResult, datetime | None]:
+    result = EventResult(event=event, booking=None)
+    booking = _booking_of_vehicle(vehicle=vehicle, booking_id=data["booking_id"])
+    new_start, new_end = data["new_starts_at"], data["new_ends_at"]
+    pivot: datetime | None = None
+    if booking is None:
+        booking = Booking.objects.create(
+            external_id=data["booking_id"],
+            vehicle=vehicle,
+            user_id=data.get("user_id") or "",
+            scheduled_start=new_start,
+            scheduled_end=new_end,
+        )
+        result.notes.append("booking was not known; created from booking.modified")
+        pivot = new_start
+    elif booking.status == BookingStatus.SCHEDULED:
+        pivot = min(booking.scheduled_start, new_start)
+        booking.scheduled_start, booking.scheduled_end = new_start, new_end
+        booking.user_id = data.get("user_id") or booking.user_id
+        booking.save()
+    elif booking.status == BookingStatus.ACTIVE:
+        if new_end <= booking.actual_start:
+            raise DomainError("new_ends_at must be after the booking's actual start.", field="new_ends_at")
+        booking.scheduled_end = new_end
+        booking.save()
+        result.notes.append("booking is active; only its end was changed")
+    else:
+        result.applied = False
+        result.notes.append(f"booking is already {booking.status}; booking.modified ignored")
+    result.booking = booking
+    result.notes += bookings_upsert_future(
+        vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking.external_id
+    )
+    return result, pivot
+
+
+def booking_cancel(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple[EventResult, datetime | None]:
+    result = EventResult(event=event, booking=None)
+    booking = _booking_of_vehicle(vehicle=vehicle, booking_id=data["booking_id"])
+    pivot: datetime | None = None
+    if booking is None:
+        result.applied = False
+        result.notes.append("booking was not known; a later booking.created will record it as cancelled")
+    elif booking.status == BookingStatus.SCHEDULED:
+        booking.status, booking.cancelled_at = BookingStatus.CANCELLED, timezone.now()
+        booking.save()
+        from predictions.services import predictions_cancel  # predictions depends on this module
+
+        predictions_cancel(booking_id=booking.external_id)
+        pivot = booking.scheduled_start
+    else:
+        result.applied = False
+        result.notes.append(f"booking is already {booking.status}; booking.cancelled ignored")
+    result.booking = booking
+    result.notes += bookings_upsert_future(
+        vehicle=vehicle, items=data.get("future_bookings", []), exclude=data["booking_id"]
+    )
+    return result, pivot
+
+
+Handler = Callable[..., tuple[EventResult, datetime | None]]
+HANDLERS: dict[str, Handler] = {
+    EventType.CREATED: booking_create,
+    EventType.STARTED: booking_start,
+    EventType.ENDED: booking_end,
+    EventType.MODIFIED: booking_modify,
+    EventType.CANCELLED: booking_cancel,
+}
+
+
+@dataclass
+class Ingested:
+    event: InboundEvent
+    replayed: bool
+
+
+def event_ingest(
+    *, event_type: str, data: dict, body: Any, header_key: str | None, respond: Callable[[EventResult], dict]
+) -> Ingested:
+    """Apply one booking event exactly once and store the response that answers its replays.
+
+    `data` is the validated body; `body` the raw JSON (stored, and hashed for the key when no
+    header key is sent). `respond` builds the response inside the transaction, after the
+    cascade, so a replay returns byte-for-byte what the first delivery got.
+    """
+    key = idempotency_key_for(event_type=event_type, booking_id=data["booking_id"], body=body, header_key=header_key)
+    with transaction.atomic():
+        vehicle = vehicle_lock(external_id=data["vehicle_id"])
+        existing = InboundEvent.objects.filter(idempotency_key=key).first()
+        if existing is not None:
+            InboundEvent.objects.filter(pk=existing.pk).update(duplicates=existing.duplicates + 1)
+            logger.info("replayed %s for booking %s (key %s)", event_type, data["booking_id"], key)
+            return Ingested(event=existing, replayed=True)
+        event = InboundEvent.objects.create(
+            event_type=event_type,
+            booking_external_id=data["booking_id"],
+            vehicle=vehicle,
+            idempotency_key=key,
+            body=body,
+        )
+        result, pivot = HANDLERS[event_type](vehicle=vehicle, event=event, data=data)
+        schedule_changed.send(sender=Vehicle, vehicle=vehicle, pivot=pivot, event=event)
+        event.applied = result.applied
+        event.response = respond(result)
+        event.save(update_fields=["applied", "response"])
+    logger.info(
+        "applied %s for booking %s on vehicle %s: %s",
+        event_type,
+        data["booking_id"],
+        data["vehicle_id"],
+        "; ".join(result.notes) or "ok",
+    )
+    return Ingested(event=event, replayed=False)
+
+
+def default_duration() -> timedelta:
+    """Assumed length of a booking whose end Laravel has not told us."""
+    return timedelta(hours=2)

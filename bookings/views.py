@@ -1,0 +1,102 @@
+"""The five booking webhooks: validate, apply once through the service, answer with the seed's body."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bookings import serializers as s
+from bookings.models import EventType
+from bookings.responses import respond
+from bookings.services import event_ingest
+
+IDEMPOTENCY_HEADERS = [
+    OpenApiParameter(
+        "webhook-id",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="Standard Webhooks message id; a replay with the same id is applied once.",
+    ),
+    OpenApiParameter(
+        "Idempotency-Key",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="Alternative idempotency key. Without either, the event type, booking and body identify a replay.",
+    ),
+]
+
+
+class BookingEventView(APIView):
+    event_type: str
+    request_serializer: type[serializers.Serializer]
+
+    def post(self, request: Request) -> Response:
+        serializer = self.request_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        header_key = request.headers.get("webhook-id") or request.headers.get("Idempotency-Key")
+        ingested = event_ingest(
+            event_type=self.event_type,
+            data=serializer.validated_data,
+            body=request.data,
+            header_key=header_key,
+            respond=respond,
+        )
+        headers = {"Idempotent-Replayed": "true"} if ingested.replayed else {}
+        return Response(ingested.event.response, headers=headers)
+
+
+def _event_view(name: str, event_type: str, request_cls, response_cls, summary: str):
+    def post(self, request: Request) -> Response:
+        return BookingEventView.post(self, request)
+
+    documented = extend_schema(
+        request=request_cls,
+        responses={200: response_cls},
+        parameters=IDEMPOTENCY_HEADERS,
+        summary=summary,
+        tags=["events"],
+        operation_id=event_type.replace(".", "_"),
+    )(post)
+    return type(
+        name, (BookingEventView,), {"event_type": event_type, "request_serializer": request_cls, "post": documented}
+    )
+
+
+BookingCreatedView = _event_view(
+    "BookingCreatedView",
+    EventType.CREATED,
+    s.BookingCreatedSerializer,
+    s.BookingCreatedResponseSerializer,
+    "A booking was created: predict it and re-predict the car's later bookings.",
+)
+BookingStartedView = _event_view(
+    "BookingStartedView",
+    EventType.STARTED,
+    s.BookingStartedSerializer,
+    s.BookingStartedResponseSerializer,
+    "The renter picked the car up: score the prediction, learn, cascade.",
+)
+BookingEndedView = _event_view(
+    "BookingEndedView",
+    EventType.ENDED,
+    s.BookingEndedSerializer,
+    s.BookingEndedResponseSerializer,
+    "The car was returned: record the outcome, update patterns, cascade.",
+)
+BookingModifiedView = _event_view(
+    "BookingModifiedView",
+    EventType.MODIFIED,
+    s.BookingModifiedSerializer,
+    s.BookingModifiedResponseSerializer,
+    "A booking's times changed: re-predict it and the later bookings.",
+)
+BookingCancelledView = _event_view(
+    "BookingCancelledView",
+    EventType.CANCELLED,
+    s.BookingCancelledSerializer,
+    s.BookingCancelledResponseSerializer,
+    "A booking was cancelled: re-predict the later bookings.",
+)

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class LearningConfig(AppConfig):
+    name = "learning"
+    verbose_name = "Learning (outcomes, patterns, accuracy)"
+
+    def ready(self) -> None:
+        from learning import signals  # noqa: F401  (connects the receivers)

@@ -1,0 +1,193 @@
+"""Outcomes, learned per-car and per-renter patterns, and accuracy metrics."""
+
+import math
+
+from django.db import models
+from django.db.models import Q
+
+from bookings.models import Booking, Vehicle
+
+
+class BookingOutcome(models.Model):
+    """The complete record of one finished booking: what the model and patterns learn from."""
+
+    booking = models.OneToOneField(Booking, on_delete=models.CASCADE, related_name="outcome")
+    vehicle = models.ForeignKey(Vehicle, on_delete=models.CASCADE, related_name="outcomes")
+    user_id = models.CharField(max_length=64, blank=True, default="")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    duration_hours = models.FloatField()
+    battery_at_start = models.FloatField()
+    battery_at_end = models.FloatField()
+    battery_drain = models.FloatField(help_text="start - end; negative when topped up on the road.")
+    charging_at_end = models.BooleanField(default=False)
+    distance_km = models.FloatField(null=True, blank=True)
+    drain_rate_per_hour = models.FloatField(null=True, blank=True)
+    drain_rate_per_km = models.FloatField(null=True, blank=True)
+    used_for_training = models.BooleanField(default=False)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-ends_at"]
+        indexes = [models.Index(fields=["vehicle", "-ends_at"]), models.Index(fields=["user_id"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(duration_hours__gte=0), name="outcome_duration_non_negative"),
+            models.CheckConstraint(
+                condition=Q(battery_at_start__gte=0, battery_at_start__lte=100)
+                & Q(battery_at_end__gte=0, battery_at_end__lte=100),
+                name="outcome_battery_0_100",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Outcome of {self.booking_id}"
+
+
+class ConfidenceLevel(models.TextChoices):
+    LOW = "low", "low (< 5 bookings)"
+    MEDIUM = "medium", "medium (5-20 bookings)"
+    HIGH = "high", "high (20+ bookings)"
+
+
+def confidence_for(total_bookings: int) -> str:
+    """The seed's rule: fewer than 5 bookings is low, 5 to 19 medium, 20 and more high."""
+    if total_bookings < 5:
+        return ConfidenceLevel.LOW
+    if total_bookings < 20:
+        return ConfidenceLevel.MEDIUM
+    return ConfidenceLevel.HIGH
+
+
+class VehiclePattern(models.Model):
+    """Per-car rates learned online by EMA (alpha 0.3), with their spread and observation counts.
+
+    Rates are in battery points (percent of capacity). `None` means never observed: the
+    predictor then borrows the fleet average. Spreads are kept as EW variances.
+    """
+
+    vehicle = models.OneToOneField(Vehicle, on_delete=models.CASCADE, related_name="pattern")
+    avg_drain_rate_per_hour = models.FloatField(null=True, blank=True, help_text="While driven, % per hour.")
+    var_drain_rate_per_hour = models.FloatField(default=0.0)
+    drive_observations = models.PositiveIntegerField(default=0)
+    avg_drain_rate_per_km = models.FloatField(null=True, blank=True)
+    var_drain_rate_per_km = models.FloatField(default=0.0)
+    km_observations = models.PositiveIntegerField(default=0)
+    avg_idle_drain_per_hour = models.FloatField(null=True, blank=True, help_text="Parked, unplugged, % per hour.")
+    var_idle_drain_per_hour = models.FloatField(default=0.0)
+    idle_observations = models.PositiveIntegerField(default=0)
+    avg_charging_rate_per_hour = models.FloatField(null=True, blank=True, help_text="Parked, plugged in, % per hour.")
+    var_charging_rate_per_hour = models.FloatField(default=0.0)
+    charge_observations = models.PositiveIntegerField(default=0)
+    unreported_charges = models.PositiveIntegerField(
+        default=0, help_text="Gaps where the car gained charge without being left plugged in (staff, top-ups)."
+    )
+    charging_frequency = models.FloatField(default=0.0, help_text="total_charges / total_bookings")
+    total_charges = models.PositiveIntegerField(default=0)
+    total_bookings = models.PositiveIntegerField(default=0)
+    error_corrections = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(charging_frequency__gte=0, charging_frequency__lte=1), name="vehicle_charging_freq_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Pattern of {self.vehicle}"
+
+    @property
+    def std_drain_rate_per_hour(self) -> float:
+        return math.sqrt(self.var_drain_rate_per_hour)
+
+    @property
+    def std_idle_drain_per_hour(self) -> float:
+        return math.sqrt(self.var_idle_drain_per_hour)
+
+    @property
+    def std_charging_rate_per_hour(self) -> float:
+        return math.sqrt(self.var_charging_rate_per_hour)
+
+    @property
+    def pattern_confidence(self) -> str:
+        return confidence_for(self.total_bookings)
+
+
+class UserPattern(models.Model):
+    """Per-renter habits learned by EMA: level left on return, plugging in, trip length, drain."""
+
+    user_id = models.CharField(max_length=64, unique=True)
+    avg_return_battery = models.FloatField(null=True, blank=True)
+    charging_frequency = models.FloatField(default=0.0, help_text="Share of bookings ended plugged in.")
+    total_charges = models.PositiveIntegerField(default=0)
+    avg_duration_hours = models.FloatField(null=True, blank=True)
+    avg_drain_rate_per_hour = models.FloatField(null=True, blank=True)
+    var_drain_rate_per_hour = models.FloatField(default=0.0)
+    drive_observations = models.PositiveIntegerField(default=0)
+    total_bookings = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(charging_frequency__gte=0, charging_frequency__lte=1), name="user_charging_freq_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Renter {self.user_id}"
+
+
+class AccuracyMetric(models.Model):
+    """Daily running sums of prediction errors per model version and method, scored at pick-up.
+
+    Sums rather than averages, so every new error is one `F()` update and figures can be
+    re-aggregated over any period.
+    """
+
+    date = models.DateField()
+    model_version = models.CharField(max_length=64)
+    prediction_method = models.CharField(max_length=32)
+    count = models.PositiveIntegerField(default=0)
+    sum_abs_error = models.FloatField(default=0.0)
+    sum_sq_error = models.FloatField(default=0.0)
+    sum_error = models.FloatField(default=0.0)
+    within_5 = models.PositiveIntegerField(default=0)
+    within_10 = models.PositiveIntegerField(default=0)
+    within_15 = models.PositiveIntegerField(default=0)
+    inside_interval = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-date", "model_version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["date", "model_version", "prediction_method"], name="one_accuracy_row_per_day_model_method"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.model_version} {self.prediction_method}"
+
+    def _share(self, value: int) -> float | None:
+        return value / self.count if self.count else None
+
+    @property
+    def mae(self) -> float | None:
+        return self.sum_abs_error / self.count if self.count else None
+
+    @property
+    def rmse(self) -> float | None:
+        return math.sqrt(self.sum_sq_error / self.count) if self.count else None
+
+    @property
+    def bias(self) -> float | None:
+        return self.sum_error / self.count if self.count else None
+
+    @property
+    def share_within_10(self) -> float | None:
+        return self._share(self.within_10)
+
+    @property
+    def coverage(self) -> float | None:
+        return self._share(self.inside_interval)

@@ -1,0 +1,243 @@
+"""Writes of learning: outcomes, per-car and per-renter EMA patterns, scoring and accuracy.
+
+All of these run inside a booking event's transaction while the vehicle row is locked, so a
+car's pattern is read-modified-written without lost updates; a renter's pattern is locked too
+(renters move between cars). Each outcome and each pick-up level is learned from once: the
+outcome row is unique per booking and the pick-up level is learned only when the booking first
+becomes active.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError
+from django.db.models import F
+
+from bookings.models import BatteryReading, Booking, ReadingSource, Vehicle
+from learning.ema import charging_rate_from_gap, ema_update
+from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
+from predictions.models import Prediction, PredictionStatus
+
+logger = logging.getLogger(__name__)
+
+ERROR_CORRECTION_THRESHOLD = 5.0  # points: the seed's rule
+ERROR_CORRECTION_SHARE = 0.2  # adjust the rate by 20 % of the error
+SPREAD_WIDENING = 1.1  # widen the spread by 10 % (the variance by 1.21)
+UNREPORTED_CHARGE_POINTS = 3.0  # a parked, unplugged car that gained this much was charged by someone
+MIN_GAP_HOURS = 0.25
+MIN_TRIP_HOURS = 0.1
+MIN_TRIP_KM = 0.5
+
+
+@dataclass(frozen=True)
+class StartLearning:
+    prediction_error: float | None
+    patterns_updated: bool
+
+
+def vehicle_pattern_for_update(*, vehicle: Vehicle) -> VehiclePattern:
+    """The car's pattern row, created on first use. Call while holding the vehicle lock."""
+    pattern, _ = VehiclePattern.objects.get_or_create(vehicle=vehicle)
+    return pattern
+
+
+def user_pattern_for_update(*, user_id: str) -> UserPattern:
+    """The renter's pattern row, locked until the transaction ends."""
+    with contextlib.suppress(IntegrityError):  # created concurrently for another car's event
+        UserPattern.objects.get_or_create(user_id=user_id)
+    return UserPattern.objects.select_for_update().get(user_id=user_id)
+
+
+def predictions_score(*, booking: Booking, actual: float, at_day) -> float | None:
+    """Fill the actual level into every prediction of the booking; return the current one's error.
+
+    The current prediction (the latest before pick-up) is what Laravel showed, so it is the one
+    counted in the daily accuracy metrics.
+    """
+    current = Prediction.objects.filter(booking_external_id=booking.external_id, is_current=True).first()
+    Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True).update(
+        actual_battery=actual,
+        prediction_error=actual - F("predicted_battery"),
+        status=PredictionStatus.COMPLETED,
+    )
+    if current is None:
+        return None
+    error = actual - current.predicted_battery
+    accuracy_record(prediction=current, actual=actual, day=at_day)
+    return error
+
+
+def accuracy_record(*, prediction: Prediction, actual: float, day) -> None:
+    error = actual - prediction.predicted_battery
+    size = abs(error)
+    try:
+        metric, _ = AccuracyMetric.objects.get_or_create(
+            date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
+        )
+    except IntegrityError:
+        metric = AccuracyMetric.objects.get(
+            date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
+        )
+    AccuracyMetric.objects.filter(pk=metric.pk).update(
+        count=F("count") + 1,
+        sum_abs_error=F("sum_abs_error") + size,
+        sum_sq_error=F("sum_sq_error") + error * error,
+        sum_error=F("sum_error") + error,
+        within_5=F("within_5") + int(size <= 5),
+        within_10=F("within_10") + int(size <= 10),
+        within_15=F("within_15") + int(size <= 15),
+        inside_interval=F("inside_interval")
+        + int(prediction.confidence_lower <= actual <= prediction.confidence_upper),
+    )
+
+
+def _learn_gap(pattern: VehiclePattern, *, start: float, end: float, hours: float, charging: bool | None) -> str | None:
+    """Learn the idle drain or the charging rate from a parked gap; return which rate was updated."""
+    if charging:
+        rate = charging_rate_from_gap(start, end, hours)
+        if rate is None:
+            return None
+        pattern.avg_charging_rate_per_hour, pattern.var_charging_rate_per_hour = ema_update(
+            pattern.avg_charging_rate_per_hour, pattern.var_charging_rate_per_hour, rate
+        )
+        pattern.charge_observations += 1
+        return "charge"
+    if end - start > UNREPORTED_CHARGE_POINTS:
+        pattern.unreported_charges += 1
+        return None
+    pattern.avg_idle_drain_per_hour, pattern.var_idle_drain_per_hour = ema_update(
+        pattern.avg_idle_drain_per_hour, pattern.var_idle_drain_per_hour, (start - end) / hours
+    )
+    pattern.idle_observations += 1
+    return "idle"
+
+
+def _trip_between(*, vehicle: Vehicle, after, before, exclude: Booking) -> bool:
+    return (
+        Booking.objects.filter(vehicle=vehicle, actual_start__gt=after, actual_start__lt=before)
+        .exclude(pk=exclude.pk)
+        .exists()
+    )
+
+
+def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading) -> StartLearning:
+    """Score the booking's predictions and learn from the parked gap that ended at pick-up.
+
+    A clean gap (the previous reading is the previous return, no trip between) updates the idle
+    drain or, if the car was left plugged in, the charging rate by EMA. The seed's error
+    correction (error over 5 points: move the rate by 20 % of the error, widen its spread by
+    10 %) then applies; when the gap was clean the EMA has already moved the rate by 30 % of the
+    same evidence, so only the spread is widened, never the rate corrected twice.
+    """
+    vehicle = booking.vehicle
+    error = predictions_score(booking=booking, actual=reading.level, at_day=reading.recorded_at.date())
+    pattern = vehicle_pattern_for_update(vehicle=vehicle)
+    previous = (
+        BatteryReading.objects.filter(vehicle=vehicle, recorded_at__lt=reading.recorded_at)
+        .order_by("-recorded_at", "-id")
+        .first()
+    )
+    learned: str | None = None
+    hours = None
+    if previous is not None:
+        hours = (reading.recorded_at - previous.recorded_at).total_seconds() / 3600.0
+        clean = (
+            previous.source == ReadingSource.BOOKING_ENDED
+            and hours >= MIN_GAP_HOURS
+            and not _trip_between(
+                vehicle=vehicle, after=previous.recorded_at, before=reading.recorded_at, exclude=booking
+            )
+        )
+        if clean:
+            learned = _learn_gap(
+                pattern, start=previous.level, end=reading.level, hours=hours, charging=previous.charging
+            )
+    corrected = False
+    if error is not None and abs(error) > ERROR_CORRECTION_THRESHOLD:
+        corrected = True
+        pattern.error_corrections += 1
+        if learned == "charge":
+            pattern.var_charging_rate_per_hour *= SPREAD_WIDENING**2
+        else:
+            if learned is None and hours and hours >= MIN_GAP_HOURS:
+                # Predicted too high (negative error) means the car drains faster than we thought.
+                current = pattern.avg_idle_drain_per_hour
+                base = current if current is not None else 0.0
+                pattern.avg_idle_drain_per_hour = max(0.0, base - ERROR_CORRECTION_SHARE * error / hours)
+            pattern.var_idle_drain_per_hour = max(pattern.var_idle_drain_per_hour, 0.01) * SPREAD_WIDENING**2
+    if learned or corrected or pattern._state.adding:
+        pattern.save()
+    logger.info(
+        "pick-up of %s: error %s, gap learned %s, corrected %s",
+        booking.external_id,
+        None if error is None else round(error, 2),
+        learned,
+        corrected,
+    )
+    return StartLearning(
+        prediction_error=None if error is None else round(error, 2), patterns_updated=bool(learned or corrected)
+    )
+
+
+def outcome_record(*, booking: Booking, battery_at_start: float) -> BookingOutcome:
+    """Record the finished booking once (unique per booking); its post_save teaches the patterns."""
+    hours = (booking.actual_end - booking.actual_start).total_seconds() / 3600.0
+    drain = battery_at_start - booking.battery_at_end
+    distance = None
+    if booking.mileage_at_start is not None and booking.mileage_at_end is not None:
+        distance = booking.mileage_at_end - booking.mileage_at_start
+    driven = drain >= 0 and hours >= MIN_TRIP_HOURS
+    outcome, _ = BookingOutcome.objects.get_or_create(
+        booking=booking,
+        defaults={
+            "vehicle": booking.vehicle,
+            "user_id": booking.user_id,
+            "starts_at": booking.actual_start,
+            "ends_at": booking.actual_end,
+            "duration_hours": hours,
+            "battery_at_start": battery_at_start,
+            "battery_at_end": booking.battery_at_end,
+            "battery_drain": drain,
+            "charging_at_end": bool(booking.charging_at_end),
+            "distance_km": distance,
+            "drain_rate_per_hour": drain / hours if driven else None,
+            "drain_rate_per_km": drain / distance if driven and distance and distance >= MIN_TRIP_KM else None,
+        },
+    )
+    return outcome
+
+
+def patterns_learn_from_outcome(*, outcome: BookingOutcome) -> None:
+    """Update the car's and the renter's patterns from one new outcome (EMA, alpha 0.3)."""
+    pattern = vehicle_pattern_for_update(vehicle=outcome.vehicle)
+    pattern.total_bookings += 1
+    pattern.total_charges += int(outcome.charging_at_end)
+    pattern.charging_frequency = pattern.total_charges / pattern.total_bookings
+    if outcome.drain_rate_per_hour is not None:
+        pattern.avg_drain_rate_per_hour, pattern.var_drain_rate_per_hour = ema_update(
+            pattern.avg_drain_rate_per_hour, pattern.var_drain_rate_per_hour, outcome.drain_rate_per_hour
+        )
+        pattern.drive_observations += 1
+    if outcome.drain_rate_per_km is not None:
+        pattern.avg_drain_rate_per_km, pattern.var_drain_rate_per_km = ema_update(
+            pattern.avg_drain_rate_per_km, pattern.var_drain_rate_per_km, outcome.drain_rate_per_km
+        )
+        pattern.km_observations += 1
+    pattern.save()
+    if not outcome.user_id:
+        return
+    user = user_pattern_for_update(user_id=outcome.user_id)
+    user.total_bookings += 1
+    user.total_charges += int(outcome.charging_at_end)
+    user.charging_frequency = user.total_charges / user.total_bookings
+    user.avg_return_battery, _ = ema_update(user.avg_return_battery, 0.0, outcome.battery_at_end)
+    user.avg_duration_hours, _ = ema_update(user.avg_duration_hours, 0.0, outcome.duration_hours)
+    if outcome.drain_rate_per_hour is not None:
+        user.avg_drain_rate_per_hour, user.var_drain_rate_per_hour = ema_update(
+            user.avg_drain_rate_per_hour, user.var_drain_rate_per_hour, outcome.drain_rate_per_hour
+        )
+        user.drive_observations += 1
+    user.save()

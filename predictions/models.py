@@ -1,0 +1,71 @@
+"""Every prediction ever issued, kept; a booking's current one is flagged `is_current`."""
+
+from django.db import models
+from django.db.models import F, Q
+
+from bookings.models import Booking, InboundEvent, Vehicle
+
+
+class PredictionMethod(models.TextChoices):
+    HISTORICAL = "historical", "historical"
+    REAL_TIME = "real_time", "real_time"
+    REAL_TIME_CASCADE = "real_time_cascade", "real_time_cascade"
+
+
+class PredictionStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    COMPLETED = "completed", "completed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class Prediction(models.Model):
+    prediction_id = models.CharField(max_length=120, unique=True)
+    booking_external_id = models.CharField(
+        max_length=64, blank=True, default="", help_text="Laravel's booking id, also for bookings not yet created."
+    )
+    booking = models.ForeignKey(Booking, on_delete=models.CASCADE, null=True, blank=True, related_name="predictions")
+    vehicle = models.ForeignKey(Vehicle, on_delete=models.CASCADE, related_name="predictions")
+    user_id = models.CharField(max_length=64, blank=True, default="")
+    predicted_at = models.DateTimeField(help_text="When the prediction was made.")
+    booking_start_time = models.DateTimeField(help_text="The moment the prediction is for.")
+    predicted_battery = models.FloatField()
+    confidence_lower = models.FloatField()
+    confidence_upper = models.FloatField()
+    confidence_level = models.FloatField(default=0.95)
+    prediction_method = models.CharField(max_length=32, choices=PredictionMethod.choices)
+    model_version = models.CharField(max_length=64)
+    cascade_steps = models.JSONField(default=list, blank=True)
+    trigger = models.CharField(max_length=32, help_text="predict, batch or the event type that caused it.")
+    trigger_event = models.ForeignKey(
+        InboundEvent, on_delete=models.SET_NULL, null=True, blank=True, related_name="predictions"
+    )
+    is_current = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.PENDING)
+    actual_battery = models.FloatField(null=True, blank=True)
+    prediction_error = models.FloatField(null=True, blank=True, help_text="actual - predicted")
+
+    class Meta:
+        ordering = ["-predicted_at", "-id"]
+        indexes = [
+            models.Index(fields=["booking_external_id", "-predicted_at"]),
+            models.Index(fields=["booking", "-predicted_at"]),
+            models.Index(fields=["vehicle", "-predicted_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["booking_external_id"],
+                condition=Q(is_current=True) & ~Q(booking_external_id=""),
+                name="one_current_prediction_per_booking",
+            ),
+            models.CheckConstraint(
+                condition=Q(predicted_battery__gte=0, predicted_battery__lte=100), name="prediction_0_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(confidence_lower__lte=F("predicted_battery"))
+                & Q(confidence_upper__gte=F("predicted_battery")),
+                name="prediction_inside_interval",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.prediction_id

@@ -1,0 +1,47 @@
+"""Reads of predictions: a booking's current one, the ones an event produced, a car's state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bookings.models import BatteryReading, InboundEvent, Vehicle
+from predictions.models import Prediction
+
+
+def prediction_current(*, booking_id: str) -> Prediction | None:
+    """The booking's current prediction (one indexed query)."""
+    return Prediction.objects.filter(booking_external_id=booking_id, is_current=True).first()
+
+
+def predictions_for_event(*, event: InboundEvent) -> list[Prediction]:
+    return list(Prediction.objects.filter(trigger_event=event).order_by("booking_start_time", "id"))
+
+
+def reading_latest(*, vehicle: Vehicle, at_or_before: datetime | None = None) -> BatteryReading | None:
+    """The car's last known level (optionally the last one known at a given moment)."""
+    readings = BatteryReading.objects.filter(vehicle=vehicle)
+    if at_or_before is not None:
+        readings = readings.filter(recorded_at__lte=at_or_before)
+    return readings.order_by("-recorded_at", "-id").first()
+
+
+def prediction_body(p: Prediction, *, vehicle_external_id: str | None = None) -> dict:
+    """The seed's predict response for a stored prediction (plus its id, version and target time)."""
+    from batterypred.api.fields import iso
+
+    return {
+        "booking_id": p.booking_external_id or None,
+        "vehicle_id": vehicle_external_id or p.vehicle.external_id,
+        "predicted_battery_percentage": p.predicted_battery,
+        "confidence_interval": {
+            "lower": p.confidence_lower,
+            "upper": p.confidence_upper,
+            "confidence_level": p.confidence_level,
+        },
+        "prediction_method": p.prediction_method,
+        "cascade_steps": p.cascade_steps,
+        "timestamp": iso(p.predicted_at),
+        "prediction_id": p.prediction_id,
+        "model_version": p.model_version,
+        "booking_start_time": iso(p.booking_start_time),
+    }

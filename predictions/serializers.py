@@ -1,0 +1,148 @@
+"""Bodies of the predict endpoints (the seed's historical and real-time modes) and the read views."""
+
+from rest_framework import serializers
+
+from batterypred.api.fields import AwareDateTimeField, BatteryField, ExternalIdField
+from bookings.serializers import AffectedBookingSerializer, ConfidenceIntervalSerializer
+
+MAX_INTERMEDIATE_BOOKINGS = 200
+MAX_BATCH = 500
+
+
+class IntermediateBookingSerializer(serializers.Serializer):
+    starts_at = AwareDateTimeField()
+    ends_at = AwareDateTimeField()
+    user_id = ExternalIdField(required=False, allow_null=True)
+    booking_id = ExternalIdField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if attrs["ends_at"] <= attrs["starts_at"]:
+            raise serializers.ValidationError({"ends_at": ["Must be after starts_at."]})
+        return attrs
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    vehicle_id = ExternalIdField()
+    user_id = ExternalIdField(required=False, allow_null=True)
+    booking_start_time = AwareDateTimeField()
+    booking_id = ExternalIdField(required=False, allow_null=True)
+    current_battery_level = BatteryField(
+        required=False, allow_null=True, help_text="Real-time mode: the level now. Omit for historical mode."
+    )
+    current_timestamp = AwareDateTimeField(required=False, allow_null=True)
+    intermediate_bookings = IntermediateBookingSerializer(
+        many=True, required=False, max_length=MAX_INTERMEDIATE_BOOKINGS
+    )
+
+    def validate(self, attrs):
+        level, now = attrs.get("current_battery_level"), attrs.get("current_timestamp")
+        if now is not None and level is None:
+            raise serializers.ValidationError(
+                {"current_battery_level": ["Required when current_timestamp is given (real-time mode)."]}
+            )
+        if attrs.get("intermediate_bookings") and level is None:
+            raise serializers.ValidationError(
+                {"current_battery_level": ["Required with intermediate_bookings (real-time mode)."]}
+            )
+        if now is not None and now > attrs["booking_start_time"]:
+            raise serializers.ValidationError({"booking_start_time": ["Must not be before current_timestamp."]})
+        for index, item in enumerate(attrs.get("intermediate_bookings") or []):
+            if item["ends_at"] > attrs["booking_start_time"]:
+                raise serializers.ValidationError(
+                    {"intermediate_bookings": {index: {"ends_at": ["Must not be after booking_start_time."]}}}
+                )
+        return attrs
+
+
+class PredictBatchRequestSerializer(serializers.Serializer):
+    bookings = PredictRequestSerializer(many=True, min_length=1, max_length=MAX_BATCH)
+
+
+class CascadeStepSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["idle", "booking"])
+    duration_hours = serializers.FloatField()
+    battery_change = serializers.FloatField()
+    battery_after = serializers.FloatField()
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField()
+    charging_probability = serializers.FloatField(required=False, help_text="idle steps: chance it was plugged in")
+    booking_id = serializers.CharField(required=False)
+
+
+class PredictResponseSerializer(serializers.Serializer):
+    booking_id = serializers.CharField(allow_null=True)
+    vehicle_id = serializers.CharField()
+    predicted_battery_percentage = serializers.FloatField()
+    confidence_interval = ConfidenceIntervalSerializer()
+    prediction_method = serializers.ChoiceField(choices=["historical", "real_time", "real_time_cascade"])
+    cascade_steps = CascadeStepSerializer(many=True)
+    timestamp = serializers.DateTimeField()
+    prediction_id = serializers.CharField()
+    model_version = serializers.CharField()
+    booking_start_time = serializers.DateTimeField()
+
+
+class PredictBatchResponseSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    predictions = PredictResponseSerializer(many=True)
+
+
+class StoredPredictionSerializer(PredictResponseSerializer):
+    predicted_at = serializers.DateTimeField()
+    trigger = serializers.CharField()
+    status = serializers.CharField()
+    actual_battery = serializers.FloatField(allow_null=True)
+    prediction_error = serializers.FloatField(allow_null=True)
+
+
+class TimelineBookingSerializer(serializers.Serializer):
+    booking_id = serializers.CharField()
+    user_id = serializers.CharField()
+    status = serializers.CharField()
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField(allow_null=True)
+    actual_started_at = serializers.DateTimeField(allow_null=True)
+    actual_ended_at = serializers.DateTimeField(allow_null=True)
+    battery_at_start = serializers.FloatField(allow_null=True)
+    battery_at_end = serializers.FloatField(allow_null=True)
+    charging_at_end = serializers.BooleanField(allow_null=True)
+    prediction = AffectedBookingSerializer(allow_null=True)
+    prediction_error = serializers.FloatField(allow_null=True)
+
+
+class TimelineReadingSerializer(serializers.Serializer):
+    level = serializers.FloatField()
+    recorded_at = serializers.DateTimeField()
+    source = serializers.CharField()
+    charging = serializers.BooleanField(allow_null=True)
+    booking_id = serializers.CharField(allow_null=True)
+
+
+class TimelineResponseSerializer(serializers.Serializer):
+    vehicle_id = serializers.CharField()
+    pattern = serializers.DictField(allow_null=True)
+    last_reading = TimelineReadingSerializer(allow_null=True)
+    readings = TimelineReadingSerializer(many=True)
+    bookings = TimelineBookingSerializer(many=True)
+
+
+class TimelineQuerySerializer(serializers.Serializer):
+    days = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=365,
+        default=30,
+        help_text="How far back to show finished bookings and readings.",
+    )
+
+
+class ModelInfoSerializer(serializers.Serializer):
+    model_name = serializers.CharField()
+    model_version = serializers.CharField()
+    model_type = serializers.CharField()
+    status = serializers.CharField()
+    description = serializers.CharField()
+    confidence_level = serializers.FloatField()
+    fleet_prior = serializers.DictField()
+    statistics = serializers.DictField()
+    accuracy = serializers.DictField()

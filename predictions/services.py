@@ -1,0 +1,248 @@
+"""Writes of predictions: single and batch predictions, and the cascade over a car's schedule.
+
+The predictor is the pattern cascade (`predictions.physics`) fed with rates learned per car and
+per renter (`learning.selectors`). Every prediction issued is stored; the newest one for a
+booking is flagged current.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Avg
+from django.utils import timezone
+
+from batterypred.api.errors import DomainError
+from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
+from bookings.services import default_duration, reading_record, vehicle_lock
+from learning.models import UserPattern
+from learning.selectors import fleet_prior, renter_rates, user_patterns_for, vehicle_pattern_for, vehicle_rates
+from predictions.models import Prediction, PredictionMethod, PredictionStatus
+from predictions.physics import Checkpoint, Rates, State, Trip, walk
+from predictions.selectors import reading_latest
+
+MODEL_VERSION = "pattern-cascade-1.0"
+NO_READING_STD = 25.0  # a car we never heard a level from: anything from nearly empty to full
+
+
+@dataclass(frozen=True)
+class PlannedBooking:
+    """A booking on the car's schedule as the predictor sees it."""
+
+    booking_id: str
+    start: datetime
+    end: datetime | None
+    user_id: str = ""
+
+
+def fleet_return_battery(default: float = 60.0) -> float:
+    value = UserPattern.objects.aggregate(v=Avg("avg_return_battery"))["v"]
+    return default if value is None else value
+
+
+def _state_from(reading: BatteryReading | None, now: datetime) -> State:
+    if reading is None:
+        return State(level=fleet_return_battery(), at=now, variance=NO_READING_STD**2)
+    return State(level=reading.level, at=reading.recorded_at, charging=reading.charging)
+
+
+def _trips(planned: Iterable[PlannedBooking], rates: Rates) -> list[Trip]:
+    planned = list(planned)
+    users = user_patterns_for(p.user_id for p in planned)
+    trips = []
+    for p in planned:
+        renter = renter_rates(users.get(p.user_id), rates)
+        trips.append(
+            Trip(
+                booking_id=p.booking_id,
+                start=p.start,
+                end=p.end or p.start + default_duration(),
+                drive=renter.drive,
+                drive_std=renter.drive_std,
+                plug_probability=renter.plug_probability,
+            )
+        )
+    return sorted(trips, key=lambda t: (t.start, t.booking_id))
+
+
+def _method(*, has_reading: bool, real_time: bool, trips_before: int) -> str:
+    if not has_reading or not real_time:
+        return PredictionMethod.HISTORICAL
+    return PredictionMethod.REAL_TIME_CASCADE if trips_before else PredictionMethod.REAL_TIME
+
+
+def _new_prediction_id(booking_id: str, vehicle: Vehicle) -> str:
+    return f"PRED_{booking_id or 'V' + vehicle.external_id}_{uuid.uuid4().hex[:12]}"
+
+
+def _store(
+    *,
+    vehicle: Vehicle,
+    checkpoints: Sequence[Checkpoint],
+    methods: Sequence[str],
+    bookings: dict[str, Booking],
+    user_ids: dict[str, str],
+    trigger: str,
+    event: InboundEvent | None,
+    now: datetime,
+) -> list[Prediction]:
+    """Insert the predictions and make them their bookings' current ones (two queries).
+
+    Call while holding the vehicle lock: that is what keeps one current prediction per booking.
+    """
+    booking_ids = [c.booking_id for c in checkpoints if c.booking_id]
+    if booking_ids:
+        Prediction.objects.filter(booking_external_id__in=booking_ids, is_current=True).update(is_current=False)
+    rows = []
+    for checkpoint, method in zip(checkpoints, methods, strict=True):
+        level = round(checkpoint.level, 2)
+        booking = bookings.get(checkpoint.booking_id)
+        rows.append(
+            Prediction(
+                prediction_id=_new_prediction_id(checkpoint.booking_id, vehicle),
+                booking_external_id=checkpoint.booking_id,
+                booking=booking,
+                vehicle=vehicle,
+                user_id=user_ids.get(checkpoint.booking_id, ""),
+                predicted_at=now,
+                booking_start_time=checkpoint.at,
+                predicted_battery=level,
+                confidence_lower=min(round(checkpoint.lower, 2), level),
+                confidence_upper=max(round(checkpoint.upper, 2), level),
+                prediction_method=method,
+                model_version=MODEL_VERSION,
+                cascade_steps=checkpoint.steps,
+                trigger=trigger,
+                trigger_event=event,
+                is_current=bool(checkpoint.booking_id),
+            )
+        )
+    return Prediction.objects.bulk_create(rows)
+
+
+def prediction_predict(
+    *,
+    vehicle_id: str,
+    booking_start_time: datetime,
+    booking_id: str = "",
+    user_id: str = "",
+    current_battery_level: float | None = None,
+    current_timestamp: datetime | None = None,
+    intermediate_bookings: list[dict] | None = None,
+    trigger: str = "predict",
+) -> Prediction:
+    """Predict the battery when a booking starts, and store the prediction.
+
+    Real-time mode (a current level is given): start from that level, which is recorded as a
+    reading, and drive through `intermediate_bookings` (or, when the caller sends none, the
+    bookings we know between now and the start). Historical mode: start from the car's last
+    known reading before the start and the bookings we know after it.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        vehicle = vehicle_lock(external_id=vehicle_id)
+        booking = Booking.objects.filter(external_id=booking_id).first() if booking_id else None
+        if booking is not None and booking.vehicle_id != vehicle.pk:
+            raise DomainError(
+                f"booking {booking_id} belongs to another vehicle.",
+                field="vehicle_id",
+                code="vehicle_mismatch",
+                status_code=409,
+            )
+        real_time = current_battery_level is not None
+        if real_time:
+            at = current_timestamp or now
+            reading = reading_record(
+                vehicle=vehicle, level=current_battery_level, at=at, source=ReadingSource.PREDICT_REQUEST
+            )
+        else:
+            reading = reading_latest(vehicle=vehicle, at_or_before=booking_start_time)
+        state = _state_from(reading, now if reading is None else reading.recorded_at)
+        if reading is None:
+            state = State(level=state.level, at=min(now, booking_start_time), variance=state.variance)
+        if intermediate_bookings is not None and real_time:
+            planned = [
+                PlannedBooking(f"intermediate-{i}", b["starts_at"], b["ends_at"], b.get("user_id") or "")
+                for i, b in enumerate(intermediate_bookings)
+            ]
+        else:
+            planned = _known_bookings(vehicle=vehicle, after=state.at, before=booking_start_time, exclude=booking_id)
+        rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior())
+        [checkpoint] = walk(state, _trips(planned, rates), [(booking_id, booking_start_time)], rates)
+        method = _method(has_reading=reading is not None, real_time=real_time, trips_before=checkpoint.trips_before)
+        [prediction] = _store(
+            vehicle=vehicle,
+            checkpoints=[checkpoint],
+            methods=[method],
+            bookings={booking_id: booking} if booking else {},
+            user_ids={booking_id: user_id},
+            trigger=trigger,
+            event=None,
+            now=now,
+        )
+    return prediction
+
+
+def _known_bookings(*, vehicle: Vehicle, after: datetime, before: datetime, exclude: str) -> list[PlannedBooking]:
+    """Scheduled and active bookings of the car that overlap (after, before)."""
+    bookings = Booking.objects.filter(
+        vehicle=vehicle,
+        status__in=[BookingStatus.SCHEDULED, BookingStatus.ACTIVE],
+        scheduled_start__lt=before,
+    ).exclude(external_id=exclude)
+    planned = [_planned(b) for b in bookings]
+    return [p for p in planned if (p.end or p.start + default_duration()) > after and p.start < before]
+
+
+def _planned(booking: Booking) -> PlannedBooking:
+    return PlannedBooking(booking.external_id, booking.start, booking.scheduled_end, booking.user_id)
+
+
+def predictions_cascade(
+    *, vehicle: Vehicle, pivot: datetime | None, event: InboundEvent | None, trigger: str | None = None
+) -> list[Prediction]:
+    """Re-predict the car's scheduled bookings starting at or after `pivot` (all when None).
+
+    One walk from the car's last known level through every scheduled and active booking, one
+    batch insert. Call while holding the vehicle lock.
+    """
+    now = timezone.now()
+    bookings = list(
+        Booking.objects.filter(vehicle=vehicle, status__in=[BookingStatus.SCHEDULED, BookingStatus.ACTIVE]).order_by(
+            "scheduled_start", "id"
+        )
+    )
+    targets = [
+        b for b in bookings if b.status == BookingStatus.SCHEDULED and (pivot is None or b.scheduled_start >= pivot)
+    ]
+    if not targets:
+        return []
+    reading = reading_latest(vehicle=vehicle)
+    state = _state_from(reading, now)
+    rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior())
+    trips = _trips((_planned(b) for b in bookings), rates)
+    checkpoints = walk(state, trips, [(b.external_id, b.scheduled_start) for b in targets], rates)
+    methods = [
+        _method(has_reading=reading is not None, real_time=True, trips_before=c.trips_before) for c in checkpoints
+    ]
+    return _store(
+        vehicle=vehicle,
+        checkpoints=checkpoints,
+        methods=methods,
+        bookings={b.external_id: b for b in targets},
+        user_ids={b.external_id: b.user_id for b in targets},
+        trigger=trigger or (event.event_type if event else "cascade"),
+        event=event,
+        now=now,
+    )
+
+
+def predictions_cancel(*, booking_id: str) -> int:
+    """Mark a cancelled booking's open predictions cancelled (they stay in the history)."""
+    return Prediction.objects.filter(booking_external_id=booking_id, status=PredictionStatus.PENDING).update(
+        status=PredictionStatus.CANCELLED
+    )

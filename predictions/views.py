@@ -1,0 +1,116 @@
+"""Predict (single and batch), a booking's current prediction, a car's timeline, model info."""
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bookings.models import Vehicle
+from predictions import serializers as s
+from predictions.reports import model_info, vehicle_timeline
+from predictions.selectors import prediction_body, prediction_current
+from predictions.services import prediction_predict
+
+
+def _predict(data: dict, trigger: str):
+    return prediction_predict(
+        vehicle_id=data["vehicle_id"],
+        booking_start_time=data["booking_start_time"],
+        booking_id=data.get("booking_id") or "",
+        user_id=data.get("user_id") or "",
+        current_battery_level=data.get("current_battery_level"),
+        current_timestamp=data.get("current_timestamp"),
+        intermediate_bookings=data.get("intermediate_bookings"),
+        trigger=trigger,
+    )
+
+
+class PredictView(APIView):
+    @extend_schema(
+        request=s.PredictRequestSerializer,
+        responses={200: s.PredictResponseSerializer},
+        tags=["predictions"],
+        operation_id="predict",
+        summary="Battery at booking start: historical mode, or real-time with the current level.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = s.PredictRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        prediction = _predict(serializer.validated_data, "predict")
+        return Response(prediction_body(prediction, vehicle_external_id=serializer.validated_data["vehicle_id"]))
+
+
+class PredictBatchView(APIView):
+    @extend_schema(
+        request=s.PredictBatchRequestSerializer,
+        responses={200: s.PredictBatchResponseSerializer},
+        tags=["predictions"],
+        operation_id="predict_batch",
+        summary="Many predictions in one call (all or none are stored).",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = s.PredictBatchRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        items = serializer.validated_data["bookings"]
+        with transaction.atomic():
+            predictions = [_predict(item, "batch") for item in items]
+        bodies = [
+            prediction_body(p, vehicle_external_id=item["vehicle_id"])
+            for p, item in zip(predictions, items, strict=True)
+        ]
+        return Response({"count": len(bodies), "predictions": bodies})
+
+
+class PredictionDetailView(APIView):
+    @extend_schema(
+        responses={200: s.StoredPredictionSerializer},
+        tags=["predictions"],
+        operation_id="prediction_current",
+        summary="The booking's current prediction.",
+    )
+    def get(self, request: Request, booking_id: str) -> Response:
+        prediction = prediction_current(booking_id=booking_id)
+        if prediction is None:
+            raise NotFound(f"No prediction for booking {booking_id}.")
+        body = prediction_body(prediction)
+        body.update(
+            {
+                "predicted_at": body["timestamp"],
+                "trigger": prediction.trigger,
+                "status": prediction.status,
+                "actual_battery": prediction.actual_battery,
+                "prediction_error": prediction.prediction_error,
+            }
+        )
+        return Response(body)
+
+
+class VehicleTimelineView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("days", int, required=False, description="History window in days (1-365, default 30).")
+        ],
+        responses={200: s.TimelineResponseSerializer},
+        tags=["vehicles"],
+        operation_id="vehicle_timeline",
+        summary="The car's readings, bookings and predictions.",
+    )
+    def get(self, request: Request, vehicle_id: str) -> Response:
+        query = s.TimelineQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        vehicle = get_object_or_404(Vehicle, external_id=vehicle_id.strip())
+        return Response(vehicle_timeline(vehicle=vehicle, days=query.validated_data["days"]))
+
+
+class ModelInfoView(APIView):
+    @extend_schema(
+        responses={200: s.ModelInfoSerializer},
+        tags=["models"],
+        operation_id="model_info",
+        summary="The serving model and its figures.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(model_info())
