@@ -99,6 +99,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # The admin's and the API docs' scripts and styles are served by the app itself (no CDN).
+WHITENOISE_USE_FINDERS = True  # also serve straight from the apps when collectstatic has not run
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -1,0 +1,44 @@
+"""Shared fixtures: an API client carrying a real key, and guards for Postgres-only tests."""
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from rest_framework.test import APIClient
+from rest_framework_api_key.models import APIKey
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Rate-limit counters live in the cache; each test starts with none."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(request):
+    if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        pytest.fail("this test needs Postgres: set DATABASE_URL (make test deselects it on SQLite)")
+
+
+@pytest.fixture
+def api_key(db) -> str:
+    _, key = APIKey.objects.create_key(name="tests")
+    return key
+
+
+@pytest.fixture
+def api(api_key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=api_key)
+    return client
+
+
+@pytest.fixture
+def post(api):
+    """POST a JSON body and return the response (asserting nothing)."""
+
+    def _post(url: str, body, **headers):
+        return api.post(url, body, format="json", **headers)
+
+    return _post

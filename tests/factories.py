@@ -1,0 +1,55 @@
+"""factory-boy factories for the models tests build directly (most tests go through the API)."""
+
+from datetime import UTC, datetime, timedelta
+
+import factory
+
+from bookings.models import BatteryReading, Booking, BookingStatus, ReadingSource, Vehicle
+from learning.models import UserPattern, VehiclePattern
+
+T0 = datetime(2025, 11, 3, 8, 0, tzinfo=UTC)
+
+
+class VehicleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Vehicle
+        django_get_or_create = ("external_id",)
+
+    external_id = factory.Sequence(lambda n: str(100 + n))
+
+
+class BookingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Booking
+
+    external_id = factory.Sequence(lambda n: f"BKF{n}")
+    vehicle = factory.SubFactory(VehicleFactory)
+    user_id = factory.Sequence(lambda n: str(500 + n))
+    status = BookingStatus.SCHEDULED
+    scheduled_start = factory.Sequence(lambda n: T0 + timedelta(hours=6 * n))
+    scheduled_end = factory.LazyAttribute(lambda b: b.scheduled_start + timedelta(hours=2))
+
+
+class BatteryReadingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BatteryReading
+
+    vehicle = factory.SubFactory(VehicleFactory)
+    level = 80.0
+    recorded_at = T0
+    source = ReadingSource.BOOKING_ENDED
+    charging = False
+
+
+class VehiclePatternFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = VehiclePattern
+
+    vehicle = factory.SubFactory(VehicleFactory)
+
+
+class UserPatternFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = UserPattern
+
+    user_id = factory.Sequence(lambda n: str(900 + n))
