@@ -38,6 +38,20 @@ def _flatten(detail: Any) -> Any:
     return str(detail)
 
 
+def first_error(fields: Any, path: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The dotted path and message of the first error, e.g. `bookings.1.current_battery_level`."""
+    if isinstance(fields, dict):
+        for key, value in fields.items():
+            return first_error(value, (*path, str(key)))
+    if isinstance(fields, list) and fields:
+        if all(isinstance(item, str) for item in fields):
+            return ".".join(path) or "body", fields[0]
+        for index, item in enumerate(fields):
+            if item:
+                return first_error(item, (*path, str(index)))
+    return ".".join(path) or "body", str(fields)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         exc = exceptions.ParseError("Request body is larger than the 1 MB limit.")
@@ -54,12 +68,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         fields = _flatten(exc.detail)
         if not isinstance(fields, dict):
             fields = {"non_field_errors": fields}
-        first = next(iter(fields.items()), ("body", ["invalid"]))
-        message = first[1][0] if isinstance(first[1], list) and first[1] else first[1]
+        where, message = first_error(fields)
         response.data = {
             "status": "error",
             "error": "validation_error",
-            "detail": f"{first[0]}: {message}",
+            "detail": f"{where}: {message}",
             "fields": fields,
         }
     else:
