@@ -1,0 +1,182 @@
+"""Pattern learning: EMA (alpha 0.3), gaps between bookings, the error-correction rule, the fleet prior."""
+
+from datetime import timedelta
+
+import pytest
+
+from bookings.models import BookingStatus
+from learning.ema import ALPHA, charging_rate_from_gap, ema_update
+from learning.models import ConfidenceLevel, VehiclePattern, confidence_for
+from learning.selectors import SHRINK_STRENGTH, FleetPrior, fleet_prior, vehicle_rates
+from predictions.physics import charge_level
+from tests.factories import T0, BookingFactory, VehicleFactory, VehiclePatternFactory
+from tests.seed_examples import URL
+
+
+def iso(dt) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def trip(post, *, car="7", booking, start, hours=2.0, level_start, level_end, charging=False, user="u1"):
+    """Post booking-created, -started and -ended for one trip; return the started and ended responses."""
+    end = start + timedelta(hours=hours)
+    post(URL["created"], {"booking_id": booking, "vehicle_id": car, "user_id": user,
+                          "starts_at": iso(start), "ends_at": iso(end)})
+    started = post(URL["started"], {"booking_id": booking, "vehicle_id": car,
+                                    "actual_battery_at_start": level_start, "actual_started_at": iso(start)}).json()
+    ended = post(URL["ended"], {"booking_id": booking, "vehicle_id": car, "user_id": user, "starts_at": iso(start),
+                                "ends_at": iso(end), "battery_at_start": level_start, "battery_at_end": level_end,
+                                "charging_at_end": int(charging)}).json()
+    return started, ended
+
+
+def test_ema_gives_thirty_percent_to_the_new_observation():
+    average, variance = ema_update(10.0, 0.0, 20.0)
+    assert ALPHA == 0.3
+    assert average == pytest.approx(0.3 * 20.0 + 0.7 * 10.0)
+    assert variance == pytest.approx(0.7 * 0.3 * 100.0)
+    assert ema_update(None, 0.0, 5.0) == (5.0, 0.0)
+
+
+def test_the_charging_rate_is_recovered_from_a_gap_even_through_the_taper():
+    for rate in (6.0, 15.0, 30.0):
+        end = charge_level(40.0, rate, 2.5)
+        if end < 99:
+            assert charging_rate_from_gap(40.0, end, 2.5) == pytest.approx(rate, rel=1e-4)
+    assert charging_rate_from_gap(40.0, 100.0, 5.0) is None  # full: only a lower bound
+    assert charging_rate_from_gap(40.0, 35.0, 5.0) is None
+
+
+@pytest.mark.parametrize(("bookings", "level"), [(0, "low"), (4, "low"), (5, "medium"), (19, "medium"),
+                                                 (20, "high"), (47, "high")])
+def test_confidence_levels_follow_the_seed(bookings, level):
+    assert confidence_for(bookings) == ConfidenceLevel(level)
+
+
+@pytest.mark.django_db
+def test_trip_drain_is_learned_by_ema_across_bookings(post):
+    trip(post, booking="A", start=T0, hours=2, level_start=80, level_end=60)  # 10 %/h
+    _, ended = trip(post, booking="B", start=T0 + timedelta(days=1), hours=2, level_start=80, level_end=40)  # 20 %/h
+
+    assert ended["new_avg_drain_rate"] == pytest.approx(0.3 * 20 + 0.7 * 10)
+    assert ended["total_bookings"] == 2
+    pattern = VehiclePattern.objects.get()
+    assert pattern.drive_observations == 2 and pattern.std_drain_rate_per_hour > 0
+
+
+@pytest.mark.django_db
+def test_idle_drain_is_learned_from_the_gap_between_return_and_next_pick_up(post):
+    trip(post, booking="A", start=T0, hours=2, level_start=80, level_end=60)
+    started, _ = trip(post, booking="B", start=T0 + timedelta(hours=12), level_start=59, level_end=50)
+
+    pattern = VehiclePattern.objects.get()
+    assert pattern.idle_observations == 1
+    assert pattern.avg_idle_drain_per_hour == pytest.approx(1.0 / 10.0)
+    assert started["patterns_updated"] is True
+
+
+@pytest.mark.django_db
+def test_the_charging_rate_is_learned_when_the_car_was_left_plugged_in(post):
+    trip(post, booking="A", start=T0, hours=2, level_start=80, level_end=30, charging=True)
+    trip(post, booking="B", start=T0 + timedelta(hours=4), level_start=60, level_end=50)
+
+    pattern = VehiclePattern.objects.get()
+    assert pattern.charge_observations == 1
+    assert pattern.avg_charging_rate_per_hour == pytest.approx(15.0, rel=1e-3)
+    assert pattern.charging_frequency == pytest.approx(0.5)
+
+
+@pytest.mark.django_db
+def test_a_charge_nobody_reported_is_counted_not_learned_as_negative_drain(post):
+    trip(post, booking="A", start=T0, hours=2, level_start=80, level_end=20)
+    trip(post, booking="B", start=T0 + timedelta(days=1), level_start=95, level_end=80)
+
+    pattern = VehiclePattern.objects.get()
+    assert pattern.unreported_charges == 1 and pattern.idle_observations == 0
+
+
+@pytest.mark.django_db
+def test_error_correction_moves_the_idle_rate_by_a_fifth_of_the_error_and_widens_the_spread(post):
+    """No clean gap (the last level came from a predict call), so the seed's rule applies in full."""
+    post(URL["predict"], {"vehicle_id": "7", "booking_start_time": iso(T0 + timedelta(hours=10)),
+                          "current_battery_level": 80, "current_timestamp": iso(T0)})
+    created = post(URL["created"], {"booking_id": "A", "vehicle_id": "7", "starts_at": iso(T0 + timedelta(hours=10)),
+                                    "ends_at": iso(T0 + timedelta(hours=12))}).json()
+    actual = created["predicted_battery"] - 8.0
+
+    started = post(URL["started"], {"booking_id": "A", "vehicle_id": "7", "actual_battery_at_start": actual,
+                                    "actual_started_at": iso(T0 + timedelta(hours=10))}).json()
+
+    assert started["prediction_error"] == pytest.approx(-8.0, abs=0.01)
+    assert started["patterns_updated"] is True
+    pattern = VehiclePattern.objects.get()
+    assert pattern.error_corrections == 1
+    assert pattern.avg_idle_drain_per_hour == pytest.approx(0.2 * 8.0 / 10.0, abs=1e-3)
+    assert pattern.var_idle_drain_per_hour == pytest.approx(0.01 * 1.21)
+
+
+@pytest.mark.django_db
+def test_a_small_error_leaves_the_patterns_alone(post):
+    post(URL["predict"], {"vehicle_id": "7", "booking_start_time": iso(T0 + timedelta(hours=10)),
+                          "current_battery_level": 80, "current_timestamp": iso(T0)})
+    created = post(URL["created"], {"booking_id": "A", "vehicle_id": "7", "starts_at": iso(T0 + timedelta(hours=10)),
+                                    "ends_at": iso(T0 + timedelta(hours=12))}).json()
+
+    started = post(URL["started"], {"booking_id": "A", "vehicle_id": "7",
+                                    "actual_battery_at_start": created["predicted_battery"] - 3.0,
+                                    "actual_started_at": iso(T0 + timedelta(hours=10))}).json()
+
+    assert started["patterns_updated"] is False
+    assert VehiclePattern.objects.get().error_corrections == 0
+
+
+@pytest.mark.django_db
+def test_a_new_car_borrows_the_fleet_average_and_moves_to_its_own_with_bookings():
+    for index, rate in enumerate([8.0, 12.0]):
+        VehiclePatternFactory(vehicle=VehicleFactory(external_id=f"F{index}"), avg_drain_rate_per_hour=rate,
+                              drive_observations=10, total_bookings=10)
+    prior = fleet_prior()
+    assert prior.drive == pytest.approx(10.0)
+
+    new = VehiclePatternFactory(avg_drain_rate_per_hour=20.0, drive_observations=1, total_bookings=1)
+    seasoned = VehiclePatternFactory(avg_drain_rate_per_hour=20.0, drive_observations=30, total_bookings=30)
+
+    assert vehicle_rates(None, prior).drive == pytest.approx(10.0)
+    assert vehicle_rates(new, prior).drive == pytest.approx((20.0 + SHRINK_STRENGTH * 10.0) / (1 + SHRINK_STRENGTH))
+    assert vehicle_rates(seasoned, prior).drive == pytest.approx(
+        (30 * 20.0 + SHRINK_STRENGTH * 10.0) / (30 + SHRINK_STRENGTH))
+
+
+@pytest.mark.django_db
+def test_with_no_patterns_the_fleet_prior_is_the_documented_default():
+    assert fleet_prior() == FleetPrior()
+
+
+@pytest.mark.django_db
+def test_a_renter_who_plugs_in_raises_the_next_bookings_prediction(post):
+    def next_prediction(user: str, car: str) -> float:
+        for i in range(3):  # the renter's habit: always plugs in (or never)
+            trip(post, car=f"{car}{i}", booking=f"{car}H{i}", user=user, start=T0 + timedelta(days=i),
+                 level_start=80, level_end=40, charging=user == "plugger")
+        start = T0 + timedelta(days=10)
+        post(URL["created"], {"booking_id": f"{car}1", "vehicle_id": car, "user_id": user, "starts_at": iso(start),
+                              "ends_at": iso(start + timedelta(hours=2)), "current_battery_level": 50,
+                              "current_timestamp": iso(start - timedelta(hours=1))})
+        body = post(URL["created"], {"booking_id": f"{car}2", "vehicle_id": car, "user_id": "other",
+                                     "starts_at": iso(start + timedelta(hours=8)),
+                                     "ends_at": iso(start + timedelta(hours=9))}).json()
+        return body["predicted_battery"]
+
+    assert next_prediction("plugger", "P") > next_prediction("never", "N") + 5
+
+
+@pytest.mark.django_db
+def test_an_outcome_is_learned_once_per_booking():
+    from learning.services import outcome_record
+
+    booking = BookingFactory(status=BookingStatus.COMPLETED, actual_start=T0, actual_end=T0 + timedelta(hours=2),
+                             battery_at_start=80, battery_at_end=60, charging_at_end=False)
+    outcome_record(booking=booking, battery_at_start=80)
+    outcome_record(booking=booking, battery_at_start=80)
+
+    assert VehiclePattern.objects.get(vehicle=booking.vehicle).total_bookings == 1
