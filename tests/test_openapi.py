@@ -1,0 +1,53 @@
+"""The OpenAPI schema documents every endpoint, and the docs pages load nothing from a CDN."""
+
+import re
+
+import pytest
+import yaml
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+PATHS = {
+    "/api/v1/predict": "post",
+    "/api/v1/predict/batch": "post",
+    "/api/v1/predictions/{booking_id}": "get",
+    "/api/v1/vehicle/{vehicle_id}/timeline": "get",
+    "/api/v1/model/info": "get",
+    "/api/v1/events/booking-created": "post",
+    "/api/v1/events/booking-started": "post",
+    "/api/v1/events/booking-ended": "post",
+    "/api/v1/events/booking-modified": "post",
+    "/api/v1/events/booking-cancelled": "post",
+    "/health": "get",
+}
+
+
+def test_the_schema_documents_every_endpoint_with_its_bodies():
+    response = Client().get("/api/schema/")
+
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    assert schema["openapi"].startswith("3.")
+    for path, method in PATHS.items():
+        operation = schema["paths"][path][method]
+        assert "200" in operation["responses"], path
+    components = schema["components"]["schemas"]
+    assert {"booking_id", "predicted_battery", "confidence_interval", "starts_at", "prediction_method"} <= set(
+        components["AffectedBooking"]["properties"])
+    assert "cascade_steps" in components["PredictResponse"]["properties"]
+    assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["name"] == "X-API-Key"
+
+
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_docs_pages_load_their_scripts_from_the_app(page):
+    client = Client()
+    response = client.get(page)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert not re.search(r"(src|href)=\"https?://", html)
+    assets = re.findall(r"(?:src|href)=\"(/static/[^\"]+)\"", html)
+    assert assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
