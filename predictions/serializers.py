@@ -130,7 +130,7 @@ class TimelineQuerySerializer(serializers.Serializer):
     days = serializers.IntegerField(
         required=False,
         min_value=1,
-        max_value=365,
+        max_value=3650,
         default=30,
         help_text="How far back to show finished bookings and readings.",
     )

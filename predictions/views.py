@@ -91,7 +91,7 @@ class PredictionDetailView(APIView):
 class VehicleTimelineView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("days", int, required=False, description="History window in days (1-365, default 30).")
+            OpenApiParameter("days", int, required=False, description="History window in days (1-3650, default 30).")
         ],
         responses={200: s.TimelineResponseSerializer},
         tags=["vehicles"],

@@ -17,7 +17,9 @@ PREDICT_REAL_TIME = {
     "intermediate_bookings": [{"starts_at": "2025-11-02T13:00:00Z", "ends_at": "2025-11-02T15:00:00Z"}],
 }
 
-FUTURE = [{"booking_id": "BK789", "user_id": 920, "starts_at": "2025-11-03T22:00:00Z", "ends_at": "2025-11-04T01:00:00Z"}]
+FUTURE = [
+    {"booking_id": "BK789", "user_id": 920, "starts_at": "2025-11-03T22:00:00Z", "ends_at": "2025-11-04T01:00:00Z"}
+]
 
 CREATED = {
     "booking_id": "BK123456",

@@ -34,7 +34,8 @@ def test_the_schema_documents_every_endpoint_with_its_bodies():
         assert "200" in operation["responses"], path
     components = schema["components"]["schemas"]
     assert {"booking_id", "predicted_battery", "confidence_interval", "starts_at", "prediction_method"} <= set(
-        components["AffectedBooking"]["properties"])
+        components["AffectedBooking"]["properties"]
+    )
     assert "cascade_steps" in components["PredictResponse"]["properties"]
     assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["name"] == "X-API-Key"
 

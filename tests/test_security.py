@@ -17,10 +17,18 @@ pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize(("method", "url"), [
-    ("post", URL["predict"]), ("post", URL["batch"]), ("post", URL["created"]), ("post", URL["cancelled"]),
-    ("get", "/api/v1/predictions/BK1"), ("get", "/api/v1/vehicle/78/timeline"), ("get", "/api/v1/model/info"),
-])
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("post", URL["predict"]),
+        ("post", URL["batch"]),
+        ("post", URL["created"]),
+        ("post", URL["cancelled"]),
+        ("get", "/api/v1/predictions/BK1"),
+        ("get", "/api/v1/vehicle/78/timeline"),
+        ("get", "/api/v1/model/info"),
+    ],
+)
 def test_every_api_call_without_a_key_is_401(method, url):
     response = getattr(APIClient(), method)(url, {}, format="json")
 
@@ -71,8 +79,14 @@ def test_the_admin_needs_a_staff_login(client, django_user_model):
     assert client.get("/admin/bookings/booking/").status_code == 302
     django_user_model.objects.create_superuser("staff", password="pw-123456789")
     client.login(username="staff", password="pw-123456789")
-    for page in ["/admin/", "/admin/bookings/booking/", "/admin/predictions/prediction/",
-                 "/admin/learning/vehiclepattern/", "/admin/learning/accuracymetric/", "/admin/bookings/inboundevent/"]:
+    for page in [
+        "/admin/",
+        "/admin/bookings/booking/",
+        "/admin/predictions/prediction/",
+        "/admin/learning/vehiclepattern/",
+        "/admin/learning/accuracymetric/",
+        "/admin/bookings/inboundevent/",
+    ]:
         assert client.get(page).status_code == 200, page
 
 
@@ -88,8 +102,11 @@ def _settings_load(env: dict) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); print('started')"],
-        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "batterypred.settings", **env},
-        capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "batterypred.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

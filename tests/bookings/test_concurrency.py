@@ -42,9 +42,16 @@ def run_together(key: str, calls: list[tuple[str, dict]]) -> list:
 
 
 def ended(booking: str, start: datetime, *, car: str = "78", user: str = "u") -> dict:
-    return {"booking_id": booking, "vehicle_id": car, "user_id": user, "starts_at": iso(start),
-            "ends_at": iso(start + timedelta(hours=1)), "battery_at_start": 80.0, "battery_at_end": 70.0,
-            "charging_at_end": 1}
+    return {
+        "booking_id": booking,
+        "vehicle_id": car,
+        "user_id": user,
+        "starts_at": iso(start),
+        "ends_at": iso(start + timedelta(hours=1)),
+        "battery_at_start": 80.0,
+        "battery_at_end": 70.0,
+        "charging_at_end": 1,
+    }
 
 
 def test_the_same_event_from_two_threads_is_applied_once(api_key):

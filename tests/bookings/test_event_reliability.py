@@ -186,8 +186,16 @@ BAD_INPUTS = [
     ("created", {**CREATED, "vehicle_id": {"id": 78}}, "vehicle_id"),
     ("created", {**CREATED, "vehicle_id": ""}, "vehicle_id"),
     ("ended", {**ENDED, "mileage_at_end": 900.0}, "mileage_at_end"),
-    ("ended", {**ENDED, "future_bookings": [{"booking_id": "X", "starts_at": "2025-11-05T10:00:00Z",
-                                              "ends_at": "2025-11-05T09:00:00Z"}]}, "future_bookings"),
+    (
+        "ended",
+        {
+            **ENDED,
+            "future_bookings": [
+                {"booking_id": "X", "starts_at": "2025-11-05T10:00:00Z", "ends_at": "2025-11-05T09:00:00Z"}
+            ],
+        },
+        "future_bookings",
+    ),
     ("started", {**STARTED, "future_bookings": "BK789"}, "future_bookings"),
 ]
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 def assert_affected_shape(items):
     for item in items:
-        assert AFFECTED_KEYS <= set(item)
+        assert set(item) >= AFFECTED_KEYS
         assert 0 <= item["confidence_interval"]["lower"] <= item["predicted_battery"]
         assert item["predicted_battery"] <= item["confidence_interval"]["upper"] <= 100
         assert item["prediction_method"] in {"historical", "real_time", "real_time_cascade"}
@@ -35,7 +35,9 @@ def test_booking_created_returns_the_seeds_prediction_shape(post):
     assert booking.vehicle.external_id == "78" and booking.user_id == "860"
     assert booking.status == BookingStatus.SCHEDULED
     assert BatteryReading.objects.get().level == 65.5
-    assert Prediction.objects.get(booking_external_id="BK123456", is_current=True).prediction_id == body["prediction_id"]
+    assert (
+        Prediction.objects.get(booking_external_id="BK123456", is_current=True).prediction_id == body["prediction_id"]
+    )
 
 
 def test_booking_created_re_predicts_later_bookings_of_the_car(post):

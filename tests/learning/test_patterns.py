@@ -20,13 +20,32 @@ def iso(dt) -> str:
 def trip(post, *, car="7", booking, start, hours=2.0, level_start, level_end, charging=False, user="u1"):
     """Post booking-created, -started and -ended for one trip; return the started and ended responses."""
     end = start + timedelta(hours=hours)
-    post(URL["created"], {"booking_id": booking, "vehicle_id": car, "user_id": user,
-                          "starts_at": iso(start), "ends_at": iso(end)})
-    started = post(URL["started"], {"booking_id": booking, "vehicle_id": car,
-                                    "actual_battery_at_start": level_start, "actual_started_at": iso(start)}).json()
-    ended = post(URL["ended"], {"booking_id": booking, "vehicle_id": car, "user_id": user, "starts_at": iso(start),
-                                "ends_at": iso(end), "battery_at_start": level_start, "battery_at_end": level_end,
-                                "charging_at_end": int(charging)}).json()
+    post(
+        URL["created"],
+        {"booking_id": booking, "vehicle_id": car, "user_id": user, "starts_at": iso(start), "ends_at": iso(end)},
+    )
+    started = post(
+        URL["started"],
+        {
+            "booking_id": booking,
+            "vehicle_id": car,
+            "actual_battery_at_start": level_start,
+            "actual_started_at": iso(start),
+        },
+    ).json()
+    ended = post(
+        URL["ended"],
+        {
+            "booking_id": booking,
+            "vehicle_id": car,
+            "user_id": user,
+            "starts_at": iso(start),
+            "ends_at": iso(end),
+            "battery_at_start": level_start,
+            "battery_at_end": level_end,
+            "charging_at_end": int(charging),
+        },
+    ).json()
     return started, ended
 
 
@@ -47,8 +66,9 @@ def test_the_charging_rate_is_recovered_from_a_gap_even_through_the_taper():
     assert charging_rate_from_gap(40.0, 35.0, 5.0) is None
 
 
-@pytest.mark.parametrize(("bookings", "level"), [(0, "low"), (4, "low"), (5, "medium"), (19, "medium"),
-                                                 (20, "high"), (47, "high")])
+@pytest.mark.parametrize(
+    ("bookings", "level"), [(0, "low"), (4, "low"), (5, "medium"), (19, "medium"), (20, "high"), (47, "high")]
+)
 def test_confidence_levels_follow_the_seed(bookings, level):
     assert confidence_for(bookings) == ConfidenceLevel(level)
 
@@ -98,14 +118,35 @@ def test_a_charge_nobody_reported_is_counted_not_learned_as_negative_drain(post)
 @pytest.mark.django_db
 def test_error_correction_moves_the_idle_rate_by_a_fifth_of_the_error_and_widens_the_spread(post):
     """No clean gap (the last level came from a predict call), so the seed's rule applies in full."""
-    post(URL["predict"], {"vehicle_id": "7", "booking_start_time": iso(T0 + timedelta(hours=10)),
-                          "current_battery_level": 80, "current_timestamp": iso(T0)})
-    created = post(URL["created"], {"booking_id": "A", "vehicle_id": "7", "starts_at": iso(T0 + timedelta(hours=10)),
-                                    "ends_at": iso(T0 + timedelta(hours=12))}).json()
+    post(
+        URL["predict"],
+        {
+            "vehicle_id": "7",
+            "booking_start_time": iso(T0 + timedelta(hours=10)),
+            "current_battery_level": 80,
+            "current_timestamp": iso(T0),
+        },
+    )
+    created = post(
+        URL["created"],
+        {
+            "booking_id": "A",
+            "vehicle_id": "7",
+            "starts_at": iso(T0 + timedelta(hours=10)),
+            "ends_at": iso(T0 + timedelta(hours=12)),
+        },
+    ).json()
     actual = created["predicted_battery"] - 8.0
 
-    started = post(URL["started"], {"booking_id": "A", "vehicle_id": "7", "actual_battery_at_start": actual,
-                                    "actual_started_at": iso(T0 + timedelta(hours=10))}).json()
+    started = post(
+        URL["started"],
+        {
+            "booking_id": "A",
+            "vehicle_id": "7",
+            "actual_battery_at_start": actual,
+            "actual_started_at": iso(T0 + timedelta(hours=10)),
+        },
+    ).json()
 
     assert started["prediction_error"] == pytest.approx(-8.0, abs=0.01)
     assert started["patterns_updated"] is True
@@ -117,14 +158,34 @@ def test_error_correction_moves_the_idle_rate_by_a_fifth_of_the_error_and_widens
 
 @pytest.mark.django_db
 def test_a_small_error_leaves_the_patterns_alone(post):
-    post(URL["predict"], {"vehicle_id": "7", "booking_start_time": iso(T0 + timedelta(hours=10)),
-                          "current_battery_level": 80, "current_timestamp": iso(T0)})
-    created = post(URL["created"], {"booking_id": "A", "vehicle_id": "7", "starts_at": iso(T0 + timedelta(hours=10)),
-                                    "ends_at": iso(T0 + timedelta(hours=12))}).json()
+    post(
+        URL["predict"],
+        {
+            "vehicle_id": "7",
+            "booking_start_time": iso(T0 + timedelta(hours=10)),
+            "current_battery_level": 80,
+            "current_timestamp": iso(T0),
+        },
+    )
+    created = post(
+        URL["created"],
+        {
+            "booking_id": "A",
+            "vehicle_id": "7",
+            "starts_at": iso(T0 + timedelta(hours=10)),
+            "ends_at": iso(T0 + timedelta(hours=12)),
+        },
+    ).json()
 
-    started = post(URL["started"], {"booking_id": "A", "vehicle_id": "7",
-                                    "actual_battery_at_start": created["predicted_battery"] - 3.0,
-                                    "actual_started_at": iso(T0 + timedelta(hours=10))}).json()
+    started = post(
+        URL["started"],
+        {
+            "booking_id": "A",
+            "vehicle_id": "7",
+            "actual_battery_at_start": created["predicted_battery"] - 3.0,
+            "actual_started_at": iso(T0 + timedelta(hours=10)),
+        },
+    ).json()
 
     assert started["patterns_updated"] is False
     assert VehiclePattern.objects.get().error_corrections == 0
@@ -133,8 +194,12 @@ def test_a_small_error_leaves_the_patterns_alone(post):
 @pytest.mark.django_db
 def test_a_new_car_borrows_the_fleet_average_and_moves_to_its_own_with_bookings():
     for index, rate in enumerate([8.0, 12.0]):
-        VehiclePatternFactory(vehicle=VehicleFactory(external_id=f"F{index}"), avg_drain_rate_per_hour=rate,
-                              drive_observations=10, total_bookings=10)
+        VehiclePatternFactory(
+            vehicle=VehicleFactory(external_id=f"F{index}"),
+            avg_drain_rate_per_hour=rate,
+            drive_observations=10,
+            total_bookings=10,
+        )
     prior = fleet_prior()
     assert prior.drive == pytest.approx(10.0)
 
@@ -144,7 +209,8 @@ def test_a_new_car_borrows_the_fleet_average_and_moves_to_its_own_with_bookings(
     assert vehicle_rates(None, prior).drive == pytest.approx(10.0)
     assert vehicle_rates(new, prior).drive == pytest.approx((20.0 + SHRINK_STRENGTH * 10.0) / (1 + SHRINK_STRENGTH))
     assert vehicle_rates(seasoned, prior).drive == pytest.approx(
-        (30 * 20.0 + SHRINK_STRENGTH * 10.0) / (30 + SHRINK_STRENGTH))
+        (30 * 20.0 + SHRINK_STRENGTH * 10.0) / (30 + SHRINK_STRENGTH)
+    )
 
 
 @pytest.mark.django_db
@@ -156,15 +222,39 @@ def test_with_no_patterns_the_fleet_prior_is_the_documented_default():
 def test_a_renter_who_plugs_in_raises_the_next_bookings_prediction(post):
     def next_prediction(user: str, car: str) -> float:
         for i in range(3):  # the renter's habit: always plugs in (or never)
-            trip(post, car=f"{car}{i}", booking=f"{car}H{i}", user=user, start=T0 + timedelta(days=i),
-                 level_start=80, level_end=40, charging=user == "plugger")
+            trip(
+                post,
+                car=f"{car}{i}",
+                booking=f"{car}H{i}",
+                user=user,
+                start=T0 + timedelta(days=i),
+                level_start=80,
+                level_end=40,
+                charging=user == "plugger",
+            )
         start = T0 + timedelta(days=10)
-        post(URL["created"], {"booking_id": f"{car}1", "vehicle_id": car, "user_id": user, "starts_at": iso(start),
-                              "ends_at": iso(start + timedelta(hours=2)), "current_battery_level": 50,
-                              "current_timestamp": iso(start - timedelta(hours=1))})
-        body = post(URL["created"], {"booking_id": f"{car}2", "vehicle_id": car, "user_id": "other",
-                                     "starts_at": iso(start + timedelta(hours=8)),
-                                     "ends_at": iso(start + timedelta(hours=9))}).json()
+        post(
+            URL["created"],
+            {
+                "booking_id": f"{car}1",
+                "vehicle_id": car,
+                "user_id": user,
+                "starts_at": iso(start),
+                "ends_at": iso(start + timedelta(hours=2)),
+                "current_battery_level": 50,
+                "current_timestamp": iso(start - timedelta(hours=1)),
+            },
+        )
+        body = post(
+            URL["created"],
+            {
+                "booking_id": f"{car}2",
+                "vehicle_id": car,
+                "user_id": "other",
+                "starts_at": iso(start + timedelta(hours=8)),
+                "ends_at": iso(start + timedelta(hours=9)),
+            },
+        ).json()
         return body["predicted_battery"]
 
     assert next_prediction("plugger", "P") > next_prediction("never", "N") + 5
@@ -174,8 +264,14 @@ def test_a_renter_who_plugs_in_raises_the_next_bookings_prediction(post):
 def test_an_outcome_is_learned_once_per_booking():
     from learning.services import outcome_record
 
-    booking = BookingFactory(status=BookingStatus.COMPLETED, actual_start=T0, actual_end=T0 + timedelta(hours=2),
-                             battery_at_start=80, battery_at_end=60, charging_at_end=False)
+    booking = BookingFactory(
+        status=BookingStatus.COMPLETED,
+        actual_start=T0,
+        actual_end=T0 + timedelta(hours=2),
+        battery_at_start=80,
+        battery_at_end=60,
+        charging_at_end=False,
+    )
     outcome_record(booking=booking, battery_at_start=80)
     outcome_record(booking=booking, battery_at_start=80)
 

@@ -7,8 +7,9 @@ import pytest
 from predictions.physics import Rates, State, Trip, charge_level, idle_level, parked, walk
 
 T = datetime(2025, 11, 3, 8, 0, tzinfo=UTC)
-RATES = Rates(idle_drain=0.2, idle_std=0.1, charge=20.0, charge_std=4.0, drive=10.0, drive_std=3.0,
-              plug_probability=0.0)
+RATES = Rates(
+    idle_drain=0.2, idle_std=0.1, charge=20.0, charge_std=4.0, drive=10.0, drive_std=3.0, plug_probability=0.0
+)
 
 
 def test_charging_is_linear_below_80_and_tapers_towards_full():
@@ -57,8 +58,7 @@ def test_walk_predicts_each_target_through_the_trips_before_it():
 
 
 def test_a_car_out_on_a_trip_now_is_driven_until_the_trip_ends():
-    trip = Trip("NOW", T - timedelta(hours=1), T + timedelta(hours=1), drive=10.0, drive_std=0.0,
-                plug_probability=0.0)
+    trip = Trip("NOW", T - timedelta(hours=1), T + timedelta(hours=1), drive=10.0, drive_std=0.0, plug_probability=0.0)
 
     [checkpoint] = walk(State(level=60.0, at=T, charging=False), [trip], [("X", T + timedelta(hours=1))], RATES)
 
