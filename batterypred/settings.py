@@ -74,6 +74,7 @@ TEMPLATES = [
 # DATABASE_URL unset: the embedded SQLite file under data/; set: e.g. postgres://postgres@127.0.0.1:5432/batterypred
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'batterypred.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATA_DIR.mkdir(exist_ok=True)
     # Wait for the writer lock instead of failing at once when the web server and worker overlap.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 else:
