@@ -59,8 +59,11 @@ def vehicle_lock(*, external_id: str) -> Vehicle:
     Call inside `transaction.atomic()`. Every write about one car goes through this lock, so
     events for one car never interleave.
     """
-    vehicle = vehicle_get_or_create(external_id=external_id)
-    return Vehicle.objects.select_for_update().get(pk=vehicle.pk)
+    locked = Vehicle.objects.select_for_update()
+    try:
+        return locked.get(external_id=external_id)
+    except Vehicle.DoesNotExist:
+        return locked.get(pk=vehicle_get_or_create(external_id=external_id).pk)
 
 
 def idempotency_key_for(*, event_type: str, booking_id: str, body: Any, header_key: str | None) -> str:
@@ -93,7 +96,10 @@ def _booking_of_vehicle(*, vehicle: Vehicle, booking_id: str) -> Booking | None:
     active or finished one may not, because its outcome belongs to the car that was driven.
     """
     booking = Booking.objects.filter(external_id=booking_id).first()
-    if booking is None or booking.vehicle_id == vehicle.pk:
+    if booking is None:
+        return None
+    if booking.vehicle_id == vehicle.pk:
+        booking.vehicle = vehicle  # the locked instance: no second fetch
         return booking
     if booking.status != BookingStatus.SCHEDULED:
         raise DomainError(

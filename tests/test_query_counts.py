@@ -1,0 +1,50 @@
+"""Hot paths stay batched: the query count does not grow with the number of bookings cascaded."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.seed_examples import CREATED, PREDICT_REAL_TIME, STARTED, URL
+
+pytestmark = pytest.mark.django_db
+T = datetime(2025, 11, 5, 10, 0, tzinfo=UTC)
+
+
+def future(count: int, prefix: str) -> list[dict]:
+    return [
+        {
+            "booking_id": f"{prefix}{i}",
+            "user_id": str(i),
+            "starts_at": (T + timedelta(hours=6 * i)).isoformat(),
+            "ends_at": (T + timedelta(hours=6 * i + 2)).isoformat(),
+        }
+        for i in range(count)
+    ]
+
+
+def queries_for_start(post, car: str, count: int) -> tuple[int, int]:
+    post(URL["created"], {**CREATED, "vehicle_id": car, "booking_id": f"{car}-B"})
+    with CaptureQueriesContext(connection) as captured:
+        body = post(
+            URL["started"],
+            {**STARTED, "vehicle_id": car, "booking_id": f"{car}-B", "future_bookings": future(count, car)},
+        ).json()
+    return len(captured.captured_queries), len(body["affected_bookings"])
+
+
+def test_an_events_queries_do_not_grow_with_its_future_bookings(post):
+    few, affected_few = queries_for_start(post, "c1", 10)
+    many, affected_many = queries_for_start(post, "c2", 50)
+
+    assert (affected_few, affected_many) == (10, 50)
+    assert many == few
+    assert few <= 40
+
+
+def test_a_prediction_takes_a_handful_of_queries(post):
+    post(URL["predict"], PREDICT_REAL_TIME)
+    with CaptureQueriesContext(connection) as captured:
+        post(URL["predict"], PREDICT_REAL_TIME)
+    assert len(captured.captured_queries) <= 14
