@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from batterypred.api.errors import DomainError
@@ -396,7 +397,7 @@ def event_ingest(
         vehicle = vehicle_lock(external_id=data["vehicle_id"])
         existing = InboundEvent.objects.filter(idempotency_key=key).first()
         if existing is not None:
-            InboundEvent.objects.filter(pk=existing.pk).update(duplicates=existing.duplicates + 1)
+            InboundEvent.objects.filter(pk=existing.pk).update(duplicates=F("duplicates") + 1)
             logger.info("replayed %s for booking %s (key %s)", event_type, data["booking_id"], key)
             return Ingested(event=existing, replayed=True)
         event = InboundEvent.objects.create(

@@ -55,11 +55,12 @@ class PredictBatchView(APIView):
         serializer = s.PredictBatchRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         items = serializer.validated_data["bookings"]
+        # Cars are locked in one global order so that two concurrent batches cannot deadlock.
+        order = sorted(range(len(items)), key=lambda i: (items[i]["vehicle_id"], i))
         with transaction.atomic():
-            predictions = [_predict(item, "batch") for item in items]
+            predictions = {index: _predict(items[index], "batch") for index in order}
         bodies = [
-            prediction_body(p, vehicle_external_id=item["vehicle_id"])
-            for p, item in zip(predictions, items, strict=True)
+            prediction_body(predictions[i], vehicle_external_id=item["vehicle_id"]) for i, item in enumerate(items)
         ]
         return Response({"count": len(bodies), "predictions": bodies})
 

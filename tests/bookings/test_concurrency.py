@@ -85,3 +85,27 @@ def test_events_for_different_cars_share_renters_without_losing_updates(api_key)
 
     assert all(r.status_code == 200 for r in responses)
     assert UserPattern.objects.get(user_id="same-renter").total_bookings == 20
+
+
+def test_concurrent_batches_naming_cars_in_opposite_orders_do_not_deadlock(api_key):
+    def batch(cars: list[str], tag: str) -> dict:
+        return {
+            "bookings": [
+                {
+                    "vehicle_id": car,
+                    "booking_id": f"{tag}{car}",
+                    "booking_start_time": iso(T),
+                    "current_battery_level": 50,
+                    "current_timestamp": iso(T - timedelta(hours=1)),
+                }
+                for car in cars
+            ]
+        }
+
+    cars = [f"car{i}" for i in range(10)]
+    calls = [(URL["batch"], batch(cars, "a")), (URL["batch"], batch(cars[::-1], "b"))] * 3
+
+    responses = run_together(api_key, calls)
+
+    assert [r.status_code for r in responses] == [200] * 6
+    assert [p["booking_id"] for p in responses[1].json()["predictions"]] == [f"b{car}" for car in cars[::-1]]
