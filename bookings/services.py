@@ -175,6 +175,22 @@ def _cancelled_before_created(booking_ids: list[str]) -> set[str]:
     )
 
 
+def _booking_create_unknown(*, vehicle: Vehicle, data: dict, start: datetime, end: datetime | None) -> Booking:
+    """Create a booking first heard of through a later event (its `booking.created` was lost or late)."""
+    return Booking.objects.create(
+        external_id=data["booking_id"],
+        vehicle=vehicle,
+        user_id=data.get("user_id") or "",
+        scheduled_start=start,
+        scheduled_end=end,
+    )
+
+
+def _ignore(result: EventResult, booking: Booking, event_name: str) -> None:
+    result.applied = False
+    result.notes.append(f"booking is already {booking.status}; {event_name} ignored")
+
+
 def _learn_start(*, booking: Booking, reading: BatteryReading) -> Any:
     results = start_level_observed.send(sender=Booking, booking=booking, reading=reading)
     return next((value for _, value in results if value is not None), None)
@@ -206,8 +222,7 @@ def booking_create(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
         booking.save()
         result.notes.append("booking already known; its schedule was updated")
     else:
-        result.applied = False
-        result.notes.append(f"booking is already {booking.status}; booking.created ignored")
+        _ignore(result, booking, "booking.created")
     result.booking = booking
     if data.get("current_battery_level") is not None:
         reading_record(
@@ -216,9 +231,6 @@ def booking_create(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
             at=data.get("current_timestamp") or timezone.now(),
             source=ReadingSource.BOOKING_CREATED,
         )
-    result.notes += bookings_upsert_future(
-        vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking.external_id
-    )
     pivot = booking.scheduled_start if result.applied else None
     return result, pivot
 
@@ -239,25 +251,15 @@ def booking_start(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple
     booking = _booking_of_vehicle(vehicle=vehicle, booking_id=data["booking_id"])
     at, level = data["actual_started_at"], data["actual_battery_at_start"]
     if booking is None:
-        booking = Booking.objects.create(
-            external_id=data["booking_id"],
-            vehicle=vehicle,
-            user_id=data.get("user_id") or "",
-            scheduled_start=at,
-            scheduled_end=data.get("ends_at"),
-        )
+        booking = _booking_create_unknown(vehicle=vehicle, data=data, start=at, end=data.get("ends_at"))
         result.notes.append("booking was not known; created from booking.started")
     if booking.status == BookingStatus.SCHEDULED:
         if data.get("user_id"):
             booking.user_id = data["user_id"]
         result.start_learning = _start(booking=booking, vehicle=vehicle, level=level, at=at)
     else:
-        result.applied = False
-        result.notes.append(f"booking is already {booking.status}; booking.started ignored")
+        _ignore(result, booking, "booking.started")
     result.booking = booking
-    result.notes += bookings_upsert_future(
-        vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking.external_id
-    )
     return result, None
 
 
@@ -265,18 +267,11 @@ def booking_end(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple[E
     result = EventResult(event=event, booking=None)
     booking = _booking_of_vehicle(vehicle=vehicle, booking_id=data["booking_id"])
     if booking is None:
-        booking = Booking.objects.create(
-            external_id=data["booking_id"],
-            vehicle=vehicle,
-            user_id=data.get("user_id") or "",
-            scheduled_start=data["starts_at"],
-            scheduled_end=data["ends_at"],
-        )
+        booking = _booking_create_unknown(vehicle=vehicle, data=data, start=data["starts_at"], end=data["ends_at"])
         result.notes.append("booking was not known; created from booking.ended")
     result.booking = booking
     if booking.status in (BookingStatus.COMPLETED, BookingStatus.CANCELLED):
-        result.applied = False
-        result.notes.append(f"booking is already {booking.status}; booking.ended ignored")
+        _ignore(result, booking, "booking.ended")
     else:
         if booking.status == BookingStatus.SCHEDULED:
             result.notes.append("booking.started was never received; start taken from booking.ended")
@@ -301,9 +296,6 @@ def booking_end(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple[E
             charging=booking.charging_at_end,
         )
         booking_completed.send(sender=Booking, booking=booking, battery_at_start=data["battery_at_start"])
-    result.notes += bookings_upsert_future(
-        vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking.external_id
-    )
     return result, None
 
 
@@ -313,13 +305,7 @@ def booking_modify(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
     new_start, new_end = data["new_starts_at"], data["new_ends_at"]
     pivot: datetime | None = None
     if booking is None:
-        booking = Booking.objects.create(
-            external_id=data["booking_id"],
-            vehicle=vehicle,
-            user_id=data.get("user_id") or "",
-            scheduled_start=new_start,
-            scheduled_end=new_end,
-        )
+        booking = _booking_create_unknown(vehicle=vehicle, data=data, start=new_start, end=new_end)
         result.notes.append("booking was not known; created from booking.modified")
         pivot = new_start
     elif booking.status == BookingStatus.SCHEDULED:
@@ -334,12 +320,8 @@ def booking_modify(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
         booking.save()
         result.notes.append("booking is active; only its end was changed")
     else:
-        result.applied = False
-        result.notes.append(f"booking is already {booking.status}; booking.modified ignored")
+        _ignore(result, booking, "booking.modified")
     result.booking = booking
-    result.notes += bookings_upsert_future(
-        vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking.external_id
-    )
     return result, pivot
 
 
@@ -358,12 +340,8 @@ def booking_cancel(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
         predictions_cancel(booking_id=booking.external_id)
         pivot = booking.scheduled_start
     else:
-        result.applied = False
-        result.notes.append(f"booking is already {booking.status}; booking.cancelled ignored")
+        _ignore(result, booking, "booking.cancelled")
     result.booking = booking
-    result.notes += bookings_upsert_future(
-        vehicle=vehicle, items=data.get("future_bookings", []), exclude=data["booking_id"]
-    )
     return result, pivot
 
 
@@ -408,6 +386,9 @@ def event_ingest(
             body=body,
         )
         result, pivot = HANDLERS[event_type](vehicle=vehicle, event=event, data=data)
+        result.notes += bookings_upsert_future(
+            vehicle=vehicle, items=data.get("future_bookings", []), exclude=data["booking_id"]
+        )
         schedule_changed.send(sender=Vehicle, vehicle=vehicle, pivot=pivot, event=event)
         event.applied = result.applied
         event.response = respond(result)
