@@ -267,6 +267,16 @@ def log_tail(path: Path, lines: int = 60) -> str:
         return f"(cannot read {path}: {exc})"
 
 
+def log_first_error(path: Path, lines: int = 80) -> str | None:
+    """The first error the server logged (Django's "Internal Server Error" and its traceback)."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    first = next((i for i, line in enumerate(text) if " ERROR " in line or line.startswith("Traceback")), None)
+    return None if first is None else "\n".join(text[first : first + lines])
+
+
 def log_tracebacks(path: Path) -> int:
     try:
         text = path.read_text(errors="replace")
@@ -371,6 +381,7 @@ class Bench:
     """Sends the calls, times the timed ones and checks every answer."""
 
     MAX_SAMPLES_PER_ENDPOINT = 3
+    MAX_SAMPLES = 30
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -396,7 +407,7 @@ class Bench:
             endpoint.timings.append(reply.ms)
             endpoint.errors += problem is not None
         if problem is not None:
-            self._record_failure(name or f"setup {method} {path}", method, path, body, reply, problem)
+            self._record_failure(name or f"setup {method} {path.rsplit('/', 1)[0]}", method, path, body, reply, problem)
         return data
 
     @staticmethod
@@ -412,7 +423,7 @@ class Bench:
     def _record_failure(self, name: str, method: str, path: str, body: Any, reply: Reply, problem: str) -> None:
         seen = self._samples.get(name, 0)
         self._samples[name] = seen + 1
-        if seen >= self.MAX_SAMPLES_PER_ENDPOINT:
+        if seen >= self.MAX_SAMPLES_PER_ENDPOINT or len(self.failures) >= self.MAX_SAMPLES:
             return
         self.failures.append(
             {
@@ -792,8 +803,12 @@ def report_failures(bench: Bench, server: Server | None) -> None:
         if failure["request_body"] is not None:
             print(f"  body: {json.dumps(failure['request_body'])}", file=sys.stderr)
         print(f"  response ({failure['status']}): {failure['response_body']}", file=sys.stderr)
-    if server is not None:
-        print(f"\n--- tail of the gunicorn log {server.log_path} ---\n{log_tail(server.log_path)}", file=sys.stderr)
+    if server is None:
+        return
+    first = log_first_error(server.log_path)
+    if first:
+        print(f"\n--- first error in the gunicorn log {server.log_path} ---\n{first}", file=sys.stderr)
+    print(f"\n--- tail of the gunicorn log {server.log_path} ---\n{log_tail(server.log_path)}", file=sys.stderr)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

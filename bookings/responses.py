@@ -7,7 +7,6 @@ from bookings.models import EventType
 from bookings.services import EventResult
 from learning.models import BookingOutcome, VehiclePattern, confidence_for
 from predictions.models import Prediction
-from predictions.selectors import predictions_for_event
 
 
 def interval(p: Prediction) -> dict:
@@ -38,7 +37,7 @@ def _base(result: EventResult, affected: list[Prediction]) -> dict:
 
 
 def respond(result: EventResult) -> dict:
-    predictions = predictions_for_event(event=result.event)
+    predictions = result.predictions
     booking_id = result.event.booking_external_id
     kind = result.event.event_type
     if kind == EventType.CREATED:

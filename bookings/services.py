@@ -44,6 +44,7 @@ class EventResult:
     applied: bool = True
     notes: list[str] = field(default_factory=list)
     start_learning: Any = None
+    predictions: list = field(default_factory=list)  # what the cascade issued, in start order
 
 
 def vehicle_get_or_create(*, external_id: str) -> Vehicle:
@@ -389,7 +390,8 @@ def event_ingest(
         result.notes += bookings_upsert_future(
             vehicle=vehicle, items=data.get("future_bookings", []), exclude=data["booking_id"]
         )
-        schedule_changed.send(sender=Vehicle, vehicle=vehicle, pivot=pivot, event=event)
+        for _, issued in schedule_changed.send(sender=Vehicle, vehicle=vehicle, pivot=pivot, event=event):
+            result.predictions += issued or []
         event.applied = result.applied
         event.response = respond(result)
         event.save(update_fields=["applied", "response"])

@@ -15,4 +15,5 @@ booking_completed = Signal()
 
 # The car's schedule or state changed: its later bookings must be re-predicted.
 # kwargs: vehicle, pivot (re-predict bookings starting at or after it; None means all), event.
+# The cascade receiver returns the predictions it issued; the event response is built from them.
 schedule_changed = Signal()

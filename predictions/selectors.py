@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bookings.models import BatteryReading, InboundEvent, Vehicle
+from bookings.models import BatteryReading, Vehicle
 from predictions.models import Prediction
 
 
 def prediction_current(*, booking_id: str) -> Prediction | None:
     """The booking's current prediction (one indexed query)."""
     return Prediction.objects.filter(booking_external_id=booking_id, is_current=True).first()
-
-
-def predictions_for_event(*, event: InboundEvent) -> list[Prediction]:
-    return list(Prediction.objects.filter(trigger_event=event).order_by("booking_start_time", "id"))
 
 
 def reading_latest(*, vehicle: Vehicle, at_or_before: datetime | None = None) -> BatteryReading | None:
