@@ -139,6 +139,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# How long each process reuses the fleet-average rates and a verified API key (seconds; 0: never).
+# A revoked key keeps working at most this long.
+FLEET_PRIOR_CACHE_SECONDS = env.int("FLEET_PRIOR_CACHE_SECONDS", default=60)
+API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=30)
+
 # Laravel callback settings (used by the callback outbox).
 ML_CALLBACK_URL = env.str("ML_CALLBACK_URL", default="")
 ML_WEBHOOK_SECRET = env.str("ML_WEBHOOK_SECRET", default="")

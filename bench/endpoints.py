@@ -373,7 +373,7 @@ def summary(endpoint: Endpoint) -> dict[str, Any]:
     }
     if endpoint.target_p50_ms is not None:
         row["target"] = f"p50 < {endpoint.target_p50_ms:g} ms"
-        row["target_met"] = p50 < endpoint.target_p50_ms
+        row["target_met"] = p50 < endpoint.target_p50_ms and endpoint.errors == 0
     return row
 
 

@@ -6,12 +6,16 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Avg, Count, Q, Sum
 
 from bookings.models import Vehicle
 from learning.ema import shrink
 from learning.models import UserPattern, VehiclePattern
 from predictions.physics import Rates
+
+FLEET_PRIOR_CACHE_KEY = "learning:fleet_prior"
 
 # A car with this many observations of a rate weighs its own estimate equally with the fleet's.
 SHRINK_STRENGTH = 3.0
@@ -70,6 +74,18 @@ def fleet_prior() -> FleetPrior:
         ),
         cars=figures["cars"] or 0,
     )
+
+
+def fleet_prior_cached() -> FleetPrior:
+    """`fleet_prior()`, recomputed at most every FLEET_PRIOR_CACHE_SECONDS per process.
+
+    The fleet average moves slowly (one outcome among hundreds of cars barely shifts it), and
+    the aggregate over every car's pattern would otherwise run on every prediction.
+    """
+    ttl = settings.FLEET_PRIOR_CACHE_SECONDS
+    if ttl <= 0:
+        return fleet_prior()
+    return cache.get_or_set(FLEET_PRIOR_CACHE_KEY, fleet_prior, ttl)
 
 
 def _std(variance: float, count: int, prior_std: float) -> float:

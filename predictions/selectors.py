@@ -10,7 +10,7 @@ from predictions.models import Prediction
 
 def prediction_current(*, booking_id: str) -> Prediction | None:
     """The booking's current prediction (one indexed query)."""
-    return Prediction.objects.filter(booking_external_id=booking_id, is_current=True).first()
+    return Prediction.objects.filter(booking_external_id=booking_id, is_current=True).select_related("vehicle").first()
 
 
 def reading_latest(*, vehicle: Vehicle, at_or_before: datetime | None = None) -> BatteryReading | None:

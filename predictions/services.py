@@ -20,7 +20,7 @@ from batterypred.api.errors import DomainError
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
 from bookings.services import default_duration, reading_record, vehicle_lock
 from learning.models import UserPattern
-from learning.selectors import fleet_prior, renter_rates, user_patterns_for, vehicle_pattern_for, vehicle_rates
+from learning.selectors import fleet_prior_cached, renter_rates, user_patterns_for, vehicle_pattern_for, vehicle_rates
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.physics import Checkpoint, Rates, State, Trip, walk
 from predictions.selectors import reading_latest
@@ -171,7 +171,7 @@ def prediction_predict(
             ]
         else:
             planned = _known_bookings(vehicle=vehicle, after=state.at, before=booking_start_time, exclude=booking_id)
-        rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior())
+        rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior_cached())
         [checkpoint] = walk(state, _trips(planned, rates), [(booking_id, booking_start_time)], rates)
         method = _method(has_reading=reading is not None, real_time=real_time, trips_before=checkpoint.trips_before)
         [prediction] = _store(
@@ -223,7 +223,7 @@ def predictions_cascade(
         return []
     reading = reading_latest(vehicle=vehicle)
     state = _state_from(reading, now)
-    rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior())
+    rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior_cached())
     trips = _trips((_planned(b) for b in bookings), rates)
     checkpoints = walk(state, trips, [(b.external_id, b.scheduled_start) for b in targets], rates)
     methods = [

@@ -118,3 +118,24 @@ def test_production_refuses_to_start_without_a_real_secret_key():
     started = _settings_load({"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "k" * 50})
     assert started.returncode == 0, started.stderr
     assert "started" in started.stdout
+
+
+def test_a_verified_key_is_remembered_briefly_and_a_revoked_one_stops_working(api_key, settings):
+    from django.core.cache import cache
+
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=api_key)
+    assert client.get("/api/v1/model/info").status_code == 200
+    APIKey.objects.update(revoked=True)
+
+    assert client.get("/api/v1/model/info").status_code == 200  # within API_KEY_CACHE_SECONDS
+    assert not any(api_key in str(k) for k in cache._cache)  # remembered by hash, not by the key
+
+    cache.clear()  # the TTL has passed
+    assert client.get("/api/v1/model/info").status_code == 401
+
+    settings.API_KEY_CACHE_SECONDS = 0
+    APIKey.objects.update(revoked=False)
+    assert client.get("/api/v1/model/info").status_code == 200
+    APIKey.objects.update(revoked=True)
+    assert client.get("/api/v1/model/info").status_code == 401
