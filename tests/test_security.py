@@ -10,6 +10,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
+from batterypred.api import throttling
 from batterypred.api.throttling import APIKeyRateThrottle
 from tests.seed_examples import PREDICT_REAL_TIME, URL
 
@@ -54,12 +55,16 @@ def test_keys_are_stored_hashed():
 
 def test_over_the_rate_a_key_gets_429_with_retry_after(api, monkeypatch):
     monkeypatch.setattr(APIKeyRateThrottle, "THROTTLE_RATES", {"api_key": "3/min"})
+    monkeypatch.setattr(throttling, "clock", lambda: 6000.0 + 15)  # 15 s into a minute window
     codes = [api.get("/api/v1/model/info").status_code for _ in range(4)]
 
     assert codes == [200, 200, 200, 429]
     limited = api.get("/api/v1/model/info")
-    assert int(limited["Retry-After"]) > 0
+    assert limited["Retry-After"] == "45"
     assert limited.json()["error"] == "throttled"
+
+    monkeypatch.setattr(throttling, "clock", lambda: 6060.0 + 1)  # the next window
+    assert api.get("/api/v1/model/info").status_code == 200
 
     other = APIClient()
     other.credentials(HTTP_X_API_KEY=APIKey.objects.create_key(name="other")[1])
