@@ -115,38 +115,36 @@ def test_a_charge_nobody_reported_is_counted_not_learned_as_negative_drain(post)
     assert pattern.unreported_charges == 1 and pattern.idle_observations == 0
 
 
-@pytest.mark.django_db
-def test_error_correction_moves_the_idle_rate_by_a_fifth_of_the_error_and_widens_the_spread(post):
-    """No clean gap (the last level came from a predict call), so the seed's rule applies in full."""
+def pick_up_missing_the_prediction_by(post, points: float) -> dict:
+    """A car last heard of through a predict call (no clean gap), picked up `points` below its prediction."""
+    start = T0 + timedelta(hours=10)
     post(
         URL["predict"],
         {
             "vehicle_id": "7",
-            "booking_start_time": iso(T0 + timedelta(hours=10)),
+            "booking_start_time": iso(start),
             "current_battery_level": 80,
             "current_timestamp": iso(T0),
         },
     )
     created = post(
         URL["created"],
-        {
-            "booking_id": "A",
-            "vehicle_id": "7",
-            "starts_at": iso(T0 + timedelta(hours=10)),
-            "ends_at": iso(T0 + timedelta(hours=12)),
-        },
+        {"booking_id": "A", "vehicle_id": "7", "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=2))},
     ).json()
-    actual = created["predicted_battery"] - 8.0
-
-    started = post(
+    return post(
         URL["started"],
         {
             "booking_id": "A",
             "vehicle_id": "7",
-            "actual_battery_at_start": actual,
-            "actual_started_at": iso(T0 + timedelta(hours=10)),
+            "actual_started_at": iso(start),
+            "actual_battery_at_start": created["predicted_battery"] - points,
         },
     ).json()
+
+
+@pytest.mark.django_db
+def test_error_correction_moves_the_idle_rate_by_a_fifth_of_the_error_and_widens_the_spread(post):
+    started = pick_up_missing_the_prediction_by(post, 8.0)
 
     assert started["prediction_error"] == pytest.approx(-8.0, abs=0.01)
     assert started["patterns_updated"] is True
@@ -158,34 +156,7 @@ def test_error_correction_moves_the_idle_rate_by_a_fifth_of_the_error_and_widens
 
 @pytest.mark.django_db
 def test_a_small_error_leaves_the_patterns_alone(post):
-    post(
-        URL["predict"],
-        {
-            "vehicle_id": "7",
-            "booking_start_time": iso(T0 + timedelta(hours=10)),
-            "current_battery_level": 80,
-            "current_timestamp": iso(T0),
-        },
-    )
-    created = post(
-        URL["created"],
-        {
-            "booking_id": "A",
-            "vehicle_id": "7",
-            "starts_at": iso(T0 + timedelta(hours=10)),
-            "ends_at": iso(T0 + timedelta(hours=12)),
-        },
-    ).json()
-
-    started = post(
-        URL["started"],
-        {
-            "booking_id": "A",
-            "vehicle_id": "7",
-            "actual_battery_at_start": created["predicted_battery"] - 3.0,
-            "actual_started_at": iso(T0 + timedelta(hours=10)),
-        },
-    ).json()
+    started = pick_up_missing_the_prediction_by(post, 3.0)
 
     assert started["patterns_updated"] is False
     assert VehiclePattern.objects.get().error_corrections == 0
