@@ -36,7 +36,6 @@ class FleetPrior:
     drive: float = 9.0
     drive_std: float = 5.0
     plug_probability: float = 0.3
-    return_battery: float = 60.0
     cars: int = 0
 
 
@@ -74,6 +73,12 @@ def fleet_prior() -> FleetPrior:
         ),
         cars=figures["cars"] or 0,
     )
+
+
+def fleet_return_battery(default: float = 60.0) -> float:
+    """The level renters usually leave cars at: where a car we never heard from probably is."""
+    value = UserPattern.objects.aggregate(v=Avg("avg_return_battery"))["v"]
+    return default if value is None else value
 
 
 def fleet_prior_cached() -> FleetPrior:

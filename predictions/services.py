@@ -13,14 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Avg
 from django.utils import timezone
 
 from batterypred.api.errors import DomainError
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
 from bookings.services import default_duration, reading_record, vehicle_lock
-from learning.models import UserPattern
-from learning.selectors import fleet_prior_cached, renter_rates, user_patterns_for, vehicle_pattern_for, vehicle_rates
+from learning.selectors import (
+    fleet_prior_cached,
+    fleet_return_battery,
+    renter_rates,
+    user_patterns_for,
+    vehicle_pattern_for,
+    vehicle_rates,
+)
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.physics import Checkpoint, Rates, State, Trip, walk
 from predictions.selectors import reading_latest
@@ -39,14 +44,10 @@ class PlannedBooking:
     user_id: str = ""
 
 
-def fleet_return_battery(default: float = 60.0) -> float:
-    value = UserPattern.objects.aggregate(v=Avg("avg_return_battery"))["v"]
-    return default if value is None else value
-
-
-def _state_from(reading: BatteryReading | None, now: datetime) -> State:
+def _state_from(reading: BatteryReading | None, *, unknown_at: datetime) -> State:
+    """The walk's starting point: the reading, or for a car never heard of, the fleet's usual return level."""
     if reading is None:
-        return State(level=fleet_return_battery(), at=now, variance=NO_READING_STD**2)
+        return State(level=fleet_return_battery(), at=unknown_at, variance=NO_READING_STD**2)
     return State(level=reading.level, at=reading.recorded_at, charging=reading.charging)
 
 
@@ -161,9 +162,7 @@ def prediction_predict(
             )
         else:
             reading = reading_latest(vehicle=vehicle, at_or_before=booking_start_time)
-        state = _state_from(reading, now if reading is None else reading.recorded_at)
-        if reading is None:
-            state = State(level=state.level, at=min(now, booking_start_time), variance=state.variance)
+        state = _state_from(reading, unknown_at=min(now, booking_start_time))
         if intermediate_bookings is not None and real_time:
             planned = [
                 PlannedBooking(f"intermediate-{i}", b["starts_at"], b["ends_at"], b.get("user_id") or "")
@@ -222,7 +221,7 @@ def predictions_cascade(
     if not targets:
         return []
     reading = reading_latest(vehicle=vehicle)
-    state = _state_from(reading, now)
+    state = _state_from(reading, unknown_at=now)
     rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior_cached())
     trips = _trips((_planned(b) for b in bookings), rates)
     checkpoints = walk(state, trips, [(b.external_id, b.scheduled_start) for b in targets], rates)
