@@ -56,7 +56,7 @@ class State:
 
 @dataclass
 class Checkpoint:
-    """The predicted level when a target booking starts, with the steps that led there."""
+    """The predicted level when a target booking starts, with the steps since the previous checkpoint."""
 
     booking_id: str
     at: datetime
@@ -153,6 +153,10 @@ def walk(
     cascade: the booking is predicted at its start, then driven); a trip that started before
     `state.at` is driven from `state.at` (the car is out now). Targets before `state.at` get
     the state's level.
+
+    Each checkpoint carries the steps since the previous one (from the state for the first), so
+    a cascade of n bookings stores O(n) steps, not O(n^2); the full path to a booking is the
+    concatenation of the steps of the checkpoints up to it.
     """
     level, variance, cursor = clamp(state.level), state.variance, state.at
     p_plugged = rates.plug_probability if state.charging is None else float(state.charging)
@@ -178,10 +182,11 @@ def walk(
                     at=at,
                     level=level,
                     std=math.sqrt(variance + BASE_STD * BASE_STD),
-                    steps=list(steps),
+                    steps=steps,
                     trips_before=trips_done,
                 )
             )
+            steps = []
             continue
         trip = trips[index]
         if trip.end <= cursor:

@@ -54,7 +54,11 @@ def test_walk_predicts_each_target_through_the_trips_before_it():
     assert c.level == pytest.approx(b.level - 10.0 - 0.4)
     assert (a.trips_before, b.trips_before, c.trips_before) == (0, 1, 2)
     assert a.std < b.std < c.std
-    assert [s["type"] for s in c.steps] == ["idle", "booking", "idle", "booking", "idle"]
+    assert [s["type"] for s in a.steps] == ["idle"]
+    assert [s["type"] for s in b.steps] == ["booking", "idle"]  # since A's start
+    path = a.steps + b.steps + c.steps
+    assert [s["type"] for s in path] == ["idle", "booking", "idle", "booking", "idle"]
+    assert path[-1]["battery_after"] == pytest.approx(c.level, abs=0.01)
 
 
 def test_a_car_out_on_a_trip_now_is_driven_until_the_trip_ends():
