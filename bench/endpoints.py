@@ -543,57 +543,56 @@ def fleet_build(cars: int, rounds: int, now: datetime, rng: random.Random) -> Fl
 # --- event bodies ------------------------------------------------------------------------------------
 
 
-def created_body(car: Car, booking: Planned) -> dict[str, Any]:
+def event_body(car: Car, booking: Planned, **fields: Any) -> dict[str, Any]:
+    """The fields every event shares (booking, car, the car's 10 future bookings) plus `fields`."""
     return {
         "booking_id": booking.booking_id,
         "vehicle_id": car.vehicle_id,
-        "user_id": booking.user_id,
-        "starts_at": iso(booking.starts_at),
-        "ends_at": iso(booking.ends_at),
+        **fields,
         "future_bookings": car.future_items(),
     }
+
+
+def created_body(car: Car, booking: Planned) -> dict[str, Any]:
+    return event_body(
+        car, booking, user_id=booking.user_id, starts_at=iso(booking.starts_at), ends_at=iso(booking.ends_at)
+    )
 
 
 def modified_body(car: Car, booking: Planned, modification_type: str) -> dict[str, Any]:
-    return {
-        "booking_id": booking.booking_id,
-        "vehicle_id": car.vehicle_id,
-        "user_id": booking.user_id,
-        "new_starts_at": iso(booking.starts_at),
-        "new_ends_at": iso(booking.ends_at),
-        "modification_type": modification_type,
-        "future_bookings": car.future_items(),
-    }
+    return event_body(
+        car,
+        booking,
+        user_id=booking.user_id,
+        new_starts_at=iso(booking.starts_at),
+        new_ends_at=iso(booking.ends_at),
+        modification_type=modification_type,
+    )
 
 
 def started_body(car: Car, booking: Planned, trip: Trip) -> dict[str, Any]:
-    return {
-        "booking_id": booking.booking_id,
-        "vehicle_id": car.vehicle_id,
-        "actual_battery_at_start": trip.battery_at_start,
-        "actual_started_at": iso(booking.starts_at),
-        "future_bookings": car.future_items(),
-    }
+    return event_body(
+        car, booking, actual_battery_at_start=trip.battery_at_start, actual_started_at=iso(booking.starts_at)
+    )
 
 
 def ended_body(car: Car, booking: Planned, trip: Trip) -> dict[str, Any]:
-    return {
-        "booking_id": booking.booking_id,
-        "vehicle_id": car.vehicle_id,
-        "user_id": booking.user_id,
-        "starts_at": iso(booking.starts_at),
-        "ends_at": iso(booking.ends_at),
-        "battery_at_start": trip.battery_at_start,
-        "battery_at_end": trip.battery_at_end,
-        "mileage_at_start": trip.mileage_at_start,
-        "mileage_at_end": trip.mileage_at_end,
-        "charging_at_end": int(trip.charging_at_end),
-        "future_bookings": car.future_items(),
-    }
+    return event_body(
+        car,
+        booking,
+        user_id=booking.user_id,
+        starts_at=iso(booking.starts_at),
+        ends_at=iso(booking.ends_at),
+        battery_at_start=trip.battery_at_start,
+        battery_at_end=trip.battery_at_end,
+        mileage_at_start=trip.mileage_at_start,
+        mileage_at_end=trip.mileage_at_end,
+        charging_at_end=int(trip.charging_at_end),
+    )
 
 
 def cancelled_body(car: Car, booking: Planned) -> dict[str, Any]:
-    return {"booking_id": booking.booking_id, "vehicle_id": car.vehicle_id, "future_bookings": car.future_items()}
+    return event_body(car, booking)
 
 
 EVENTS = "/api/v1/events/"
