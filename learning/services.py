@@ -168,7 +168,7 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading) -> St
                 base = current if current is not None else 0.0
                 pattern.avg_idle_drain_per_hour = max(0.0, base - ERROR_CORRECTION_SHARE * error / hours)
             pattern.var_idle_drain_per_hour = max(pattern.var_idle_drain_per_hour, 0.01) * SPREAD_WIDENING**2
-    if learned or corrected or pattern._state.adding:
+    if learned or corrected:
         pattern.save()
     logger.info(
         "pick-up of %s: error %s, gap learned %s, corrected %s",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from batterypred.api.fields import iso
 from bookings.models import BatteryReading, Vehicle
 from predictions.models import Prediction
 
@@ -23,8 +24,6 @@ def reading_latest(*, vehicle: Vehicle, at_or_before: datetime | None = None) ->
 
 def prediction_body(p: Prediction, *, vehicle_external_id: str | None = None) -> dict:
     """The seed's predict response for a stored prediction (plus its id, version and target time)."""
-    from batterypred.api.fields import iso
-
     return {
         "booking_id": p.booking_external_id or None,
         "vehicle_id": vehicle_external_id or p.vehicle.external_id,
