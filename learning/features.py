@@ -1,0 +1,227 @@
+"""Features of the gap and trip models, built by replaying a car's and a renter's outcomes in time order.
+
+One definition serves training and serving: training replays the whole outcome history once
+(point in time: each row sees only the outcomes before it), serving replays the last
+`HISTORY` outcomes of the car and of each renter. With EMA weights (alpha 0.3) the outcomes
+older than that weigh less than 0.001 %, so both see the same numbers.
+
+Pure Python, no database.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from learning.ema import ALPHA, charging_rate_from_gap
+
+HISTORY = 40  # outcomes replayed at serving time, per car and per renter
+COUNT_CAP = 30  # counts are features up to this; beyond it nothing changes
+FOUND_CHARGED_GAIN = 3.0  # an unplugged gap that gained this much was charged by someone
+
+GAP_FEATURES = [
+    "hours",
+    "start_level",
+    "charging",
+    "hour_of_day",
+    "end_hour_of_day",
+    "day_of_week",
+    "month",
+    "car_idle",
+    "car_charge",
+    "car_found_charged",
+    "car_plug",
+    "car_gaps",
+]
+TRIP_FEATURES = [
+    "hours",
+    "start_level",
+    "hour_of_day",
+    "day_of_week",
+    "month",
+    "car_drive",
+    "car_trips",
+    "renter_drive",
+    "renter_drive_std",
+    "renter_trips",
+    "renter_topup",
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished booking, as the service records it."""
+
+    vehicle_id: str
+    user_id: str
+    start: datetime
+    end: datetime
+    battery_at_start: float
+    battery_at_end: float
+    charging_at_end: bool
+
+
+def _ema(old: float | None, value: float) -> float:
+    return value if old is None else old + ALPHA * (value - old)
+
+
+def _hours(start: datetime, end: datetime) -> float:
+    return max((end - start).total_seconds() / 3600.0, 0.0)
+
+
+@dataclass
+class CarState:
+    drive: float | None = None  # points per hour while driven
+    idle: float | None = None  # points per hour lost while parked unplugged
+    charge: float | None = None  # points per hour gained while plugged in (below the taper)
+    found_charged: float | None = None  # share of unplugged gaps that ended charged anyway
+    plug: float | None = None  # share of returns left plugged in
+    ever_plugged: bool = False
+    trips: int = 0
+    gaps: int = 0
+    last_end: datetime | None = None
+    last_end_level: float | None = None
+    last_charging: bool | None = None
+
+
+@dataclass
+class RenterState:
+    drive: float | None = None
+    drive_var: float = 0.0
+    plug: float | None = None
+    topup: float | None = None  # share of trips that gained charge
+    trips: int = 0
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _time_features(at: datetime) -> dict[str, float]:
+    return {"hour_of_day": at.hour + at.minute / 60.0, "day_of_week": at.weekday(), "month": at.month}
+
+
+def gap_row(car: CarState, *, start: datetime, end: datetime, start_level: float, charging: bool) -> dict[str, float]:
+    """The gap model's inputs for a parked stretch from `start` to `end`."""
+    return {
+        "hours": _hours(start, end),
+        "start_level": start_level,
+        "charging": float(charging),
+        **_time_features(start),
+        "end_hour_of_day": end.hour + end.minute / 60.0,
+        "car_idle": _nan(car.idle),
+        "car_charge": _nan(car.charge),
+        "car_found_charged": _nan(car.found_charged),
+        "car_plug": _nan(car.plug),
+        "car_gaps": min(car.gaps, COUNT_CAP),
+    }
+
+
+def trip_row(
+    car: CarState, renter: RenterState, *, start: datetime, end: datetime, start_level: float
+) -> dict[str, float]:
+    """The trip model's inputs for a booking driven from `start` to `end`."""
+    return {
+        "hours": _hours(start, end),
+        "start_level": start_level,
+        **_time_features(start),
+        "car_drive": _nan(car.drive),
+        "car_trips": min(car.trips, COUNT_CAP),
+        "renter_drive": _nan(renter.drive),
+        "renter_drive_std": math.sqrt(renter.drive_var) if renter.trips > 1 else math.nan,
+        "renter_trips": min(renter.trips, COUNT_CAP),
+        "renter_topup": _nan(renter.topup),
+    }
+
+
+def plug_probability(car: CarState, renter: RenterState, fleet_plug: float) -> float:
+    """Chance the car is left plugged in after this renter's trip: the renter's habit, if the car can charge."""
+    if not car.ever_plugged:
+        return 0.02 if car.trips >= 5 else fleet_plug * 0.5
+    n = renter.trips
+    habit = fleet_plug if renter.plug is None else (n * renter.plug + 2 * fleet_plug) / (n + 2)
+    return min(max(habit, 0.01), 0.99)
+
+
+@dataclass
+class FeatureBook:
+    """Running car and renter states; `observe` returns the rows an outcome teaches, then learns it."""
+
+    cars: dict[str, CarState] = field(default_factory=dict)
+    renters: dict[str, RenterState] = field(default_factory=dict)
+
+    def car(self, vehicle_id: str) -> CarState:
+        return self.cars.setdefault(vehicle_id, CarState())
+
+    def renter(self, user_id: str) -> RenterState:
+        return self.renters.setdefault(user_id, RenterState())
+
+    def observe(self, o: Outcome, *, learn_renter: bool = True) -> tuple[dict | None, dict]:
+        """Rows for the gap before this booking (if the car's previous return is known) and for its trip."""
+        car, renter = self.car(o.vehicle_id), self.renter(o.user_id)
+        gap = None
+        if car.last_end is not None and o.start >= car.last_end and car.last_end_level is not None:
+            gap = gap_row(
+                car, start=car.last_end, end=o.start, start_level=car.last_end_level, charging=bool(car.last_charging)
+            )
+            gap["target"] = o.battery_at_start - car.last_end_level
+            self._learn_gap(car, gap)
+        trip = trip_row(car, renter, start=o.start, end=o.end, start_level=o.battery_at_start)
+        trip["target"] = o.battery_at_end - o.battery_at_start
+        self._learn_trip(car, renter if learn_renter else None, o, trip["hours"])
+        return gap, trip
+
+    @staticmethod
+    def _learn_gap(car: CarState, gap: dict) -> None:
+        hours, start, change = gap["hours"], gap["start_level"], gap["target"]
+        car.gaps += 1
+        if hours < 0.25:
+            return
+        if gap["charging"]:
+            rate = charging_rate_from_gap(start, start + change, hours)
+            if rate is not None:
+                car.charge = _ema(car.charge, rate)
+            return
+        found = change >= FOUND_CHARGED_GAIN
+        car.found_charged = _ema(car.found_charged, float(found))
+        if not found:
+            car.idle = _ema(car.idle, max(-change, 0.0) / hours)
+
+    @staticmethod
+    def _learn_trip(car: CarState, renter: RenterState | None, o: Outcome, hours: float) -> None:
+        drain = (o.battery_at_start - o.battery_at_end) / max(hours, 0.25)
+        topped_up = o.battery_at_end > o.battery_at_start + 1.0
+        if not topped_up:
+            car.drive = _ema(car.drive, drain)
+        car.trips += 1
+        car.plug = _ema(car.plug, float(o.charging_at_end))
+        car.ever_plugged = car.ever_plugged or o.charging_at_end
+        car.last_end, car.last_end_level, car.last_charging = o.end, o.battery_at_end, o.charging_at_end
+        if renter is None:
+            return
+        if not topped_up:
+            if renter.drive is None:
+                renter.drive = drain
+            else:
+                diff = drain - renter.drive
+                renter.drive += ALPHA * diff
+                renter.drive_var = (1 - ALPHA) * (renter.drive_var + ALPHA * diff * diff)
+        renter.topup = _ema(renter.topup, float(topped_up))
+        renter.plug = _ema(renter.plug, float(o.charging_at_end))
+        renter.trips += 1
+
+
+def replay(outcomes: Iterable[Outcome]) -> tuple[list[dict], list[dict], FeatureBook]:
+    """Gap and trip rows of a whole history (sorted by return time), point in time."""
+    book = FeatureBook()
+    gaps, trips = [], []
+    for o in sorted(outcomes, key=lambda o: (o.end, o.vehicle_id)):
+        gap, trip = book.observe(o)
+        if gap is not None:
+            gap["at"] = o.start
+            gaps.append(gap)
+        trip["at"] = o.start
+        trips.append(trip)
+    return gaps, trips, book
