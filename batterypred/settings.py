@@ -121,8 +121,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["batterypred.api.throttling.APIKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="6000/min")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["batterypred.api.parsers.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "batterypred.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "batterypred.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -149,21 +149,42 @@ SPECTACULAR_SETTINGS = {
 FLEET_PRIOR_CACHE_SECONDS = env.int("FLEET_PRIOR_CACHE_SECONDS", default=60)
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=30)
 
+# Trained models (LightGBM boosters as text); the registry rows point here.
+MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))
+# How often a process checks the registry for a newly promoted champion (seconds).
+MODEL_REFRESH_SECONDS = env.int("MODEL_REFRESH_SECONDS", default=30)
+
 # Laravel callback settings (used by the callback outbox).
 ML_CALLBACK_URL = env.str("ML_CALLBACK_URL", default="")
 ML_WEBHOOK_SECRET = env.str("ML_WEBHOOK_SECRET", default="")
+# When set, the booking event webhooks refuse (401) a body not signed with it (X-ML-Signature or Standard Webhooks).
+ML_INBOUND_SECRET = env.str("ML_INBOUND_SECRET", default="")
 ML_CALLBACK_TIMEOUT_SECONDS = env.float("ML_CALLBACK_TIMEOUT_SECONDS", default=10.0)
 
-# django-q2: the ORM broker by default; `timeout` must stay below `retry`.
+# django-q2: the ORM broker by default (the task queue is a table), Redis when Q_REDIS_URL is set.
+# `timeout` (a task is killed after it) must stay below `retry` (an unacknowledged task is handed out
+# again after it), or a slow task would run twice at once; `max_attempts` bounds those hand-outs.
+# Long retraining runs on its own cluster, started with Q_CLUSTER_NAME=training (scripts/serve.sh),
+# so it never holds up callback deliveries: queue it with `queue_on_commit(..., cluster="training")`.
+Q_REDIS_URL = env.str("Q_REDIS_URL", default="")
 Q_CLUSTER = {
     "name": "batterypred",
-    "orm": "default",
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": 60,
     "retry": 120,
     "max_attempts": 5,
     "catch_up": False,
     "ack_failures": True,
+    "ALT_CLUSTERS": {
+        "training": {
+            "workers": 1,
+            "timeout": 3600,
+            "retry": 3900,
+            "max_attempts": 2,
+        },
+    },
+    # django-q2 picks the ORM broker whenever "orm" is present, so exactly one of the two is set.
+    **({"redis": Q_REDIS_URL} if Q_REDIS_URL else {"orm": "default"}),
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -31,6 +31,7 @@ from bookings.models import (
     Vehicle,
 )
 from bookings.signals import booking_completed, schedule_changed, start_level_observed
+from predictions.outbox import callback_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -395,6 +396,16 @@ def event_ingest(
         event.applied = result.applied
         event.response = respond(result)
         event.save(update_fields=["applied", "response"])
+        if result.predictions:  # also after an ignored event: its cascade still re-predicted the car's bookings
+            callback_enqueue(
+                predictions=result.predictions,
+                triggered_by=event_type,
+                metadata={
+                    "vehicle_id": vehicle.external_id,
+                    "trigger_booking_id": data["booking_id"],
+                    "event_id": event.pk,
+                },
+            )
     logger.info(
         "applied %s for booking %s on vehicle %s: %s",
         event_type,

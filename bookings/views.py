@@ -1,11 +1,15 @@
 """The five booking webhooks: validate, apply once through the service, answer with the seed's body."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from batterypred.api.errors import DomainError
+from batterypred.api.schema import ERROR_RESPONSE_409
+from batterypred.api.signatures import SIGNATURE_HEADER, SignatureError, verify_inbound
 from bookings import serializers as s
 from bookings.models import EventType
 from bookings.responses import respond
@@ -29,9 +33,54 @@ IDEMPOTENCY_HEADERS = [
 ]
 
 
+SIGNATURE_HEADERS = [
+    OpenApiParameter(
+        SIGNATURE_HEADER,
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description=(
+            "Lowercase hex HMAC-SHA256 of the raw body with ML_INBOUND_SECRET. Required (or the Standard Webhooks "
+            "`webhook-timestamp` and `webhook-signature` headers) when ML_INBOUND_SECRET is set."
+        ),
+    ),
+    OpenApiParameter(
+        "webhook-timestamp",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="Standard Webhooks: Unix seconds when the event was signed; refused if more than 5 minutes off.",
+    ),
+    OpenApiParameter(
+        "webhook-signature",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description='Standard Webhooks: `v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`.',
+    ),
+]
+
+
 class BookingEventView(APIView):
     event_type: str
     request_serializer: type[serializers.Serializer]
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        """After the API key and rate limit pass, check the body's signature when ML_INBOUND_SECRET is set.
+
+        Runs before anything reads `request.data`, so `request.body` is still the exact bytes that were signed
+        (DRF then parses from that buffer). Refused requests raise before the service runs: nothing is stored.
+        """
+        super().initial(request, *args, **kwargs)
+        secret = settings.ML_INBOUND_SECRET
+        if not secret:
+            return
+        try:
+            verify_inbound(secret, request.headers, request.body)
+        except SignatureError as error:
+            raise DomainError(
+                str(error), field=SIGNATURE_HEADER, code="invalid_signature", status_code=status.HTTP_401_UNAUTHORIZED
+            ) from None
 
     def post(self, request: Request) -> Response:
         serializer = self.request_serializer(data=request.data)
@@ -54,8 +103,8 @@ def _event_view(name: str, event_type: str, request_cls, response_cls, summary: 
 
     documented = extend_schema(
         request=request_cls,
-        responses={200: response_cls},
-        parameters=IDEMPOTENCY_HEADERS,
+        responses={200: response_cls, 409: ERROR_RESPONSE_409},
+        parameters=IDEMPOTENCY_HEADERS + SIGNATURE_HEADERS,
         summary=summary,
         tags=["events"],
         operation_id=event_type.replace(".", "_"),

@@ -1,6 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from predictions.models import Prediction
+from predictions.outbox import callback_redeliver
+from predictions.outbox_models import CallbackAttempt, CallbackOutbox, EndpointCircuit
 
 
 @admin.register(Prediction)
@@ -23,3 +27,81 @@ class PredictionAdmin(admin.ModelAdmin):
     search_fields = ["prediction_id", "booking_external_id", "vehicle__external_id"]
     list_select_related = ["vehicle"]
     raw_id_fields = ["vehicle", "booking", "trigger_event"]
+
+
+# --- callback outbox (issue 4) -----------------------------------------------------------------------------
+
+
+class CallbackAttemptInline(admin.TabularInline):
+    """The attempt log: what was sent when, how long it took and what Laravel answered."""
+
+    model = CallbackAttempt
+    extra = 0
+    can_delete = False
+    ordering = ["number"]
+    fields = [
+        "number",
+        "started_at",
+        "webhook_timestamp",
+        "duration_ms",
+        "status_code",
+        "error",
+        "response_excerpt",
+        "next_attempt_at",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(CallbackOutbox)
+class CallbackOutboxAdmin(admin.ModelAdmin):
+    """Callbacks owed to Laravel. Rows are written by the event services; staff only watch and redeliver."""
+
+    list_display = ["id", "triggered_by", "status", "attempts", "next_attempt_at", "created_at", "delivered_at"]
+    list_filter = ["status", "triggered_by", "endpoint"]
+    search_fields = ["id", "body"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
+    inlines = [CallbackAttemptInline]
+    actions = ["redeliver_now"]
+    readonly_fields = [
+        "id",
+        "event",
+        "endpoint",
+        "triggered_by",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "delivered_at",
+        "last_error",
+        "body",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # the body is what was signed and must stay as it is; the action below is the only write
+
+    @admin.action(description="Redeliver now (failed or pending callbacks)")
+    def redeliver_now(self, request: HttpRequest, queryset: QuerySet[CallbackOutbox]) -> None:
+        selected = list(queryset.values_list("pk", flat=True))
+        reset = callback_redeliver(outbox_ids=selected)
+        self.message_user(request, f"{reset} callback(s) queued for delivery now.", messages.SUCCESS)
+        if reset < len(selected):
+            skipped = len(selected) - reset
+            self.message_user(request, f"{skipped} already delivered callback(s) left alone.", messages.WARNING)
+
+
+@admin.register(EndpointCircuit)
+class EndpointCircuitAdmin(admin.ModelAdmin):
+    """Each callback endpoint's circuit breaker: open means deliveries wait for the next probe."""
+
+    list_display = ["endpoint", "state", "consecutive_failures", "opened_at", "next_probe_at", "updated_at"]
+    readonly_fields = ["endpoint", "state", "consecutive_failures", "opened_at", "next_probe_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -10,6 +10,10 @@ class PredictionMethod(models.TextChoices):
     HISTORICAL = "historical", "historical"
     REAL_TIME = "real_time", "real_time"
     REAL_TIME_CASCADE = "real_time_cascade", "real_time_cascade"
+    # The same modes when no trained model serves and the pattern cascade answers alone.
+    PATTERN_HISTORICAL = "pattern_historical", "pattern_historical"
+    PATTERN_REAL_TIME = "pattern_real_time", "pattern_real_time"
+    PATTERN_REAL_TIME_CASCADE = "pattern_real_time_cascade", "pattern_real_time_cascade"
 
 
 class PredictionStatus(models.TextChoices):
@@ -69,3 +73,8 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return self.prediction_id
+
+
+# The callback outbox (issue 4) lives in its own module; imported here so Django sees its models.
+from predictions.outbox_models import CallbackAttempt, CallbackOutbox, EndpointCircuit  # noqa: E402, F401
+from predictions.registry_models import ModelStatus, ModelVersion  # noqa: E402, F401

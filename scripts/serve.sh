@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Serve the API with gunicorn and run the django-q2 worker beside it; Ctrl-C stops both.
+# Serve the API with gunicorn and run the two django-q2 clusters beside it; Ctrl-C stops all three.
+#   default cluster: callback deliveries and the every-minute dispatch (short tasks, Q_WORKERS processes)
+#   training cluster (Q_CLUSTER_NAME=training, ALT_CLUSTERS in settings): long retraining, one process
 set -euo pipefail
 port="${1:-8000}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -7,7 +9,9 @@ cd "$here"
 py=".venv/bin/python"
 "$py" manage.py qcluster &
 worker=$!
-trap 'kill "$worker" 2>/dev/null || true' EXIT INT TERM
-echo "Serving on http://127.0.0.1:${port} (API docs: /api/docs/, admin: /admin/); django-q2 worker pid ${worker}"
+Q_CLUSTER_NAME=training "$py" manage.py qcluster &
+trainer=$!
+trap 'kill "$worker" "$trainer" 2>/dev/null || true' EXIT INT TERM
+echo "Serving on http://127.0.0.1:${port} (API docs: /api/docs/, admin: /admin/); django-q2 workers: default pid ${worker}, training pid ${trainer}"
 .venv/bin/gunicorn batterypred.wsgi --bind "0.0.0.0:${port}" --workers "${WEB_CONCURRENCY:-3}" \
   --access-logfile - --timeout 30

@@ -1,6 +1,6 @@
 """Strict serializer fields shared by every endpoint: ids, battery levels, aware timestamps."""
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -48,16 +48,31 @@ class BatteryField(StrictFloatField):
         super().__init__(**kwargs)
 
 
+# Timestamps outside this window are typos or garbage for a car-sharing fleet; refusing them keeps the date
+# arithmetic downstream (intervals, EMA ages, year 1 or 9999 plus an offset) from overflowing into a 500.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 @extend_schema_field(OpenApiTypes.DATETIME)
 class AwareDateTimeField(serializers.DateTimeField):
     """ISO 8601 with an explicit offset (`Z` or `+02:00`); naive times are ambiguous and refused."""
 
-    default_error_messages = {"naive": "Must include a time zone offset, e.g. 2025-11-03T19:00:00Z."}
+    default_error_messages = {
+        "naive": "Must include a time zone offset, e.g. 2025-11-03T19:00:00Z.",
+        "out_of_range": "Must be between 2000-01-01 and 2099-12-31 (UTC).",
+    }
 
     def enforce_timezone(self, value):
         if timezone.is_naive(value):
             self.fail("naive")
-        return value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            self.fail("out_of_range")
+        if not EARLIEST <= value < LATEST:
+            self.fail("out_of_range")
+        return value
 
 
 def iso(value) -> str | None:
