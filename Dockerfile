@@ -14,4 +14,4 @@ RUN DJANGO_SECRET_KEY=collectstatic-only-build-key-not-used-at-runtime DJANGO_DE
 USER app
 
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && gunicorn batterypred.wsgi --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --access-logfile -"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py train_model --synthetic --if-missing && gunicorn batterypred.wsgi --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --access-logfile -"]

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint venv migrate apikey bench clean
+.PHONY: run test lint venv migrate apikey model bench bench-accuracy bench-training bench-load clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ migrate: venv
 apikey: migrate
 	@$(PY) manage.py create_api_key "local-$$(date +%Y%m%d-%H%M%S)" | tail -n 1 | sed 's/^/API key (send as X-API-Key): /'
 
-run: apikey
+# A fresh machine has no model: train the bootstrap one on a simulated fleet (about a minute), once.
+model: migrate
+	$(PY) manage.py train_model --synthetic --if-missing
+
+run: apikey model
 	$(PY) manage.py collectstatic --noinput -v0
 	bash scripts/serve.sh $(PORT)
 
@@ -35,6 +39,20 @@ test: venv
 
 bench: venv
 	$(PY) bench/endpoints.py
+
+# Accuracy against persistence, the seed's EMA cascade and the oracle (about 10 minutes): see bench/accuracy.py.
+bench-accuracy: venv
+	$(PY) bench/accuracy.py $(BENCH_ARGS)
+
+# Training time at 100 k and 1 M outcomes, and cascade inference time: see bench/training.py.
+bench-training: venv
+	$(PY) bench/training.py $(BENCH_ARGS)
+
+# Throughput, tail latency and a 10-minute soak under load (gunicorn, Postgres, wrk from Debian): see bench/load.py.
+# BENCH_ARGS=--quick for a smoke run.
+bench-load: venv
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) bench/load.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/predictions/<str:booking_id>", predictions.PredictionDetailView.as_view(), name="prediction"),
     path("api/v1/vehicle/<str:vehicle_id>/timeline", predictions.VehicleTimelineView.as_view(), name="timeline"),
     path("api/v1/model/info", predictions.ModelInfoView.as_view(), name="model-info"),
+    path("api/v1/models", predictions.ModelListView.as_view(), name="models"),
     path("api/v1/events/booking-created", events.BookingCreatedView.as_view(), name="booking-created"),
     path("api/v1/events/booking-started", events.BookingStartedView.as_view(), name="booking-started"),
     path("api/v1/events/booking-ended", events.BookingEndedView.as_view(), name="booking-ended"),

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Avg, Count, F, Q, Sum, Window
+from django.db.models.functions import RowNumber
 
 from bookings.models import Vehicle
 from learning.ema import shrink
-from learning.models import UserPattern, VehiclePattern
+from learning.features import HISTORY, FeatureBook, Outcome
+from learning.models import BookingOutcome, UserPattern, VehiclePattern
 from predictions.physics import Rates
 
 FLEET_PRIOR_CACHE_KEY = "learning:fleet_prior"
@@ -161,3 +163,57 @@ def user_patterns_for(user_ids: Iterable[str]) -> dict[str, UserPattern]:
     if not ids:
         return {}
     return {p.user_id: p for p in UserPattern.objects.filter(user_id__in=ids)}
+
+
+def _outcome(row: dict) -> Outcome:
+    return Outcome(
+        vehicle_id=row["vehicle__external_id"],
+        user_id=row["user_id"],
+        start=row["starts_at"],
+        end=row["ends_at"],
+        battery_at_start=row["battery_at_start"],
+        battery_at_end=row["battery_at_end"],
+        charging_at_end=row["charging_at_end"],
+    )
+
+
+_OUTCOME_FIELDS = (
+    "vehicle__external_id",
+    "user_id",
+    "starts_at",
+    "ends_at",
+    "battery_at_start",
+    "battery_at_end",
+    "charging_at_end",
+)
+
+
+def feature_book_for(*, vehicle: Vehicle, user_ids: Iterable[str]) -> FeatureBook:
+    """The model features of a car and of its renters, replayed from their last outcomes (two queries).
+
+    The car's state comes from its own outcomes, each renter's from theirs on any car, exactly
+    as training builds them (`learning.features`).
+    """
+    car_rows = BookingOutcome.objects.filter(vehicle=vehicle).order_by("-ends_at").values(*_OUTCOME_FIELDS)[:HISTORY]
+    car_book = FeatureBook()
+    for row in reversed(list(car_rows)):
+        car_book.observe(_outcome(row), learn_renter=False)
+    ids = sorted({uid for uid in user_ids if uid})
+    if ids:
+        ranked = (
+            BookingOutcome.objects.filter(user_id__in=ids)
+            .annotate(rank=Window(RowNumber(), partition_by=[F("user_id")], order_by=F("ends_at").desc()))
+            .filter(rank__lte=HISTORY)
+            .values(*_OUTCOME_FIELDS)
+        )
+        renter_book = FeatureBook()
+        for row in sorted(ranked, key=lambda r: r["ends_at"]):
+            renter_book.observe(_outcome(row))
+        car_book.renters = renter_book.renters
+    return car_book
+
+
+def outcomes_all() -> list[Outcome]:
+    """Every recorded outcome in order of return: what `retrain` learns from."""
+    rows = BookingOutcome.objects.order_by("ends_at", "id").values(*_OUTCOME_FIELDS)
+    return [_outcome(row) for row in rows.iterator(chunk_size=5000)]

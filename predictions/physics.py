@@ -44,6 +44,7 @@ class Trip:
     drive: float
     drive_std: float
     plug_probability: float  # chance the renter leaves it plugged in on return
+    user_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,18 @@ class Checkpoint:
     std: float
     steps: list[dict] = field(default_factory=list)
     trips_before: int = 0
+    interval: tuple[float, float] | None = None  # set when a model gives an asymmetric interval
 
     @property
     def lower(self) -> float:
+        if self.interval is not None:
+            return max(0.0, self.interval[0])
         return max(0.0, self.level - Z_95 * self.std)
 
     @property
     def upper(self) -> float:
+        if self.interval is not None:
+            return min(100.0, self.interval[1])
         return min(100.0, self.level + Z_95 * self.std)
 
 
@@ -146,6 +152,7 @@ def walk(
     rates: Rates,
     *,
     with_steps: bool = True,
+    trace: list[tuple] | None = None,
 ) -> list[Checkpoint]:
     """Predict the level at each target time, walking once through the trips in time order.
 
@@ -157,9 +164,14 @@ def walk(
     Each checkpoint carries the steps since the previous one (from the state for the first), so
     a cascade of n bookings stores O(n) steps, not O(n^2); the full path to a booking is the
     concatenation of the steps of the checkpoints up to it.
+
+    `trace`, when given, receives the walk's plan in order for a model to re-price:
+    ("gap", start, end, level_before, p_plugged, known_charging), ("trip", start, end,
+    level_before, trip) and ("target", index).
     """
     level, variance, cursor = clamp(state.level), state.variance, state.at
     p_plugged = rates.plug_probability if state.charging is None else float(state.charging)
+    charging_known = state.charging is not None
     steps: list[dict] = []
     checkpoints: list[Checkpoint] = []
     trips_done = 0
@@ -170,11 +182,15 @@ def walk(
     for at, kind, index in events:
         if at > cursor:
             before = level
+            if trace is not None:
+                trace.append(("gap", cursor, at, level, p_plugged, charging_known))
             level, variance = parked(level, variance, _hours(cursor, at), p_plugged, rates)
             if with_steps:
                 steps.append(_step("idle", cursor, at, before, level, charging_probability=round(p_plugged, 3)))
             cursor = at
         if kind == 0:
+            if trace is not None:
+                trace.append(("target", index))
             booking_id, _ = targets[index]
             checkpoints.append(
                 Checkpoint(
@@ -192,10 +208,12 @@ def walk(
         if trip.end <= cursor:
             continue
         before = level
+        if trace is not None:
+            trace.append(("trip", cursor, trip.end, level, trip))
         level, variance = driven(level, variance, _hours(cursor, trip.end), trip)
         if with_steps:
             steps.append(_step("booking", cursor, trip.end, before, level, booking_id=trip.booking_id))
         cursor = trip.end
-        p_plugged = trip.plug_probability
+        p_plugged, charging_known = trip.plug_probability, False
         trips_done += 1
     return checkpoints

@@ -14,7 +14,19 @@ from learning.models import AccuracyMetric, BookingOutcome, VehiclePattern
 from learning.selectors import fleet_prior
 from predictions.models import Prediction
 from predictions.physics import BASE_STD
+from predictions.registry_selectors import model_champion, model_version_body
 from predictions.services import MODEL_VERSION
+
+PATTERN_DESCRIPTION = (
+    "Physics cascade through the car's schedule: idle drain and tapered charging while parked, "
+    "drain per hour while driven, with per-car and per-renter rates learned by EMA (alpha 0.3) "
+    "and shrunk towards the fleet average while a car has few bookings."
+)
+MODEL_DESCRIPTION = (
+    "LightGBM quantile models of how much each parked gap and each trip changes the level, "
+    "composed through the car's schedule by Monte Carlo; features are the car's and the renter's "
+    "replayed outcome history. Intervals are calibrated on held-out outcomes."
+)
 
 
 def _reading(r: BatteryReading | None) -> dict | None:
@@ -99,8 +111,15 @@ def vehicle_timeline(*, vehicle: Vehicle, days: int) -> dict:
 
 
 def model_info() -> dict:
+    """What answers predictions now, the fleet prior, the data seen so far and the serving version's accuracy.
+
+    The seed's fields describe the serving predictor: the champion model when its artifact loaded,
+    otherwise the pattern cascade. `serving` and `champion` are added beside them (never instead).
+    """
     prior = fleet_prior()
-    totals = AccuracyMetric.objects.filter(model_version=MODEL_VERSION).aggregate(
+    champion, serving_model = model_champion()
+    version = champion.version if serving_model else MODEL_VERSION
+    totals = AccuracyMetric.objects.filter(model_version=version).aggregate(
         n=Sum("count"), abs=Sum("sum_abs_error"), w10=Sum("within_10"), inside=Sum("inside_interval")
     )
     n = totals["n"] or 0
@@ -110,15 +129,13 @@ def model_info() -> dict:
         upcoming=Count("id", filter=Q(status=BookingStatus.SCHEDULED)),
     )
     return {
-        "model_name": "pattern_cascade",
-        "model_version": MODEL_VERSION,
-        "model_type": "PatternCascade",
+        "model_name": "gap_trip_model" if serving_model else "pattern_cascade",
+        "model_version": version,
+        "model_type": "GapTripLightGBM" if serving_model else "PatternCascade",
         "status": "LOADED",
-        "description": (
-            "Physics cascade through the car's schedule: idle drain and tapered charging while parked, "
-            "drain per hour while driven, with per-car and per-renter rates learned by EMA (alpha 0.3) "
-            "and shrunk towards the fleet average while a car has few bookings."
-        ),
+        "description": MODEL_DESCRIPTION if serving_model else PATTERN_DESCRIPTION,
+        "serving": "model" if serving_model else "pattern_cascade",
+        "champion": model_version_body(champion) if champion is not None else None,
         "confidence_level": 0.95,
         "fleet_prior": {
             "idle_drain_per_hour": round(prior.idle_drain, 4),

@@ -4,6 +4,9 @@ from rest_framework import serializers
 
 from batterypred.api.fields import AwareDateTimeField, BatteryField, ExternalIdField
 from bookings.serializers import AffectedBookingSerializer, ConfidenceIntervalSerializer
+from predictions.models import PredictionMethod
+from predictions.registry_models import ModelStatus
+from predictions.registry_selectors import MODELS_LIMIT_DEFAULT, MODELS_LIMIT_MAX
 
 MAX_INTERMEDIATE_BOOKINGS = 200
 MAX_BATCH = 500
@@ -74,7 +77,10 @@ class PredictResponseSerializer(serializers.Serializer):
     vehicle_id = serializers.CharField()
     predicted_battery_percentage = serializers.FloatField()
     confidence_interval = ConfidenceIntervalSerializer()
-    prediction_method = serializers.ChoiceField(choices=["historical", "real_time", "real_time_cascade"])
+    prediction_method = serializers.ChoiceField(
+        choices=PredictionMethod.values,
+        help_text="The seed's modes; prefixed pattern_ when no trained model serves (the pattern cascade alone).",
+    )
     cascade_steps = CascadeStepSerializer(many=True)
     timestamp = serializers.DateTimeField()
     prediction_id = serializers.CharField()
@@ -136,12 +142,57 @@ class TimelineQuerySerializer(serializers.Serializer):
     )
 
 
+class ModelVersionSerializer(serializers.Serializer):
+    """A registered model (`predictions.registry_selectors.model_version_body`)."""
+
+    version = serializers.CharField()
+    kind = serializers.CharField()
+    # A CharField, not a ChoiceField: a second enum named `status` would rename the schema's existing StatusEnum.
+    status = serializers.CharField(help_text=f"One of {', '.join(ModelStatus.values)}; exactly one model is champion.")
+    source = serializers.CharField(help_text="synthetic:<seed> (cold start) or outcomes (retrained).")
+    trained_at = serializers.DateTimeField()
+    promoted_at = serializers.DateTimeField(allow_null=True)
+    window_start = serializers.DateTimeField(allow_null=True, help_text="First pick-up of the outcomes trained on.")
+    window_end = serializers.DateTimeField(allow_null=True, help_text="Last return of the outcomes trained on.")
+    training_rows = serializers.DictField(help_text="Rows per segment model (gap, trip).")
+    features = serializers.DictField()
+    hyperparameters = serializers.DictField()
+    holdout_metrics = serializers.DictField(help_text="MAE, bias, within_10 and coverage_95 on held-out outcomes.")
+    champion_metrics = serializers.DictField(help_text="The then champion's figures on the same holdout.")
+    calibration = serializers.DictField(help_text="Interval scale per segment kind.")
+    training_seconds = serializers.FloatField()
+    artifact_sha256 = serializers.CharField()
+    notes = serializers.CharField(allow_blank=True, help_text="Why it was (not) promoted.")
+
+
+class ModelListSerializer(serializers.Serializer):
+    models = ModelVersionSerializer(many=True, help_text="Newest first.")
+    total = serializers.IntegerField(help_text="Models registered (the list shows at most `limit`).")
+    count = serializers.IntegerField(help_text="Models in this list.")
+
+
+class ModelListQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MODELS_LIMIT_MAX,
+        default=MODELS_LIMIT_DEFAULT,
+        help_text="How many of the newest models to list.",
+    )
+
+
 class ModelInfoSerializer(serializers.Serializer):
     model_name = serializers.CharField()
     model_version = serializers.CharField()
     model_type = serializers.CharField()
     status = serializers.CharField()
     description = serializers.CharField()
+    serving = serializers.ChoiceField(
+        choices=["model", "pattern_cascade"],
+        help_text="What answers predictions: the champion model, or the pattern cascade (no champion, or its "
+        "artifact cannot be loaded).",
+    )
+    champion = ModelVersionSerializer(allow_null=True, help_text="The registry's champion; null when none.")
     confidence_level = serializers.FloatField()
     fleet_prior = serializers.DictField()
     statistics = serializers.DictField()

@@ -7,6 +7,7 @@ booking is flagged current.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from batterypred.api.errors import DomainError
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
 from bookings.services import default_duration, reading_record, vehicle_lock
 from learning.selectors import (
+    feature_book_for,
     fleet_prior_cached,
     fleet_return_battery,
     renter_rates,
@@ -26,11 +28,15 @@ from learning.selectors import (
     vehicle_pattern_for,
     vehicle_rates,
 )
+from predictions import ml_cascade
+from predictions.champion import champion_model
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
+from predictions.outbox import callback_enqueue
 from predictions.physics import Checkpoint, Rates, State, Trip, walk
 from predictions.selectors import reading_latest
 
-MODEL_VERSION = "pattern-cascade-1.0"
+MODEL_VERSION = "pattern-cascade-1.0"  # recorded on predictions made without a trained model
+PATTERN_PREFIX = "pattern_"
 NO_READING_STD = 25.0  # a car we never heard a level from: anything from nearly empty to full
 
 
@@ -65,15 +71,44 @@ def _trips(planned: Iterable[PlannedBooking], rates: Rates) -> list[Trip]:
                 drive=renter.drive,
                 drive_std=renter.drive_std,
                 plug_probability=renter.plug_probability,
+                user_id=p.user_id,
             )
         )
     return sorted(trips, key=lambda t: (t.start, t.booking_id))
 
 
-def _method(*, has_reading: bool, real_time: bool, trips_before: int) -> str:
+def _method(*, has_reading: bool, real_time: bool, trips_before: int, model: bool = True) -> str:
+    """The seed's method names; without a trained model, prefixed `pattern_` so Laravel and staff can tell."""
     if not has_reading or not real_time:
-        return PredictionMethod.HISTORICAL
-    return PredictionMethod.REAL_TIME_CASCADE if trips_before else PredictionMethod.REAL_TIME
+        method = PredictionMethod.HISTORICAL
+    else:
+        method = PredictionMethod.REAL_TIME_CASCADE if trips_before else PredictionMethod.REAL_TIME
+    return method if model else f"{PATTERN_PREFIX}{method}"
+
+
+def _predict_walk(
+    *, vehicle: Vehicle, state: State, trips: list[Trip], targets: list[tuple[str, datetime]], rates: Rates
+) -> tuple[list[Checkpoint], str | None]:
+    """Walk the schedule with the pattern physics, then let the champion model re-price it when one serves.
+
+    Returns the checkpoints and the model version that priced them (None: the pattern cascade).
+    """
+    model = champion_model()
+    trace: list[tuple] | None = [] if model is not None else None
+    checkpoints = walk(state, trips, targets, rates, trace=trace)
+    if model is None:
+        return checkpoints, None
+    book = feature_book_for(vehicle=vehicle, user_ids=[t.user_id for t in trips])
+    points = ml_cascade.compose(
+        model,
+        trace,
+        car_id=vehicle.external_id,
+        book=book,
+        fleet_plug=fleet_prior_cached().plug_probability,
+        start_std=math.sqrt(state.variance),
+    )
+    ml_cascade.apply(points, checkpoints)
+    return checkpoints, model.version
 
 
 def _new_prediction_id(booking_id: str, vehicle: Vehicle) -> str:
@@ -90,6 +125,7 @@ def _store(
     trigger: str,
     event: InboundEvent | None,
     now: datetime,
+    model_version: str | None,
 ) -> list[Prediction]:
     """Insert the predictions and make them their bookings' current ones (two queries).
 
@@ -115,7 +151,7 @@ def _store(
                 confidence_lower=min(round(checkpoint.lower, 2), level),
                 confidence_upper=max(round(checkpoint.upper, 2), level),
                 prediction_method=method,
-                model_version=MODEL_VERSION,
+                model_version=model_version or MODEL_VERSION,
                 cascade_steps=checkpoint.steps,
                 trigger=trigger,
                 trigger_event=event,
@@ -171,8 +207,19 @@ def prediction_predict(
         else:
             planned = _known_bookings(vehicle=vehicle, after=state.at, before=booking_start_time, exclude=booking_id)
         rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior_cached())
-        [checkpoint] = walk(state, _trips(planned, rates), [(booking_id, booking_start_time)], rates)
-        method = _method(has_reading=reading is not None, real_time=real_time, trips_before=checkpoint.trips_before)
+        [checkpoint], version = _predict_walk(
+            vehicle=vehicle,
+            state=state,
+            trips=_trips(planned, rates),
+            targets=[(booking_id, booking_start_time)],
+            rates=rates,
+        )
+        method = _method(
+            has_reading=reading is not None,
+            real_time=real_time,
+            trips_before=checkpoint.trips_before,
+            model=version is not None,
+        )
         [prediction] = _store(
             vehicle=vehicle,
             checkpoints=[checkpoint],
@@ -182,6 +229,7 @@ def prediction_predict(
             trigger=trigger,
             event=None,
             now=now,
+            model_version=version,
         )
     return prediction
 
@@ -224,9 +272,16 @@ def predictions_cascade(
     state = _state_from(reading, unknown_at=now)
     rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior_cached())
     trips = _trips((_planned(b) for b in bookings), rates)
-    checkpoints = walk(state, trips, [(b.external_id, b.scheduled_start) for b in targets], rates)
+    checkpoints, version = _predict_walk(
+        vehicle=vehicle,
+        state=state,
+        trips=trips,
+        targets=[(b.external_id, b.scheduled_start) for b in targets],
+        rates=rates,
+    )
     methods = [
-        _method(has_reading=reading is not None, real_time=True, trips_before=c.trips_before) for c in checkpoints
+        _method(has_reading=reading is not None, real_time=True, trips_before=c.trips_before, model=version is not None)
+        for c in checkpoints
     ]
     return _store(
         vehicle=vehicle,
@@ -237,6 +292,7 @@ def predictions_cascade(
         trigger=trigger or (event.event_type if event else "cascade"),
         event=event,
         now=now,
+        model_version=version,
     )
 
 
@@ -245,3 +301,30 @@ def predictions_cancel(*, booking_id: str) -> int:
     return Prediction.objects.filter(booking_external_id=booking_id, status=PredictionStatus.PENDING).update(
         status=PredictionStatus.CANCELLED
     )
+
+
+def predictions_reprice_all(*, triggered_by: str) -> int:
+    """Re-predict every car's scheduled bookings (after a new champion is promoted) and queue the callbacks.
+
+    One transaction per car, holding its lock, so a car's events and its re-pricing never
+    interleave and each car's callback is written with its predictions. Returns the number of
+    predictions issued.
+    """
+    vehicle_ids = (
+        Booking.objects.filter(status=BookingStatus.SCHEDULED).values_list("vehicle__external_id", flat=True).distinct()
+    )
+    issued = 0
+    for vehicle_id in sorted(set(vehicle_ids)):
+        with transaction.atomic():
+            vehicle = vehicle_lock(external_id=vehicle_id)
+            predictions = predictions_cascade(vehicle=vehicle, pivot=None, event=None, trigger=triggered_by)
+            callback_enqueue(
+                predictions=predictions,
+                triggered_by=triggered_by,
+                metadata={
+                    "vehicle_id": vehicle_id,
+                    "model_version": predictions[0].model_version if predictions else None,
+                },
+            )
+            issued += len(predictions)
+    return issued

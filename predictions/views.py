@@ -1,4 +1,4 @@
-"""Predict (single and batch), a booking's current prediction, a car's timeline, model info."""
+"""Predict (single and batch), a booking's current prediction, a car's timeline, model info, the model registry."""
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
@@ -8,8 +8,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from batterypred.api.schema import ERROR_RESPONSE_409
 from bookings.models import Vehicle
 from predictions import serializers as s
+from predictions.registry_selectors import model_versions_list
 from predictions.reports import model_info, vehicle_timeline
 from predictions.selectors import prediction_body, prediction_current
 from predictions.services import prediction_predict
@@ -31,7 +33,7 @@ def _predict(data: dict, trigger: str):
 class PredictView(APIView):
     @extend_schema(
         request=s.PredictRequestSerializer,
-        responses={200: s.PredictResponseSerializer},
+        responses={200: s.PredictResponseSerializer, 409: ERROR_RESPONSE_409},
         tags=["predictions"],
         operation_id="predict",
         summary="Battery at booking start: historical mode, or real-time with the current level.",
@@ -46,7 +48,7 @@ class PredictView(APIView):
 class PredictBatchView(APIView):
     @extend_schema(
         request=s.PredictBatchRequestSerializer,
-        responses={200: s.PredictBatchResponseSerializer},
+        responses={200: s.PredictBatchResponseSerializer, 409: ERROR_RESPONSE_409},
         tags=["predictions"],
         operation_id="predict_batch",
         summary="Many predictions in one call (all or none are stored).",
@@ -115,3 +117,17 @@ class ModelInfoView(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response(model_info())
+
+
+class ModelListView(APIView):
+    @extend_schema(
+        parameters=[s.ModelListQuerySerializer],
+        responses={200: s.ModelListSerializer},
+        tags=["models"],
+        operation_id="model_list",
+        summary="Every registered model, newest first: status, training window, metrics, calibration.",
+    )
+    def get(self, request: Request) -> Response:
+        query = s.ModelListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(model_versions_list(limit=query.validated_data["limit"]))

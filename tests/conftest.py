@@ -6,6 +6,8 @@ from django.db import connection
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
+from predictions.champion import champion_forget
+
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
@@ -13,6 +15,14 @@ def _clear_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_champion():
+    """The serving model is cached per process; each test sees only the champion its own database holds."""
+    champion_forget()
+    yield
+    champion_forget()
 
 
 @pytest.fixture(autouse=True)

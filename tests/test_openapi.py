@@ -14,6 +14,7 @@ PATHS = {
     "/api/v1/predictions/{booking_id}": "get",
     "/api/v1/vehicle/{vehicle_id}/timeline": "get",
     "/api/v1/model/info": "get",
+    "/api/v1/models": "get",
     "/api/v1/events/booking-created": "post",
     "/api/v1/events/booking-started": "post",
     "/api/v1/events/booking-ended": "post",
@@ -37,6 +38,8 @@ def test_the_schema_documents_every_endpoint_with_its_bodies():
         components["AffectedBooking"]["properties"]
     )
     assert "cascade_steps" in components["PredictResponse"]["properties"]
+    assert {"serving", "champion", "model_version", "accuracy"} <= set(components["ModelInfo"]["properties"])
+    assert {"version", "status", "holdout_metrics", "calibration"} <= set(components["ModelVersion"]["properties"])
     assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["name"] == "X-API-Key"
 
 

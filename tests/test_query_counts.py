@@ -6,6 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from predictions.models import Prediction
+from tests.modelling import champion_serve
 from tests.seed_examples import CREATED, PREDICT_REAL_TIME, STARTED, URL
 
 pytestmark = pytest.mark.django_db
@@ -49,3 +51,17 @@ def test_a_prediction_takes_a_handful_of_queries(post):
     with CaptureQueriesContext(connection) as captured:
         post(URL["predict"], PREDICT_REAL_TIME)
     assert len(captured.captured_queries) <= 14
+
+
+def test_with_a_champion_an_events_queries_still_do_not_grow_with_its_future_bookings(post, settings, tmp_path):
+    settings.MODEL_DIR = tmp_path
+    settings.MODEL_REFRESH_SECONDS = 3600  # the registry re-check would otherwise land in one capture, not both
+    champion = champion_serve()
+    queries_for_start(post, "c0", 1)  # also loads the champion
+    few, affected_few = queries_for_start(post, "c1", 10)
+    many, affected_many = queries_for_start(post, "c2", 40)
+
+    assert (affected_few, affected_many) == (10, 40)
+    assert set(Prediction.objects.values_list("model_version", flat=True)) == {champion.version}
+    assert many == few
+    assert few <= 40  # the pattern cascade's bound still holds with the model's feature reads (car's, renters')

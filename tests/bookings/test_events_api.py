@@ -15,7 +15,7 @@ def assert_affected_shape(items):
         assert set(item) >= AFFECTED_KEYS
         assert 0 <= item["confidence_interval"]["lower"] <= item["predicted_battery"]
         assert item["predicted_battery"] <= item["confidence_interval"]["upper"] <= 100
-        assert item["prediction_method"] in {"historical", "real_time", "real_time_cascade"}
+        assert item["prediction_method"] in {"pattern_historical", "pattern_real_time", "pattern_real_time_cascade"}
 
 
 def test_booking_created_returns_the_seeds_prediction_shape(post):
@@ -25,7 +25,7 @@ def test_booking_created_returns_the_seeds_prediction_shape(post):
     body = response.json()
     assert body["status"] == "success"
     assert body["prediction_id"].startswith("PRED_BK123456_")
-    assert body["prediction_method"] == "real_time"
+    assert body["prediction_method"] == "pattern_real_time"
     assert body["affected_bookings"] == []
     lower, upper = body["confidence_interval"]["lower"], body["confidence_interval"]["upper"]
     assert lower <= body["predicted_battery"] <= upper
@@ -48,7 +48,7 @@ def test_booking_created_re_predicts_later_bookings_of_the_car(post):
 
     assert [a["booking_id"] for a in body["affected_bookings"]] == ["LATER"]
     assert_affected_shape(body["affected_bookings"])
-    assert body["affected_bookings"][0]["prediction_method"] == "real_time_cascade"
+    assert body["affected_bookings"][0]["prediction_method"] == "pattern_real_time_cascade"
 
 
 def test_booking_started_scores_the_prediction_and_cascades(post):
@@ -65,7 +65,7 @@ def test_booking_started_scores_the_prediction_and_cascades(post):
     assert_affected_shape(body["affected_bookings"])
     bk789 = body["affected_bookings"][0]
     assert bk789["starts_at"] == "2025-11-03T22:00:00Z"
-    assert bk789["prediction_method"] == "real_time_cascade"
+    assert bk789["prediction_method"] == "pattern_real_time_cascade"
     # Driven from 60.5 % for the rest of the 2 h booking: lower than at pick-up.
     assert bk789["predicted_battery"] < 60.5
     scored = Prediction.objects.get(prediction_id=created["prediction_id"])
@@ -96,7 +96,7 @@ def test_booking_ended_records_the_outcome_and_learns(post):
     bk789 = body["affected_bookings"][0]
     # Returned at 48 % unplugged, 70 minutes before BK789: a little idle drain, nothing else.
     assert 46.0 < bk789["predicted_battery"] <= 48.0
-    assert bk789["prediction_method"] == "real_time"
+    assert bk789["prediction_method"] == "pattern_real_time"
     outcome = BookingOutcome.objects.get()
     assert outcome.distance_km == 25.0 and outcome.drain_rate_per_km == pytest.approx(0.5)
     assert outcome.charging_at_end is False

@@ -29,7 +29,7 @@ def test_real_time_mode_with_the_seeds_example(post):
     body = response.json()
     assert set(body) >= RESPONSE_KEYS
     assert body["booking_id"] == "BK123456" and body["vehicle_id"] == "78"
-    assert body["prediction_method"] == "real_time_cascade"
+    assert body["prediction_method"] == "pattern_real_time_cascade"
     assert body["confidence_interval"]["confidence_level"] == 0.95
     ci = body["confidence_interval"]
     assert ci["lower"] <= body["predicted_battery_percentage"] <= ci["upper"]
@@ -50,7 +50,7 @@ def test_real_time_mode_with_the_seeds_example(post):
 def test_real_time_without_intermediate_bookings_is_real_time(post):
     body = post(URL["predict"], {**PREDICT_REAL_TIME, "intermediate_bookings": []}).json()
 
-    assert body["prediction_method"] == "real_time"
+    assert body["prediction_method"] == "pattern_real_time"
     assert [s["type"] for s in body["cascade_steps"]] == ["idle"]
 
 
@@ -66,7 +66,7 @@ def test_historical_mode_starts_from_the_last_known_reading_and_known_bookings(p
 
     body = post(URL["predict"], PREDICT_HISTORICAL).json()
 
-    assert body["prediction_method"] == "historical"
+    assert body["prediction_method"] == "pattern_historical"
     steps = body["cascade_steps"]
     assert [s["type"] for s in steps] == ["idle", "booking", "idle"]
     assert steps[0]["starts_at"] == "2025-11-03T08:00:00Z"
@@ -77,7 +77,7 @@ def test_historical_mode_starts_from_the_last_known_reading_and_known_bookings(p
 def test_historical_mode_for_a_car_never_heard_of_is_honestly_uncertain(post):
     body = post(URL["predict"], PREDICT_HISTORICAL).json()
 
-    assert body["prediction_method"] == "historical"
+    assert body["prediction_method"] == "pattern_historical"
     ci = body["confidence_interval"]
     assert ci["upper"] - ci["lower"] > 60
 

@@ -1,0 +1,345 @@
+"""Accuracy benchmark: replay a simulated fleet through the HTTP API as Laravel would, and score the predictions.
+
+    .venv/bin/python bench/accuracy.py                       # default scenario (seed 7)
+    .venv/bin/python bench/accuracy.py --cars 15 --days 30   # a quicker look
+
+What it does, in one run:
+1. simulates the fleet (`learning.simulation`, seed `--seed`, default 7);
+2. starts the service (gunicorn, one worker) on a fresh SQLite database and trains the bootstrap
+   model there with `train_model --synthetic` on a *different* simulator seed (1001), so no
+   model ever sees the replayed stream (`--no-model` replays with the pattern cascade alone);
+3. sends every call of the stream in time order over HTTP with an API key;
+4. scores two moments per booking picked up after the warm-up (`--warmup-days`, default 14):
+   the prediction at creation (the booking-created response) and the latest prediction before
+   pick-up (the last event response that carried the booking in `affected_bookings`, i.e. what
+   Laravel would show). The same moments are scored for persistence, the seed's EMA cascade and
+   the oracle, each from exactly what Laravel knew at that call (`learning.simulation.baselines`).
+
+Prints a table and writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batterypred.settings")
+
+from learning.simulation.baselines import KnownFleet, Snapshot, oracle, persistence, seed_ema  # noqa: E402
+from learning.simulation.fleet import FleetConfig, Simulation, simulate  # noqa: E402
+
+PY = str(ROOT / ".venv" / "bin" / "python")
+METHODS = ("service", "persistence", "seed_ema", "oracle")
+MOMENTS = ("creation", "latest")
+HORIZONS = (("<6h", 0, 6), ("6-24h", 6, 24), (">24h", 24, 1e9))
+
+
+@dataclass
+class Scored:
+    """One method's prediction of one booking at one moment."""
+
+    level: float
+    lower: float | None
+    upper: float | None
+    horizon_hours: float
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """The service on a fresh database in a temporary directory, served by gunicorn."""
+
+    def __init__(self, workdir: Path, *, model: bool, quiet: bool = True) -> None:
+        self.port = _free_port()
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+            "MODEL_DIR": str(workdir / "models"),
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "API_RATE_LIMIT": "1000000/min",
+            "ML_CALLBACK_URL": "",
+            "LOG_LEVEL": "WARNING",
+        }
+        self._run("migrate", "--noinput", "-v0")
+        self.key = self._run("create_api_key", "accuracy-bench").strip().splitlines()[-1].split()[-1]
+        if model:
+            self._run("train_model", "--synthetic", "--seed", "1001")
+        self.proc = subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/gunicorn"),
+                "batterypred.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL if quiet else None,
+            stderr=subprocess.DEVNULL if quiet else None,
+        )
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def _run(self, *args: str) -> str:
+        out = subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"manage.py {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+        return out.stdout
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        data = json.dumps(body).encode()
+        self.conn.request("POST", path, data, {"Content-Type": "application/json", "X-API-Key": self.key})
+        response = self.conn.getresponse()
+        payload = response.read()
+        return response.status, json.loads(payload or b"{}")
+
+    def get(self, path: str) -> dict:
+        self.conn.request("GET", path, headers={"X-API-Key": self.key})
+        return json.loads(self.conn.getresponse().read())
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _service_items(kind: str, body: dict, response: dict) -> list[tuple[str, float, float, float]]:
+    """(booking_id, predicted, lower, upper) of every booking the response predicted."""
+    items = []
+    if kind == "created" and response.get("predicted_battery") is not None:
+        ci = response.get("confidence_interval") or {}
+        items.append((body["booking_id"], response["predicted_battery"], ci.get("lower"), ci.get("upper")))
+    for a in response.get("affected_bookings") or []:
+        ci = a.get("confidence_interval") or {}
+        items.append((a["booking_id"], a["predicted_battery"], ci.get("lower"), ci.get("upper")))
+    return items
+
+
+def replay(sim: Simulation, service: Service, *, progress_every: int = 1000) -> tuple[dict, dict, dict]:
+    """Send the stream; return creation and latest predictions per method, and call statistics."""
+    known = KnownFleet()
+    creation: dict[str, dict[str, Scored]] = defaultdict(dict)
+    latest: dict[str, tuple[datetime, dict[str, Scored], Snapshot]] = {}
+    creation_snap: dict[str, Snapshot] = {}
+    pickups = {b.booking_id: sim.when(b.actual_start) for b in sim.bookings if not b.cancelled}
+    stats = {"calls": 0, "errors": 0, "seconds": 0.0, "by_status": defaultdict(int)}
+    started = time.perf_counter()
+    for i, call in enumerate(sim.calls):
+        known.observe(call.kind, call.body)
+        t0 = time.perf_counter()
+        status, response = service.post(call.path, call.body)
+        stats["seconds"] += time.perf_counter() - t0
+        stats["calls"] += 1
+        stats["by_status"][str(status)] += 1
+        if status >= 400:
+            stats["errors"] += 1
+            if stats["errors"] <= 5:
+                print(f"  {call.kind} {call.booking_id}: {status} {response}", file=sys.stderr)
+            continue
+        if call.kind == "predict":
+            continue
+        for booking_id, level, lower, upper in _service_items(call.kind, call.body, response):
+            pickup = pickups.get(booking_id)
+            if pickup is None or call.at >= pickup:
+                continue
+            target_start = _target_start(known, call.vehicle_id, booking_id, pickup)
+            snap = known.snapshot(call.vehicle_id, booking_id, target_start)
+            horizon = (pickup - call.at).total_seconds() / 3600
+            scored = {"service": Scored(level, lower, upper, horizon)}
+            for name, fn in (("persistence", persistence), ("seed_ema", seed_ema)):
+                e = fn(snap)
+                scored[name] = Scored(e.level, e.lower, e.upper, horizon)
+            if call.kind == "created" and booking_id == call.booking_id:
+                creation[booking_id] = scored
+                creation_snap[booking_id] = snap
+            latest[booking_id] = (call.at, scored, snap)
+        if progress_every and (i + 1) % progress_every == 0:
+            rate = (i + 1) / (time.perf_counter() - started)
+            print(f"  {i + 1}/{len(sim.calls)} calls, {rate:.0f}/s", file=sys.stderr)
+    for booking_id, snap in creation_snap.items():
+        e = oracle(sim, snap, seed=zlib.crc32(booking_id.encode()))
+        creation[booking_id]["oracle"] = Scored(
+            e.level, e.lower, e.upper, creation[booking_id]["service"].horizon_hours
+        )
+    latest_scored = {}
+    for booking_id, (_, scored, snap) in latest.items():
+        e = oracle(sim, snap, seed=zlib.crc32(booking_id.encode()) + 1)
+        scored["oracle"] = Scored(e.level, e.lower, e.upper, scored["service"].horizon_hours)
+        latest_scored[booking_id] = scored
+    return dict(creation), latest_scored, stats
+
+
+def _target_start(known: KnownFleet, vehicle_id: str, booking_id: str, pickup: datetime) -> datetime:
+    planned = known.car(vehicle_id).schedule.get(booking_id)
+    return planned.start if planned else pickup
+
+
+def metrics(pairs: list[tuple[Scored, float]]) -> dict:
+    if not pairs:
+        return {"n": 0}
+    pred = np.array([p.level for p, _ in pairs])
+    actual = np.array([a for _, a in pairs])
+    err = pred - actual
+    out = {
+        "n": len(pairs),
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "bias": float(np.mean(err)),
+        "within_5": float(np.mean(np.abs(err) <= 5)),
+        "within_10": float(np.mean(np.abs(err) <= 10)),
+        "within_15": float(np.mean(np.abs(err) <= 15)),
+    }
+    with_interval = [(p, a) for p, a in pairs if p.lower is not None and p.upper is not None]
+    if with_interval:
+        out["coverage_95"] = float(np.mean([p.lower - 1e-9 <= a <= p.upper + 1e-9 for p, a in with_interval]))
+        out["width_95"] = float(np.mean([p.upper - p.lower for p, _ in with_interval]))
+    for label, low, high in HORIZONS:
+        sel = [abs(p.level - a) for p, a in pairs if low <= p.horizon_hours < high]
+        out[f"mae_{label}"] = float(np.mean(sel)) if sel else None
+        out[f"n_{label}"] = len(sel)
+    return out
+
+
+def score(sim: Simulation, creation: dict, latest: dict, warmup_days: float) -> dict:
+    warm = warmup_days * 24
+    truth = {
+        b.booking_id: b.battery_at_start
+        for b in sim.bookings
+        if not b.cancelled and warm <= b.actual_start < sim.config.hours
+    }
+    result = {}
+    for moment, table in (("creation", creation), ("latest", latest)):
+        result[moment] = {
+            method: metrics([(s[method], truth[bid]) for bid, s in table.items() if bid in truth and method in s])
+            for method in METHODS
+        }
+    result["scored_bookings"] = len(truth)
+    result["_truth"] = truth
+    return result
+
+
+def details(creation: dict, latest: dict, truth: dict) -> list[dict]:
+    """Every scored prediction, for looking into where a method errs (`--details`)."""
+    rows = []
+    for moment, table in (("creation", creation), ("latest", latest)):
+        for booking_id, scored in table.items():
+            if booking_id in truth:
+                rows.append(
+                    {"booking_id": booking_id, "moment": moment, "actual": truth[booking_id]}
+                    | {m: [s.level, s.lower, s.upper, round(s.horizon_hours, 2)] for m, s in scored.items()}
+                )
+    return rows
+
+
+def _fmt(value, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
+
+
+def print_table(result: dict) -> None:
+    cols = [
+        ("n", "n", False),
+        ("mae", "MAE", False),
+        ("rmse", "RMSE", False),
+        ("bias", "bias", False),
+        ("within_5", "<=5", True),
+        ("within_10", "<=10", True),
+        ("within_15", "<=15", True),
+        ("coverage_95", "cov95", True),
+        ("width_95", "width", False),
+        ("mae_<6h", "MAE<6h", False),
+        ("mae_6-24h", "MAE6-24h", False),
+        ("mae_>24h", "MAE>24h", False),
+    ]
+    for moment in MOMENTS:
+        print(f"\n== {moment} ({'prediction at creation' if moment == 'creation' else 'latest before pick-up'})")
+        print(f"{'method':<12}" + "".join(f"{title:>10}" for _, title, _ in cols))
+        for method in METHODS:
+            m = result[moment][method]
+            row = "".join(
+                f"{(str(m.get(key, '-')) if key == 'n' else _fmt(m.get(key), pct)):>10}" for key, _, pct in cols
+            )
+            print(f"{method:<12}{row}")
+        svc, orc = result[moment]["service"], result[moment]["oracle"]
+        if svc.get("mae") and orc.get("mae"):
+            print(f"service MAE / oracle MAE = {svc['mae'] / orc['mae']:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cars", type=int, default=40)
+    parser.add_argument("--renters", type=int, default=150)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--warmup-days", type=float, default=14.0)
+    parser.add_argument("--no-model", action="store_true", help="serve with the pattern cascade alone")
+    parser.add_argument("--details", action="store_true", help="also write every scored prediction to the JSON")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+
+    config = FleetConfig(cars=args.cars, renters=args.renters, days=args.days, seed=args.seed)
+    t0 = time.perf_counter()
+    sim = simulate(config)
+    print(f"simulated {len(sim.bookings)} bookings, {len(sim.calls)} calls in {time.perf_counter() - t0:.1f} s")
+    with tempfile.TemporaryDirectory(prefix="bp-accuracy-") as tmp:
+        t0 = time.perf_counter()
+        service = Service(Path(tmp), model=not args.no_model)
+        print(f"service ready in {time.perf_counter() - t0:.1f} s (model: {not args.no_model})")
+        try:
+            info = service.get("/api/v1/model/info")
+            creation, latest, stats = replay(sim, service)
+        finally:
+            service.stop()
+    result = score(sim, creation, latest, args.warmup_days)
+    truth = result.pop("_truth")
+    if args.details:
+        result["details"] = details(creation, latest, truth)
+    result |= {
+        "config": {**vars(args), "out": str(args.out)},
+        "calls": {**stats, "by_status": dict(stats["by_status"])},
+        "model_info": info,
+    }
+    print(f"\nreplayed {stats['calls']} calls ({stats['errors']} errors) in {stats['seconds']:.0f} s of requests")
+    print_table(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"accuracy-seed{args.seed}-{'pattern' if args.no_model else 'model'}.json"
+    path.write_text(json.dumps(result, indent=1, default=str))
+    print(f"\nJSON: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Training and inference speed of the gap and trip models.
+
+    .venv/bin/python bench/training.py            # 100 k and 1 M outcomes, cascade of 50 bookings
+    .venv/bin/python bench/training.py --quick    # 20 k outcomes only
+
+- Training: `learning.gbm.train` (every quantile booster of both segment kinds, plus interval
+  calibration) on the feature rows of N outcomes. 100 k outcomes are simulated
+  (`learning.simulation`, seed 2024); the 1 M set repeats those 100 k ten times with car and
+  renter ids renamed per copy (training cost depends on the row count, not on the rows being
+  new; the simulator would need ~20 minutes to draw 1 M fresh ones). Feature replay is timed
+  separately.
+- Inference: one cascade of 50 bookings priced by the model (pattern walk, feature rows, one
+  batch call per booster, Monte Carlo composition), no database; median of repeated runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batterypred.settings")
+
+import pandas as pd  # noqa: E402
+
+from learning import gbm  # noqa: E402
+from learning.features import GAP_FEATURES, TRIP_FEATURES, FeatureBook, replay  # noqa: E402
+from learning.simulation.fleet import FleetConfig, simulate  # noqa: E402
+from predictions import ml_cascade  # noqa: E402
+from predictions.physics import Rates, State, Trip, walk  # noqa: E402
+
+
+def outcomes(n: int, seed: int = 2024) -> list:
+    cars = max(10, n // 250)  # about 250 outcomes per car over 240 days
+    sim = simulate(FleetConfig(cars=cars, renters=max(40, cars * 3), days=240, seed=seed))
+    return sim.outcomes()[:n]
+
+
+def frames(items: list) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    t0 = time.perf_counter()
+    gaps, trips, _ = replay(items)
+    seconds = time.perf_counter() - t0
+    return (
+        pd.DataFrame(gaps, columns=[*GAP_FEATURES, "target", "at"]),
+        pd.DataFrame(trips, columns=[*TRIP_FEATURES, "target", "at"]),
+        seconds,
+    )
+
+
+def tiled(items: list, copies: int) -> list:
+    out = []
+    for k in range(copies):
+        out += [replace(o, vehicle_id=f"{o.vehicle_id}-{k}", user_id=f"{o.user_id}-{k}") for o in items]
+    return out
+
+
+def time_training(label: str, items: list) -> dict:
+    gaps, trips, replay_s = frames(items)
+    result = gbm.train(f"bench-{label}", gaps, trips)
+    figures = {
+        "outcomes": len(items),
+        "gap_rows": len(gaps),
+        "trip_rows": len(trips),
+        "replay_seconds": round(replay_s, 1),
+        "train_seconds": round(result.seconds, 1),
+        "holdout": result.metrics,
+    }
+    print(f"{label}: {figures}")
+    return figures | {"_model": result.model}
+
+
+def time_cascade(model: gbm.GapTripModel, history: list, runs: int = 200) -> dict:
+    book = FeatureBook()
+    for o in sorted(history, key=lambda o: o.end)[-2000:]:
+        book.observe(o)
+    car_id = history[-1].vehicle_id
+    users = list(book.renters)[:50]
+    start = history[-1].end
+    rates = Rates(0.1, 0.1, 12.0, 4.0, 8.0, 4.0, 0.4)
+    trips, targets = [], []
+    for i in range(50):
+        s = start + timedelta(hours=6 + 8 * i)
+        trips.append(Trip(f"B{i}", s, s + timedelta(hours=3), 8.0, 4.0, 0.4, user_id=users[i % len(users)]))
+        targets.append((f"B{i}", s))
+    state = State(level=70.0, at=start, charging=False)
+    timings = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        trace: list = []
+        checkpoints = walk(state, trips, targets, rates, trace=trace)
+        points = ml_cascade.compose(model, trace, car_id=car_id, book=book, fleet_plug=0.4, start_std=0.0)
+        ml_cascade.apply(points, checkpoints)
+        timings.append((time.perf_counter() - t0) * 1000)
+    figures = {
+        "bookings": 50,
+        "runs": runs,
+        "median_ms": round(statistics.median(timings), 2),
+        "p90_ms": round(sorted(timings)[int(0.9 * runs)], 2),
+    }
+    print(f"cascade of 50 bookings: {figures}")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    import django
+
+    django.setup()
+    result = {"cpu_count": os.cpu_count(), "train_threads": gbm.TRAIN_THREADS}
+    t0 = time.perf_counter()
+    base = outcomes(20_000 if args.quick else 100_000)
+    result["simulate_seconds"] = round(time.perf_counter() - t0, 1)
+    print(f"simulated {len(base)} outcomes in {result['simulate_seconds']} s")
+    small = time_training("20k" if args.quick else "100k", base)
+    result["train_small"] = {k: v for k, v in small.items() if k != "_model"}
+    if not args.quick:
+        big = time_training("1M", tiled(base, 10))
+        result["train_1m"] = {k: v for k, v in big.items() if k != "_model"}
+    result["cascade"] = time_cascade(small["_model"], base)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ("training-quick.json" if args.quick else "training.json")
+    path.write_text(json.dumps(result, indent=1, default=str))
+    print(f"JSON: {path}")
+
+
+if __name__ == "__main__":
+    main()

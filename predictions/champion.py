@@ -1,0 +1,62 @@
+"""The serving model: the registry's champion, loaded once per process and re-checked every few seconds.
+
+A promotion (by `retrain` in the worker) reaches every web process within
+MODEL_REFRESH_SECONDS without a restart. A champion whose artifact is missing or corrupt is
+logged and not served: the pattern cascade answers, and says so in `prediction_method`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from learning.gbm import GapTripModel
+from predictions.registry_models import ModelStatus, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_state: dict = {"checked": -1e18, "version": None, "model": None}
+
+
+def champion_row() -> ModelVersion | None:
+    return ModelVersion.objects.filter(status=ModelStatus.CHAMPION).first()
+
+
+def artifact_path(row: ModelVersion) -> Path:
+    path = Path(row.artifact_path)
+    return path if path.is_absolute() else Path(settings.MODEL_DIR) / path
+
+
+def champion_model() -> GapTripModel | None:
+    """The loaded champion, or None when no model is registered or it cannot be loaded."""
+    now = time.monotonic()
+    if now - _state["checked"] < settings.MODEL_REFRESH_SECONDS:
+        return _state["model"]
+    with _lock:
+        row = (
+            ModelVersion.objects.filter(status=ModelStatus.CHAMPION)
+            .only("version", "artifact_path", "artifact_sha256")
+            .first()
+        )
+        if row is None:
+            _state.update(version=None, model=None)
+        elif row.version != _state["version"]:
+            try:
+                _state.update(version=row.version, model=GapTripModel.load(artifact_path(row), row.artifact_sha256))
+                logger.info("serving model %s", row.version)
+            except (OSError, ValueError) as exc:
+                logger.error("champion %s cannot be loaded, serving the pattern cascade: %s", row.version, exc)
+                _state.update(version=row.version, model=None)
+        _state["checked"] = now
+    return _state["model"]
+
+
+def champion_forget() -> None:
+    """Drop the cached champion (after a promotion in this process, and between tests)."""
+    with _lock:
+        _state.update(checked=-1e18, version=None, model=None)
