@@ -215,12 +215,13 @@ def gunicorn_path() -> Path:
     return venv if venv.exists() else Path(sys.executable).with_name("gunicorn")
 
 
-def server_start(env: dict[str, str]) -> Server:
+def server_start(env: dict[str, str], workers: int = WORKERS, extra: tuple[str, ...] = ()) -> Server:
+    """gunicorn on a free port with its output in a temporary log (bench/load.py passes more workers)."""
     port = free_port()
     fd, log_name = tempfile.mkstemp(prefix="batterypred-bench-gunicorn-", suffix=".log")
     with os.fdopen(fd, "wb") as log:
         process = subprocess.Popen(
-            [str(gunicorn_path()), "batterypred.wsgi", "--bind", f"{HOST}:{port}", "--workers", str(WORKERS)],
+            [str(gunicorn_path()), "batterypred.wsgi", "--bind", f"{HOST}:{port}", "--workers", str(workers), *extra],
             cwd=ROOT,
             env=env,
             stdout=log,

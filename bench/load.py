@@ -75,14 +75,13 @@ from endpoints import (  # bench/ is a folder of scripts, not a package: endpoin
     database_create,
     database_drop,
     database_name,
-    free_port,
-    gunicorn_path,
     log_first_error,
     log_tail,
     log_tracebacks,
     machine_info,
     manage,
     server_env,
+    server_start,
     server_stop,
     server_wait_healthy,
     write_json,
@@ -486,25 +485,6 @@ def predict_bodies(seed_calls: list[Call], count: int, realtime_share: float, rn
 # --- gunicorn and its memory --------------------------------------------------------------------------------
 
 
-def server_start(env: dict[str, str], workers: int) -> Server:
-    port = free_port()
-    fd, log_name = tempfile.mkstemp(prefix="batterypred-load-gunicorn-", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
-        process = subprocess.Popen(
-            [
-                str(gunicorn_path()),
-                "batterypred.wsgi",
-                *("--bind", f"{HOST}:{port}", "--workers", str(workers), "--timeout", "30", "--backlog", "2048"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Server(process, port, Path(log_name))
-
-
 def worker_pids(master: int) -> list[int]:
     """The gunicorn master's children (its workers), from /proc."""
     pids = []
@@ -833,7 +813,7 @@ def run_all(config: Config, env: dict[str, str], workdir: Path, payload: dict[st
         print(f"  note: fewer calls than the phases need ({calls_needed(config)}); wrk wraps around", flush=True)
 
     api_key = api_key_create(env)
-    server = server_start(env, config.workers)
+    server = server_start(env, config.workers, ("--timeout", "30", "--backlog", "2048"))
     ctx = Context(config, server, api_key, workdir)
     server_wait_healthy(server)
     print(f"gunicorn ({config.workers} workers) on {HOST}:{server.port}, log {server.log_path}", flush=True)
