@@ -39,7 +39,7 @@ from predictions.physics import Rates, State, Trip, walk  # noqa: E402
 
 
 def outcomes(n: int, seed: int = 2024) -> list:
-    cars = max(10, n // 250)  # about 250 outcomes per car over 240 days
+    cars = max(10, n // 240)  # about 245 outcomes per car over 240 days: at least n in all
     sim = simulate(FleetConfig(cars=cars, renters=max(40, cars * 3), days=240, seed=seed))
     return sim.outcomes()[:n]
 
