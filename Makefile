@@ -24,7 +24,7 @@ apikey: migrate
 model: migrate
 	$(PY) manage.py train_model --synthetic --if-missing
 
-run: apikey model
+run: model apikey
 	$(PY) manage.py collectstatic --noinput -v0
 	bash scripts/serve.sh $(PORT)
 
