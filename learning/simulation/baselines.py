@@ -180,8 +180,8 @@ def oracle(sim: Simulation, s: Snapshot, seed: int = 0) -> Estimate:
     car = next(c for c in sim.cars if c.car_id == s.vehicle_id)
     renters = {r.user_id: r for r in sim.renters}
     n = ORACLE_SAMPLES
-    if s.level is None:
-        return Estimate(float(np.median(np.full(n, 60.0))))
+    if s.level is None:  # never heard from the car: no better guess than the fleet's usual level
+        return Estimate(60.0)
     levels = np.full(n, s.level)
     t = sim.hours(s.at)
     plugged = np.full(n, s.plugged)
