@@ -214,14 +214,18 @@ class FeatureBook:
 
 
 def replay(outcomes: Iterable[Outcome]) -> tuple[list[dict], list[dict], FeatureBook]:
-    """Gap and trip rows of a whole history (sorted by return time), point in time."""
+    """Gap and trip rows of a whole history (sorted by return time), point in time.
+
+    Each row carries `at` (when the segment starts) and `end` (when its outcome is known), so a
+    time-based holdout can keep every row whose outcome falls after the cut out of training.
+    """
     book = FeatureBook()
     gaps, trips = [], []
     for o in sorted(outcomes, key=lambda o: (o.end, o.vehicle_id)):
         gap, trip = book.observe(o)
         if gap is not None:
-            gap["at"] = o.start
+            gap["at"] = gap["end"] = o.start  # the gap ends at the pick-up: its outcome is known then
             gaps.append(gap)
-        trip["at"] = o.start
+        trip["at"], trip["end"] = o.start, o.end  # a trip's outcome is known only at its return
         trips.append(trip)
     return gaps, trips, book

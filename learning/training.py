@@ -45,8 +45,8 @@ def model_version_new(source: str, at: datetime | None = None) -> str:
 def segment_frames(outcomes: list[Outcome]) -> tuple[pd.DataFrame, pd.DataFrame]:
     gaps, trips, _ = replay(outcomes)
     return (
-        pd.DataFrame(gaps, columns=[*GAP_FEATURES, "target", "at"]),
-        pd.DataFrame(trips, columns=[*TRIP_FEATURES, "target", "at"]),
+        pd.DataFrame(gaps, columns=[*GAP_FEATURES, "target", "at", "end"]),
+        pd.DataFrame(trips, columns=[*TRIP_FEATURES, "target", "at", "end"]),
     )
 
 
@@ -167,7 +167,8 @@ def model_retrain(
     gaps, trips = segment_frames(outcomes)
     # Quantile of the timestamps themselves: their integer view is in the column's unit (µs here), not ns.
     cut_at = trips["at"].quantile(1 - holdout_share)
-    fit_gaps, fit_trips = gaps[gaps["at"] < cut_at], trips[trips["at"] < cut_at]
+    # Train only on segments whose outcome was known before the cut (a trip that straddles it is in neither).
+    fit_gaps, fit_trips = gaps[gaps["end"] < cut_at], trips[trips["end"] < cut_at]
     test_gaps, test_trips = gaps[gaps["at"] >= cut_at], trips[trips["at"] >= cut_at]
     result = gbm.train(model_version_new("outcomes"), fit_gaps, fit_trips, rounds=rounds, progress=progress)
     challenger_metrics = evaluate(result.model, test_gaps, test_trips)
@@ -187,6 +188,9 @@ def model_retrain(
         champion_metrics=champion_metrics,
     )
     promote, reason = _decide(challenger_metrics, champion_metrics)
+    if champion_row is not None and champion_row.window_end and champion_row.window_end >= cut_at:
+        # It trained on part of this holdout: its figures flatter it, so a challenger must beat it by more.
+        reason += f"; the champion trained on outcomes up to {champion_row.window_end:%Y-%m-%d}, inside the holdout"
     row.notes = reason
     row.save(update_fields=["notes"])
     if promote:

@@ -38,6 +38,7 @@ class ModelPoint:
     lower: float
     upper: float
     changes: list[float]  # median change of each segment since the previous target
+    start: float  # the median level those changes start from (at the previous target, or the reading)
 
 
 def _gap_charging(car: CarState, start, p_plugged: float, known: bool) -> float | None:
@@ -167,7 +168,11 @@ def compose(
     points, previous = [], 0
     for k, index in enumerate(at_target):
         changes = list(np.diff(medians[previous : index + 1]))
-        points.append(ModelPoint(float(medians[index]), float(bounds[0, k]), float(bounds[1, k]), changes))
+        points.append(
+            ModelPoint(
+                float(medians[index]), float(bounds[0, k]), float(bounds[1, k]), changes, float(medians[previous])
+            )
+        )
         previous = index
     return points
 
@@ -187,10 +192,8 @@ def apply(points: list[ModelPoint], checkpoints: list[Checkpoint]) -> None:
         checkpoint.level = point.level
         checkpoint.std = max(point.upper - point.lower, 0.0) / (2 * Z_95)
         checkpoint.interval = (point.lower, point.upper)
-        before = None
+        before = point.start
         for step, change in zip(checkpoint.steps, point.changes, strict=False):
-            if before is None:
-                before = step["battery_after"] - step["battery_change"]
             before += change
             step["battery_change"] = round(change, 2)
             step["battery_after"] = round(before, 2)

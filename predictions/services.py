@@ -7,6 +7,7 @@ booking is flagged current.
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import Iterable, Sequence
@@ -34,6 +35,8 @@ from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.outbox import callback_enqueue
 from predictions.physics import Checkpoint, Rates, State, Trip, walk
 from predictions.selectors import reading_latest
+
+logger = logging.getLogger(__name__)
 
 MODEL_VERSION = "pattern-cascade-1.0"  # recorded on predictions made without a trained model
 PATTERN_PREFIX = "pattern_"
@@ -315,16 +318,19 @@ def predictions_reprice_all(*, triggered_by: str) -> int:
     )
     issued = 0
     for vehicle_id in sorted(set(vehicle_ids)):
-        with transaction.atomic():
-            vehicle = vehicle_lock(external_id=vehicle_id)
-            predictions = predictions_cascade(vehicle=vehicle, pivot=None, event=None, trigger=triggered_by)
-            callback_enqueue(
-                predictions=predictions,
-                triggered_by=triggered_by,
-                metadata={
-                    "vehicle_id": vehicle_id,
-                    "model_version": predictions[0].model_version if predictions else None,
-                },
+        try:
+            with transaction.atomic():
+                vehicle = vehicle_lock(external_id=vehicle_id)
+                predictions = predictions_cascade(vehicle=vehicle, pivot=None, event=None, trigger=triggered_by)
+                version = predictions[0].model_version if predictions else None
+                callback_enqueue(
+                    predictions=predictions,
+                    triggered_by=triggered_by,
+                    metadata={"vehicle_id": vehicle_id, "model_version": version},
+                )
+                issued += len(predictions)
+        except Exception:  # one car's failure must not leave the rest of the fleet on the old numbers
+            logger.exception(
+                "re-pricing vehicle %s after %s failed; it keeps its old predictions", vehicle_id, triggered_by
             )
-            issued += len(predictions)
     return issued

@@ -7,9 +7,10 @@
 - persistence: the last known level, unchanged;
 - the seed's EMA cascade: idle drain 0.5 %/h and each booking drained at the car's EMA of
   drain per hour (alpha 0.3), no charging, a +-10 point interval (the seed's own example);
-- the oracle: the simulator's hidden parameters (car, charger, renters, weather) and physics,
-  run forward from the same knowledge by Monte Carlo; the median is the practical limit of
-  any predictor that knows what Laravel knows.
+- the oracle: the simulator's hidden parameters (car, charger, renters, and the weather, future
+  days included) and physics, run forward from the same knowledge by Monte Carlo. Its median
+  is the practical limit of a predictor that knows what Laravel knows plus everything the
+  simulator hides but the random draws; knowing the weather makes it a slightly strong bound.
 """
 
 from __future__ import annotations

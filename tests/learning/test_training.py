@@ -254,6 +254,8 @@ def test_with_a_champion_an_event_cascades_through_fifty_bookings(champion, post
         assert 0 <= ci["lower"] <= a["predicted_battery"] <= ci["upper"] <= 100, a
     current = Prediction.objects.filter(booking_external_id__startswith="F", is_current=True)
     assert current.count() == 50
+    for p in current:  # each booking's steps (since the previous one) end at its predicted level
+        assert p.cascade_steps and abs(p.cascade_steps[-1]["battery_after"] - p.predicted_battery) < 0.05, p
     assert set(current.values_list("model_version", flat=True)) == {champion.version}
 
 
