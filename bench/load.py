@@ -20,9 +20,6 @@ Where the traffic comes from
     `manage.py simulate_fleet --cars N --renters M --days D --seed S --out DIR` writes DIR/calls.jsonl, one
     `{"at", "path", "body"}` per line in time order; this script sizes the fleet for the phases it runs, seeds the
     database with the first --seed-days of calls (sent in order per car) and replays the rest at a fixed rate.
-    If the command is not there (or --fallback-generator), a small built-in generator writes the same format:
-    per car, back-to-back bookings with created (with the current level), 15 % modified, 8 % cancelled, 30 %
-    preceded by a real-time predict, then started and ended with plausible levels and mileage.
 
 How the load is made
     wrk (Debian's `apt-get install -y wrk`, run as `wrk -t1`) with bench/wrk_replay.lua, which replays the
@@ -128,7 +125,6 @@ class Config:
     soak_rate: float
     sample_seconds: float
     connections: int
-    fallback_generator: bool
     calls_file: Path | None
     output: Path
 
@@ -156,7 +152,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--soak-rate", type=float, default=50.0, help="calls/s of the event mix during the soak")
     add("--sample-seconds", type=float, default=10.0, help="how often worker memory is sampled in the soak")
     add("--connections", type=int, default=64, help="wrk connections for the fixed-rate runs")
-    add("--fallback-generator", action="store_true", help="use the built-in call generator, not simulate_fleet")
     add("--calls-file", type=Path, help="replay this calls.jsonl instead of simulating a fleet")
     add("--output", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
@@ -189,7 +184,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
         soak_rate=args.soak_rate,
         sample_seconds=max(args.sample_seconds, 0.5),
         connections=max(args.connections, 1),
-        fallback_generator=args.fallback_generator,
         calls_file=args.calls_file,
         output=args.output,
     )
@@ -233,131 +227,12 @@ def calls_load(path: Path) -> list[Call]:
     return calls
 
 
-def calls_simulate(env: dict[str, str], config: Config, days: int, out: Path) -> list[Call] | None:
-    """Run the fleet simulator into `out`; None when the command does not exist in this checkout."""
+def calls_simulate(env: dict[str, str], config: Config, days: int, out: Path) -> list[Call]:
+    """Run the fleet simulator (`manage.py simulate_fleet`) into `out` and read its call stream."""
     args = ["simulate_fleet", "--cars", str(config.cars), "--renters", str(config.renters)]
     args += ["--days", str(days), "--seed", str(config.seed), "--out", str(out)]
-    try:
-        manage(env, *args)
-    except BenchError as exc:
-        if "Unknown command" in str(exc):
-            return None
-        raise
+    manage(env, *args)
     return calls_load(out / "calls.jsonl")
-
-
-def calls_generate(cars: int, renters: int, days: int, seed: int, start: datetime) -> list[Call]:
-    """The fallback fleet: back-to-back bookings per car, each event body valid and plausible, in time order."""
-    rng = random.Random(seed)
-    end_of_time = start + timedelta(days=days)
-    calls: list[Call] = []
-    for index in range(cars):
-        vehicle = str(5000 + index)
-        plan = []
-        t = start + timedelta(minutes=rng.randrange(0, 600))
-        while t < end_of_time:
-            begins = t + timedelta(hours=rng.uniform(1.0, 10.0))
-            ends = begins + timedelta(hours=rng.uniform(1.0, 5.0))
-            plan.append((f"G{seed}-{vehicle}-{len(plan)}", f"R{rng.randrange(renters)}", begins, ends))
-            t = ends
-        level, odometer, charging, parked = rng.uniform(55, 95), rng.uniform(5e3, 4e4), False, start
-        for k, (booking_id, user, begins, ends) in enumerate(plan):
-            future = [
-                {"booking_id": b, "user_id": u, "starts_at": iso(s), "ends_at": iso(e)}
-                for b, u, s, e in plan[k + 1 : k + 4]
-            ]
-            base = {"booking_id": booking_id, "vehicle_id": vehicle}
-            created_at = max(start, begins - timedelta(hours=rng.uniform(2.0, 30.0)), parked)
-            calls.append(
-                Call(
-                    created_at,
-                    EVENTS + "booking-created",
-                    {
-                        **base,
-                        "user_id": user,
-                        "starts_at": iso(begins),
-                        "ends_at": iso(ends),
-                        "current_battery_level": round(level, 1),
-                        "current_timestamp": iso(created_at),
-                        "future_bookings": future,
-                    },
-                )
-            )
-            roll = rng.random()
-            if roll < 0.08:
-                calls.append(Call(created_at + (begins - created_at) / 2, EVENTS + "booking-cancelled", {**base}))
-                continue
-            if roll < 0.23 and ends - begins > timedelta(hours=1.5):
-                ends -= timedelta(minutes=30)
-                calls.append(
-                    Call(
-                        created_at + (begins - created_at) / 3,
-                        EVENTS + "booking-modified",
-                        {
-                            **base,
-                            "user_id": user,
-                            "new_starts_at": iso(begins),
-                            "new_ends_at": iso(ends),
-                            "modification_type": "shortened",
-                            "future_bookings": future,
-                        },
-                    )
-                )
-            parked_hours = (begins - parked).total_seconds() / 3600
-            level = min(100.0, level + 10.0 * parked_hours) if charging else max(20.0, level - 0.1 * parked_hours)
-            if rng.random() < 0.3:
-                asked = begins - timedelta(minutes=rng.uniform(20, 120))
-                calls.append(
-                    Call(
-                        asked,
-                        PREDICT_PATH,
-                        {
-                            **base,
-                            "user_id": user,
-                            "booking_start_time": iso(begins),
-                            "current_battery_level": round(level, 1),
-                            "current_timestamp": iso(asked),
-                            "intermediate_bookings": [],
-                        },
-                    )
-                )
-            at_start = round(level, 1)
-            calls.append(
-                Call(
-                    begins,
-                    EVENTS + "booking-started",
-                    {
-                        **base,
-                        "actual_battery_at_start": at_start,
-                        "actual_started_at": iso(begins),
-                        "future_bookings": future,
-                    },
-                )
-            )
-            drain = min(at_start - 5.0, rng.uniform(4.0, 12.0) * (ends - begins).total_seconds() / 3600)
-            km = drain * rng.uniform(1.2, 1.8)
-            level, charging, parked = at_start - drain, rng.random() < 0.35, ends
-            calls.append(
-                Call(
-                    ends,
-                    EVENTS + "booking-ended",
-                    {
-                        **base,
-                        "user_id": user,
-                        "starts_at": iso(begins),
-                        "ends_at": iso(ends),
-                        "battery_at_start": at_start,
-                        "battery_at_end": round(level, 1),
-                        "mileage_at_start": round(odometer, 1),
-                        "mileage_at_end": round(odometer + km, 1),
-                        "charging_at_end": int(charging),
-                        "future_bookings": future,
-                    },
-                )
-            )
-            odometer += km
-    calls.sort(key=lambda c: c.at)
-    return calls
 
 
 def calls_needed(config: Config) -> int:
@@ -375,20 +250,14 @@ def calls_prepare(env: dict[str, str], config: Config, workdir: Path) -> tuple[l
         return calls_load(config.calls_file), f"file {config.calls_file}"
     needed = calls_needed(config)
     days = config.seed_days + math.ceil(needed / (config.cars * CALLS_PER_CAR_DAY))
-    if not config.fallback_generator:
+    calls = calls_simulate(env, config, days, workdir / "sim")
+    _, stream = calls_split(calls, config.seed_days)
+    if len(stream) < needed:
+        # The simulator is sparser than guessed: simulate once more for as long as its density needs.
+        per_day = max(len(stream), 1) / (days - config.seed_days)
+        days = config.seed_days + math.ceil(1.1 * needed / per_day)
         calls = calls_simulate(env, config, days, workdir / "sim")
-        if calls is not None:
-            _, stream = calls_split(calls, config.seed_days)
-            if len(stream) < needed:
-                # The simulator is sparser than guessed: simulate once more for as long as its density needs.
-                per_day = max(len(stream), 1) / (days - config.seed_days)
-                days = config.seed_days + math.ceil(1.1 * needed / per_day)
-                calls = calls_simulate(env, config, days, workdir / "sim")
-            return calls, f"manage.py simulate_fleet --cars {config.cars} --renters {config.renters} --days {days}"
-        print("manage.py simulate_fleet is not available: using the built-in generator", flush=True)
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
-    calls = calls_generate(config.cars, config.renters, days, config.seed, start)
-    return calls, f"built-in generator, {config.cars} cars, {days} days"
+    return calls, f"manage.py simulate_fleet --cars {config.cars} --renters {config.renters} --days {days}"
 
 
 def calls_split(calls: list[Call], seed_days: int) -> tuple[list[Call], list[Call]]:
