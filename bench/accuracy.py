@@ -24,9 +24,6 @@ import argparse
 import http.client
 import json
 import os
-import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,10 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batterypred.settings")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from endpoints import HOST, api_key_create, manage, server_env, server_start, server_stop, server_wait_healthy  # noqa: E402, I001
 from learning.simulation.baselines import KnownFleet, Snapshot, oracle, persistence, seed_ema  # noqa: E402
 from learning.simulation.fleet import FleetConfig, Simulation, simulate  # noqa: E402
 
-PY = str(ROOT / ".venv" / "bin" / "python")
 METHODS = ("service", "persistence", "seed_ema", "oracle")
 MOMENTS = ("creation", "latest")
 HORIZONS = (("<6h", 0, 6), ("6-24h", 6, 24), (">24h", 24, 1e9))
@@ -61,59 +59,22 @@ class Scored:
     horizon_hours: float
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Service:
-    """The service on a fresh database in a temporary directory, served by gunicorn."""
+    """The service on a fresh SQLite database in a temporary directory, served by one gunicorn worker.
 
-    def __init__(self, workdir: Path, *, model: bool, quiet: bool = True) -> None:
-        self.port = _free_port()
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "MODEL_DIR": str(workdir / "models"),
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "API_RATE_LIMIT": "1000000/min",
-            "ML_CALLBACK_URL": "",
-            "LOG_LEVEL": "WARNING",
-        }
-        self._run("migrate", "--noinput", "-v0")
-        self.key = self._run("create_api_key", "accuracy-bench").strip().splitlines()[-1].split()[-1]
+    Uses bench/endpoints.py's helpers for the environment, `manage.py` and gunicorn.
+    """
+
+    def __init__(self, workdir: Path, *, model: bool) -> None:
+        self.env = server_env(f"sqlite:///{workdir / 'bench.sqlite3'}")
+        self.env |= {"MODEL_DIR": str(workdir / "models"), "ML_CALLBACK_URL": ""}
+        manage(self.env, "migrate", "--noinput", "-v0")
+        self.key = api_key_create(self.env)
         if model:
-            self._run("train_model", "--synthetic", "--seed", "1001")
-        self.proc = subprocess.Popen(
-            [
-                str(ROOT / ".venv/bin/gunicorn"),
-                "batterypred.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "1",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL if quiet else None,
-            stderr=subprocess.DEVNULL if quiet else None,
-        )
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-
-    def _run(self, *args: str) -> str:
-        out = subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
-        if out.returncode:
-            raise SystemExit(f"manage.py {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
-        return out.stdout
+            manage(self.env, "train_model", "--synthetic", "--seed", "1001")
+        self.server = server_start(self.env, 1)
+        server_wait_healthy(self.server, timeout=60)
+        self.conn = http.client.HTTPConnection(HOST, self.server.port, timeout=60)
 
     def post(self, path: str, body: dict) -> tuple[int, dict]:
         data = json.dumps(body).encode()
@@ -128,8 +89,7 @@ class Service:
 
     def stop(self) -> None:
         self.conn.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        server_stop(self.server)
 
 
 def _dt(text: str) -> datetime:
