@@ -9,6 +9,9 @@ from __future__ import annotations
 from predictions.physics import charge_level
 
 ALPHA = 0.3
+# A slow EMA of the same observations keeps a car's long-run idle drain, so a jump of the fast one
+# against it (a failing battery, a telematics unit that keeps the car awake) stands out.
+BASELINE_ALPHA = 0.05
 
 
 def ema_update(average: float | None, variance: float, observed: float, alpha: float = ALPHA) -> tuple[float, float]:

@@ -75,6 +75,12 @@ class VehiclePattern(models.Model):
     avg_idle_drain_per_hour = models.FloatField(null=True, blank=True, help_text="Parked, unplugged, % per hour.")
     var_idle_drain_per_hour = models.FloatField(default=0.0)
     idle_observations = models.PositiveIntegerField(default=0)
+    baseline_idle_drain_per_hour = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Long-run idle drain (slow EMA, alpha 0.05): what a jump in idle drain is judged against.",
+    )
+    baseline_var_idle_drain_per_hour = models.FloatField(default=0.0)
     avg_charging_rate_per_hour = models.FloatField(null=True, blank=True, help_text="Parked, plugged in, % per hour.")
     var_charging_rate_per_hour = models.FloatField(default=0.0)
     charge_observations = models.PositiveIntegerField(default=0)

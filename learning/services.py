@@ -17,7 +17,7 @@ from django.db import IntegrityError
 from django.db.models import F
 
 from bookings.models import BatteryReading, Booking, ReadingSource, Vehicle
-from learning.ema import charging_rate_from_gap, ema_update
+from learning.ema import BASELINE_ALPHA, charging_rate_from_gap, ema_update
 from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
 from predictions.models import Prediction, PredictionStatus
 
@@ -108,8 +108,12 @@ def _learn_gap(pattern: VehiclePattern, *, start: float, end: float, hours: floa
     if end - start > UNREPORTED_CHARGE_POINTS:
         pattern.unreported_charges += 1
         return None
+    rate = (start - end) / hours
     pattern.avg_idle_drain_per_hour, pattern.var_idle_drain_per_hour = ema_update(
-        pattern.avg_idle_drain_per_hour, pattern.var_idle_drain_per_hour, (start - end) / hours
+        pattern.avg_idle_drain_per_hour, pattern.var_idle_drain_per_hour, rate
+    )
+    pattern.baseline_idle_drain_per_hour, pattern.baseline_var_idle_drain_per_hour = ema_update(
+        pattern.baseline_idle_drain_per_hour, pattern.baseline_var_idle_drain_per_hour, rate, alpha=BASELINE_ALPHA
     )
     pattern.idle_observations += 1
     return "idle"
