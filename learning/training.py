@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from batterypred.queue import queue_on_commit
 from learning import gbm
+from learning.drift import feature_reference
 from learning.features import GAP_FEATURES, TRIP_FEATURES, Outcome, replay
 from predictions.champion import artifact_path, champion_forget
 from predictions.registry_models import ModelStatus, ModelVersion
@@ -51,8 +52,14 @@ def segment_frames(outcomes: list[Outcome]) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def _register(
-    result: gbm.TrainingResult, *, source: str, outcomes: list[Outcome], champion_metrics: dict | None = None
+    result: gbm.TrainingResult,
+    *,
+    source: str,
+    outcomes: list[Outcome],
+    frames: tuple[pd.DataFrame, pd.DataFrame],
+    champion_metrics: dict | None = None,
 ) -> ModelVersion:
+    """Save the artifact and write the registry row; `frames` (gaps, trips) are what it was fitted on."""
     path, sha = result.model.save(settings.MODEL_DIR)
     return ModelVersion.objects.create(
         version=result.model.version,
@@ -65,6 +72,7 @@ def _register(
         holdout_metrics=result.metrics,
         champion_metrics=champion_metrics or {},
         calibration={"gap": result.model.gap.scale, "trip": result.model.trip.scale},
+        feature_reference=feature_reference(*frames),
         training_seconds=round(result.seconds, 2),
         artifact_path=path.name,
         artifact_sha256=sha,
@@ -84,7 +92,7 @@ def model_train(
         raise ValueError(f"{len(outcomes)} outcomes is too few to train on (need {MIN_OUTCOMES})")
     gaps, trips = segment_frames(outcomes)
     result = gbm.train(model_version_new(source), gaps, trips, params=params, rounds=rounds, progress=progress)
-    row = _register(result, source=source, outcomes=outcomes)
+    row = _register(result, source=source, outcomes=outcomes, frames=(gaps, trips))
     logger.info("trained %s on %s gaps and %s trips in %.1f s", row.version, len(gaps), len(trips), result.seconds)
     return row
 
@@ -185,6 +193,7 @@ def model_retrain(
         result,
         source="outcomes",
         outcomes=[o for o in outcomes if o.start < cut_at],
+        frames=(fit_gaps, fit_trips),
         champion_metrics=champion_metrics,
     )
     promote, reason = _decide(challenger_metrics, champion_metrics)

@@ -2,9 +2,11 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from predictions.drift_models import DriftCheck
 from predictions.models import Prediction
 from predictions.outbox import callback_redeliver
 from predictions.outbox_models import CallbackAttempt, CallbackOutbox, EndpointCircuit
+from predictions.registry_admin import ModelVersionAdmin  # noqa: F401  (registers the model registry)
 
 
 @admin.register(Prediction)
@@ -104,4 +106,25 @@ class EndpointCircuitAdmin(admin.ModelAdmin):
     readonly_fields = ["endpoint", "state", "consecutive_failures", "opened_at", "next_probe_at", "updated_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+# --- drift checks (issue 5) ---------------------------------------------------------------------------------
+
+
+@admin.register(DriftCheck)
+class DriftCheckAdmin(admin.ModelAdmin):
+    """The weekly drift checks: read-only, since `learning.drift.model_drift_check` writes them."""
+
+    list_display = ["checked_at", "model_version", "status", "max_psi", "worst_feature", "outcomes", "window_end"]
+    list_filter = ["status"]
+    list_select_related = ["model_version"]
+    search_fields = ["model_version__version"]
+    date_hierarchy = "checked_at"
+    readonly_fields = [f.name for f in DriftCheck._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

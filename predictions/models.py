@@ -54,6 +54,24 @@ class Prediction(models.Model):
             models.Index(fields=["booking_external_id", "-predicted_at"]),
             models.Index(fields=["booking", "-predicted_at"]),
             models.Index(fields=["vehicle", "-predicted_at"]),
+            # The accuracy page scans the scored prediction of each booking by pick-up time; on Postgres the
+            # index also carries the columns it aggregates, so a year of bookings is an index-only scan.
+            models.Index(
+                fields=["booking_start_time"],
+                condition=Q(is_current=True, actual_battery__isnull=False),
+                include=[
+                    "predicted_at",
+                    "predicted_battery",
+                    "actual_battery",
+                    "prediction_error",
+                    "confidence_lower",
+                    "confidence_upper",
+                    "model_version",
+                    "vehicle",
+                    "user_id",
+                ],
+                name="prediction_scored_by_start",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -75,6 +93,8 @@ class Prediction(models.Model):
         return self.prediction_id
 
 
-# The callback outbox (issue 4) lives in its own module; imported here so Django sees its models.
+# The callback outbox (issue 4), the model registry and the drift checks (issue 5) live in their own modules;
+# imported here so Django sees their models.
+from predictions.drift_models import DriftCheck, DriftStatus  # noqa: E402, F401
 from predictions.outbox_models import CallbackAttempt, CallbackOutbox, EndpointCircuit  # noqa: E402, F401
 from predictions.registry_models import ModelStatus, ModelVersion  # noqa: E402, F401

@@ -31,6 +31,12 @@ class ModelVersion(models.Model):
     holdout_metrics = models.JSONField(default=dict)
     champion_metrics = models.JSONField(default=dict, help_text="the champion's figures on the same holdout")
     calibration = models.JSONField(default=dict, help_text="interval scale fitted on held-out outcomes")
+    feature_reference = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="per kind and feature: decile bin edges and shares of the training window's newest weeks "
+        "(what the weekly drift check compares against; empty for models trained before it existed)",
+    )
     training_seconds = models.FloatField(default=0.0)
     artifact_path = models.CharField(max_length=500)
     artifact_sha256 = models.CharField(max_length=64)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+
 from batterypred.api.fields import iso
 from predictions.champion import champion_model
+from predictions.drift_models import DriftCheck
 from predictions.registry_models import ModelStatus, ModelVersion
 
 MODELS_LIMIT_DEFAULT = 50
@@ -60,3 +64,21 @@ def model_champion() -> tuple[ModelVersion | None, bool]:
     row = ModelVersion.objects.filter(status=ModelStatus.CHAMPION).first()
     model = champion_model() if row is not None else None
     return row, model is not None and model.version == row.version
+
+
+def drift_latest_by_version() -> dict[str, DriftCheck]:
+    """The latest drift check of every model version that has one, by version (one query).
+
+    Each check's `model_version` is loaded with it; its `feature_reference` holds the bins that the
+    check's recent `shares` are set against.
+    """
+    latest = (
+        DriftCheck.objects.annotate(
+            newest=Window(
+                RowNumber(), partition_by=[F("model_version_id")], order_by=[F("checked_at").desc(), F("id").desc()]
+            )
+        )
+        .filter(newest=1)
+        .select_related("model_version")
+    )
+    return {check.model_version.version: check for check in latest}

@@ -33,6 +33,14 @@ SCHEDULES: dict[str, dict[str, Any]] = {
         "repeats": -1,
         "cluster": "training",
     },
+    # The champion's inputs of the past week against its training window (shown on the models page).
+    # It replays every outcome to rebuild the features point in time: the training cluster.
+    "model_drift_weekly": {
+        "func": "learning.tasks.model_drift_weekly",
+        "schedule_type": "W",  # Schedule.WEEKLY
+        "repeats": -1,
+        "cluster": "training",
+    },
 }
 # A schedule listed here first runs this long after it is created (the others are due at once): a fresh
 # install has no outcomes to retrain on, and a retrain right after every deploy would only burn CPU.
