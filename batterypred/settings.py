@@ -37,12 +37,16 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "django_prometheus",
     "bookings",
     "predictions",
     "learning",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
+    # First and last: request counts and latencies by view for /metrics (django-prometheus).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -51,6 +55,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "batterypred.urls"
@@ -142,6 +147,12 @@ SPECTACULAR_SETTINGS = {
     "APPEND_COMPONENTS": {"securitySchemes": {"ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
     "SECURITY": [{"ApiKeyAuth": []}],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several `status` fields have their own choice sets: name each, so the event responses' enum keeps its name.
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": ["success", "ignored"],
+        "HealthStatusEnum": "batterypred.health_checks.OVERALL_STATUSES",
+        "HealthCheckStatusEnum": "batterypred.health_checks.CHECK_STATUSES",
+    },
 }
 
 # How long each process reuses the fleet-average rates and a verified API key (seconds; 0: never).
@@ -186,6 +197,28 @@ Q_CLUSTER = {
     # django-q2 picks the ORM broker whenever "orm" is present, so exactly one of the two is set.
     **({"redis": Q_REDIS_URL} if Q_REDIS_URL else {"orm": "default"}),
 }
+
+# GET /api/v1/health: when a check turns degraded (docs/operations.md explains each). The database being
+# unreachable is the only unhealthy (503) state; everything here is degraded (200) and needs an operator.
+HEALTH_DATABASE_LATENCY_WARN_MS = env.float("HEALTH_DATABASE_LATENCY_WARN_MS", default=500.0)
+# The every-minute callbacks_dispatch_due schedule overdue (or not succeeding) for longer: the worker is down.
+HEALTH_SCHEDULER_LAG_WARN_SECONDS = env.int("HEALTH_SCHEDULER_LAG_WARN_SECONDS", default=300)
+HEALTH_TASK_QUEUE_BACKLOG_WARN = env.int("HEALTH_TASK_QUEUE_BACKLOG_WARN", default=1000)
+HEALTH_OUTBOX_OLDEST_PENDING_WARN_SECONDS = env.int("HEALTH_OUTBOX_OLDEST_PENDING_WARN_SECONDS", default=900)
+HEALTH_OUTBOX_PENDING_WARN = env.int("HEALTH_OUTBOX_PENDING_WARN", default=1000)
+HEALTH_OUTBOX_FAILED_WINDOW_SECONDS = env.int("HEALTH_OUTBOX_FAILED_WINDOW_SECONDS", default=86400)
+# GET /metrics is open (meant for the internal network); when set, it needs `Authorization: Bearer <token>`.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+
+# Weekly drift check (docs/models.md): recent window, reference span, minimum segments, PSI thresholds.
+DRIFT_WINDOW_DAYS = env.int("DRIFT_WINDOW_DAYS", default=7)
+DRIFT_REFERENCE_DAYS = env.int("DRIFT_REFERENCE_DAYS", default=28)
+DRIFT_MIN_ROWS = env.int("DRIFT_MIN_ROWS", default=200)
+DRIFT_PSI_WARN = env.float("DRIFT_PSI_WARN", default=0.1)
+DRIFT_PSI_DRIFT = env.float("DRIFT_PSI_DRIFT", default=0.25)
+
+# Staff operations page: upcoming pick-ups predicted (or possibly, by the interval's lower end) under this level.
+DASHBOARD_LOW_BATTERY_THRESHOLD = env.float("DASHBOARD_LOW_BATTERY_THRESHOLD", default=20.0)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -1,17 +1,21 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from batterypred.health import HealthView
+from batterypred.health import HealthDetailView, HealthView
+from batterypred.metrics import metrics_view
 from bookings import views as events
 from predictions import views as predictions
 
 docs = {"permission_classes": [AllowAny], "throttle_classes": []}
 
 urlpatterns = [
+    path("admin/dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("health", HealthView.as_view(), name="health"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; not an API operation, so not in the schema
+    path("api/v1/health", HealthDetailView.as_view(), name="health-detail"),
     path("api/v1/predict", predictions.PredictView.as_view(), name="predict"),
     path("api/v1/predict/batch", predictions.PredictBatchView.as_view(), name="predict-batch"),
     path("api/v1/predictions/<str:booking_id>", predictions.PredictionDetailView.as_view(), name="prediction"),

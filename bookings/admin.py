@@ -1,12 +1,24 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from bookings.models import BatteryReading, Booking, InboundEvent, Vehicle
 
 
 @admin.register(Vehicle)
 class VehicleAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "created_at"]
+    list_display = ["external_id", "created_at", "timeline"]
     search_fields = ["external_id"]
+    readonly_fields = ["timeline"]
+
+    @admin.display(description="Timeline")
+    def timeline(self, obj: Vehicle) -> str:
+        """The car's battery timeline page (readings, predictions against actual levels, bookings)."""
+        if obj.pk is None:
+            return "-"
+        return format_html(
+            '<a href="{}">battery timeline</a>', reverse("dashboard:car-timeline", args=[obj.external_id])
+        )
 
 
 @admin.register(Booking)

@@ -13,5 +13,9 @@ Q_CLUSTER_NAME=training "$py" manage.py qcluster &
 trainer=$!
 trap 'kill "$worker" "$trainer" 2>/dev/null || true' EXIT INT TERM
 echo "Serving on http://127.0.0.1:${port} (API docs: /api/docs/, admin: /admin/); django-q2 workers: default pid ${worker}, training pid ${trainer}"
-.venv/bin/gunicorn batterypred.wsgi --bind "0.0.0.0:${port}" --workers "${WEB_CONCURRENCY:-3}" \
+# django-prometheus' request metrics add up across gunicorn workers only in multiprocess mode, which wants an
+# empty directory at every start (docs/operations.md).
+metrics_dir="${PROMETHEUS_MULTIPROC_DIR:-$here/data/prometheus-multiproc}"
+rm -rf "$metrics_dir" && mkdir -p "$metrics_dir"
+PROMETHEUS_MULTIPROC_DIR="$metrics_dir" .venv/bin/gunicorn batterypred.wsgi --bind "0.0.0.0:${port}" --workers "${WEB_CONCURRENCY:-3}" \
   --access-logfile - --timeout 30

@@ -53,3 +53,30 @@ class UserPatternFactory(factory.django.DjangoModelFactory):
         model = UserPattern
 
     user_id = factory.Sequence(lambda n: str(900 + n))
+
+
+class PredictionFactory(factory.django.DjangoModelFactory):
+    """A booking's current prediction; pass `actual_battery` to make it a scored one (as at pick-up)."""
+
+    class Meta:
+        model = "predictions.Prediction"
+
+    booking = factory.SubFactory(BookingFactory)
+    vehicle = factory.LazyAttribute(lambda p: p.booking.vehicle)
+    booking_external_id = factory.LazyAttribute(lambda p: p.booking.external_id)
+    user_id = factory.LazyAttribute(lambda p: p.booking.user_id)
+    prediction_id = factory.Sequence(lambda n: f"pred_f{n}")
+    booking_start_time = factory.LazyAttribute(lambda p: p.booking.scheduled_start)
+    predicted_at = factory.LazyAttribute(lambda p: p.booking_start_time - timedelta(hours=2))
+    predicted_battery = 60.0
+    confidence_lower = factory.LazyAttribute(lambda p: max(p.predicted_battery - 10, 0))
+    confidence_upper = factory.LazyAttribute(lambda p: min(p.predicted_battery + 10, 100))
+    prediction_method = "real_time_cascade"
+    model_version = "m-test"
+    trigger = "booking.created"
+    is_current = True
+    actual_battery = None
+    prediction_error = factory.LazyAttribute(
+        lambda p: None if p.actual_battery is None else p.actual_battery - p.predicted_battery
+    )
+    status = factory.LazyAttribute(lambda p: "pending" if p.actual_battery is None else "completed")

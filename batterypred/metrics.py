@@ -1,0 +1,243 @@
+"""`GET /metrics`: Prometheus text format, django-prometheus' request metrics plus the service's own figures.
+
+The service's figures (predictions by method, events by type, scored error, the callback outbox, the serving
+model) are read from the database at scrape time by `ServiceCollector`, not counted in process memory: gunicorn
+runs several workers and a scrape reaches one of them, so only the database gives every scrape the same totals.
+They are plain aggregate queries (one GROUP BY per table), never loops over rows.
+
+The collector lives in its own registry, exported beside django-prometheus' one: registering it in the global
+`REGISTRY` would run its queries at registration (REGISTRY describes collectors by collecting them) and would be
+dropped in prometheus_client's multiprocess mode, which exports a fresh registry. The module is imported once per
+process (by the URLconf), so the collector is registered exactly once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Iterable, Iterator
+
+import prometheus_client
+from django.conf import settings
+from django.db.models import Count, Min, Q, Sum
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_safe
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from bookings.models import EventType, InboundEvent
+from learning.models import AccuracyMetric
+from predictions.models import Prediction, PredictionMethod
+from predictions.outbox_models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from predictions.registry_selectors import model_champion
+from predictions.services import MODEL_VERSION
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "batterypred"
+PATTERN_KIND = "pattern-cascade"
+
+
+def _predictions() -> Iterator[Metric]:
+    counts = dict(Prediction.objects.order_by().values_list("prediction_method").annotate(n=Count("id")))
+    family = CounterMetricFamily(
+        f"{PREFIX}_predictions",
+        "Predictions issued (every stored prediction), by prediction_method.",
+        labels=["method"],
+    )
+    for method in sorted(set(PredictionMethod.values) | set(counts)):
+        family.add_metric([method], counts.get(method, 0))
+    yield family
+
+
+def _events() -> Iterator[Metric]:
+    rows = {
+        row["event_type"]: row
+        for row in InboundEvent.objects.order_by()
+        .values("event_type")
+        .annotate(n=Count("id"), duplicates=Sum("duplicates"), ignored=Count("id", filter=Q(applied=False)))
+    }
+    received = CounterMetricFamily(
+        f"{PREFIX}_events", "Booking lifecycle webhooks recorded (once per idempotency key).", labels=["event_type"]
+    )
+    duplicates = CounterMetricFamily(
+        f"{PREFIX}_event_duplicates",
+        "Webhooks delivered again and answered from the store (not applied twice).",
+        labels=["event_type"],
+    )
+    ignored = CounterMetricFamily(
+        f"{PREFIX}_events_not_applied",
+        "Webhooks recorded that could not move their booking (late or out-of-order events).",
+        labels=["event_type"],
+    )
+    for event_type in sorted(set(EventType.values) | set(rows)):
+        row = rows.get(event_type, {})
+        received.add_metric([event_type], row.get("n", 0))
+        duplicates.add_metric([event_type], row.get("duplicates") or 0)
+        ignored.add_metric([event_type], row.get("ignored", 0))
+    yield from (received, duplicates, ignored)
+
+
+def _accuracy() -> Iterator[Metric]:
+    """Errors of predictions scored against the battery at pick-up, from the daily `AccuracyMetric` sums."""
+    rows = (
+        AccuracyMetric.objects.order_by("model_version", "prediction_method")
+        .values("model_version", "prediction_method")
+        .annotate(
+            n=Sum("count"),
+            abs=Sum("sum_abs_error"),
+            sq=Sum("sum_sq_error"),
+            signed=Sum("sum_error"),
+            w10=Sum("within_10"),
+            inside=Sum("inside_interval"),
+        )
+    )
+    labels = ["model_version", "method"]
+    scored = CounterMetricFamily(
+        f"{PREFIX}_prediction_scored", "Predictions scored against the actual battery at pick-up.", labels=labels
+    )
+    abs_error = SummaryMetricFamily(
+        f"{PREFIX}_prediction_abs_error",
+        "Absolute error of scored predictions, battery points (sum / count = MAE).",
+        labels=labels,
+    )
+    sq_error = SummaryMetricFamily(
+        f"{PREFIX}_prediction_squared_error",
+        "Squared error of scored predictions, battery points squared (sqrt(sum / count) = RMSE).",
+        labels=labels,
+    )
+    signed_error = SummaryMetricFamily(
+        f"{PREFIX}_prediction_error",
+        "Signed error (actual - predicted) of scored predictions, battery points (sum / count = bias).",
+        labels=labels,
+    )
+    within_10 = CounterMetricFamily(
+        f"{PREFIX}_prediction_within_10",
+        "Scored predictions within 10 battery points of the actual level.",
+        labels=labels,
+    )
+    inside = CounterMetricFamily(
+        f"{PREFIX}_prediction_inside_interval",
+        "Scored predictions whose 95 % interval contained the actual level (/ scored = coverage).",
+        labels=labels,
+    )
+    for row in rows:
+        key = [row["model_version"], row["prediction_method"]]
+        n = row["n"] or 0
+        scored.add_metric(key, n)
+        abs_error.add_metric(key, count_value=n, sum_value=row["abs"] or 0.0)
+        sq_error.add_metric(key, count_value=n, sum_value=row["sq"] or 0.0)
+        signed_error.add_metric(key, count_value=n, sum_value=row["signed"] or 0.0)
+        within_10.add_metric(key, row["w10"] or 0)
+        inside.add_metric(key, row["inside"] or 0)
+    yield from (scored, abs_error, sq_error, signed_error, within_10, inside)
+
+
+def _outbox() -> Iterator[Metric]:
+    counts = dict(CallbackOutbox.objects.order_by().values_list("status").annotate(n=Count("id")))
+    callbacks = GaugeMetricFamily(
+        f"{PREFIX}_outbox_callbacks", "Callbacks to Laravel in the outbox, by status.", labels=["status"]
+    )
+    for status in sorted(set(CallbackStatus.values) | set(counts)):
+        callbacks.add_metric([status], counts.get(status, 0))
+    yield callbacks
+
+    oldest = CallbackOutbox.objects.filter(status=CallbackStatus.PENDING).aggregate(at=Min("created_at"))["at"]
+    yield GaugeMetricFamily(
+        f"{PREFIX}_outbox_oldest_pending_age_seconds",
+        "Age of the oldest pending callback (0 when none is pending).",
+        value=max(0.0, (timezone.now() - oldest).total_seconds()) if oldest else 0.0,
+    )
+
+    states = dict(EndpointCircuit.objects.order_by().values_list("state").annotate(n=Count("id")))
+    circuits = GaugeMetricFamily(
+        f"{PREFIX}_callback_circuits", "Callback endpoint circuit breakers, by state.", labels=["state"]
+    )
+    for state in sorted(set(CircuitState.values) | set(states)):
+        circuits.add_metric([state], states.get(state, 0))
+    yield circuits
+
+
+def _model() -> Iterator[Metric]:
+    champion, serving = model_champion()
+    info = GaugeMetricFamily(
+        f"{PREFIX}_model_info",
+        "The model answering predictions in this process (always 1): the champion, or the pattern cascade.",
+        labels=["version", "kind"],
+    )
+    if serving:
+        info.add_metric([champion.version, champion.kind], 1)
+    else:
+        info.add_metric([MODEL_VERSION, PATTERN_KIND], 1)
+    yield info
+    if champion is not None:
+        loaded = GaugeMetricFamily(
+            f"{PREFIX}_model_champion_loaded",
+            "1 when the registered champion's artifact loaded and serves; 0 when it does not (the cascade answers).",
+            labels=["version"],
+        )
+        loaded.add_metric([champion.version], 1 if serving else 0)
+        yield loaded
+
+
+SECTIONS = (_predictions, _events, _accuracy, _outbox, _model)
+
+
+class ServiceCollector(Collector):
+    """The service's own figures, read from the database on every scrape.
+
+    A failing section (the database down, a table missing before `migrate`) is logged and reported as
+    `batterypred_metrics_collect_success 0` rather than failing the scrape: the process and request metrics
+    are still worth having then.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        success = 1
+        for section in SECTIONS:
+            try:
+                families = list(section())
+            except Exception:  # any failure of one section must not hide the others
+                logger.exception("metrics: %s failed", section.__name__.lstrip("_"))
+                success = 0
+                continue
+            yield from families
+        yield GaugeMetricFamily(
+            f"{PREFIX}_metrics_collect_success",
+            "1 when every service figure above was read from the database on this scrape, 0 otherwise.",
+            value=success,
+        )
+
+
+SERVICE_REGISTRY = CollectorRegistry(auto_describe=False)
+SERVICE_REGISTRY.register(ServiceCollector())
+
+
+def _base_registry() -> CollectorRegistry:
+    """django-prometheus' metrics: this process's, or every worker's in multiprocess mode (PROMETHEUS_MULTIPROC_DIR)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
+    return prometheus_client.REGISTRY
+
+
+def _authorized(request: HttpRequest) -> bool:
+    token = settings.METRICS_BEARER_TOKEN
+    if not token:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@require_safe
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The scrape target. Open unless METRICS_BEARER_TOKEN is set; expose it only on the internal network."""
+    if not _authorized(request):
+        response = HttpResponse("A valid bearer token is required (METRICS_BEARER_TOKEN).\n", status=401)
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    body = prometheus_client.generate_latest(_base_registry()) + prometheus_client.generate_latest(SERVICE_REGISTRY)
+    return HttpResponse(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)

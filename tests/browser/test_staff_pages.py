@@ -1,0 +1,153 @@
+"""A real browser on the staff pages: log in as staff, open the accuracy page and a car timeline, and
+check the charts were drawn with data points. Screenshots go to `artifacts/screenshots/` (or
+`$SCREENSHOT_DIR`) for a human to look at.
+
+Debian's chromium drives the pages through Playwright (`.ci/run` installs chromium when it is missing).
+A missing browser fails the test rather than skipping it: the charts must be proven, not assumed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from bookings.models import BookingStatus, ReadingSource
+from tests.factories import BatteryReadingFactory, BookingFactory, PredictionFactory, VehicleFactory
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# Flags for a sandboxed machine without a network: no background connections, no GPU, no first-run UI.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"))
+PASSWORD = "browser-test-pw"
+
+# Counts the points a chart holds and the canvas pixels that are not blank.
+CHART_STATE = """(id) => {
+  const chart = Chart.getChart(id);
+  const canvas = document.getElementById(id);
+  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let painted = 0;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
+  const points = chart.data.datasets.reduce(
+    (n, d) => n + d.data.filter((p) => p !== null && (typeof p !== 'object' || p.y !== null)).length, 0);
+  return {points, painted, datasets: chart.data.datasets.length};
+}"""
+
+
+def _seed_month(*, cars: int = 3, days: int = 28, seed: int = 5) -> str:
+    """Four weeks of scored bookings (one a day per car, inside the page's default 30 days), readings
+    and a few upcoming bookings; returns a car's id."""
+    rng = random.Random(seed)
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for c in range(cars):
+        car = VehicleFactory(external_id=f"car-{c}")
+        level = 80.0
+        for day in range(days, 0, -1):
+            start = now - timedelta(days=day, hours=rng.randint(0, 12))
+            actual = max(5.0, min(100.0, level - rng.uniform(0, 6)))
+            booking = BookingFactory(
+                vehicle=car,
+                scheduled_start=start,
+                scheduled_end=start + timedelta(hours=2),
+                status=BookingStatus.COMPLETED,
+                battery_at_start=round(actual, 1),
+                actual_start=start,
+            )
+            predicted = max(0.0, min(100.0, actual + rng.gauss(0, 5)))
+            PredictionFactory(
+                booking=booking,
+                predicted_battery=round(predicted, 1),
+                actual_battery=round(actual, 1),
+                predicted_at=start - timedelta(hours=rng.choice([1, 8, 40])),
+                model_version=rng.choice(["m-2026-10", "m-2026-11"]),
+            )
+            BatteryReadingFactory(
+                vehicle=car, level=round(actual, 1), recorded_at=start, source=ReadingSource.BOOKING_STARTED
+            )
+            level = max(10.0, actual - rng.uniform(5, 25))
+            BatteryReadingFactory(vehicle=car, level=round(level, 1), recorded_at=start + timedelta(hours=2))
+            if rng.random() < 0.4:
+                level = min(100.0, level + 40)
+        for ahead in (6, 30):
+            PredictionFactory(
+                booking=BookingFactory(vehicle=car, scheduled_start=now + timedelta(hours=ahead)), predicted_battery=55
+            )
+    return "car-0"
+
+
+@pytest.fixture
+def browser_page(live_server, monkeypatch):
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(f"chromium not found at {CHROMIUM}: install Debian's chromium package (.ci/run does)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes stay synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Every script, style and page must load; the browser's own favicon probe on the login page may 404.
+        page.on(
+            "response",
+            lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
+        )
+        yield page, errors
+        browser.close()
+
+
+def _log_in(page, base: str, next_url: str) -> None:
+    page.goto(f"{base}/admin/login/?next={next_url}")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}{next_url}*")
+
+
+def _charts_drawn(page, ids: list[str]) -> dict[str, dict]:
+    page.wait_for_function("document.documentElement.dataset.chartsReady === 'true'", timeout=15_000)
+    return {chart_id: page.evaluate(CHART_STATE, chart_id) for chart_id in ids}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_sees_accuracy_charts_and_a_car_timeline_with_data_points(live_server, browser_page):
+    page, errors = browser_page
+    car = _seed_month()
+    get_user_model().objects.create_superuser("staff", "staff@example.com", PASSWORD)
+
+    _log_in(page, live_server.url, "/admin/dashboard/accuracy/")
+    assert page.locator("#fig-count").inner_text() == "84"  # 3 cars x 28 days
+    accuracy = _charts_drawn(page, ["chart-mae", "chart-within10", "chart-coverage", "chart-histogram"])
+    page.screenshot(path=str(SCREENSHOTS / "accuracy.png"), full_page=True)
+    for chart_id, state in accuracy.items():
+        assert state["points"] > 0, (chart_id, state)
+        assert state["painted"] > 1000, (chart_id, state)
+    assert accuracy["chart-mae"]["datasets"] == 2  # one line per model version
+    assert accuracy["chart-coverage"]["datasets"] == 3  # and the promised 95 % line
+
+    page.goto(f"{live_server.url}/admin/dashboard/cars/{car}/timeline/")
+    timeline = _charts_drawn(page, ["chart-timeline"])["chart-timeline"]
+    page.screenshot(path=str(SCREENSHOTS / "car-timeline.png"), full_page=True)
+    assert timeline["datasets"] == 4  # readings, intervals, predicted, actual
+    assert timeline["points"] >= 14 * 2 + 14  # two weeks of readings and actual levels at least
+    assert timeline["painted"] > 1000
+    assert page.locator("#timeline-bookings tbody tr").count() >= 14
+
+    assert errors == []
+    assert (SCREENSHOTS / "accuracy.png").stat().st_size > 10_000
