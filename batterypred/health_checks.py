@@ -24,11 +24,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from batterypred.api.fields import iso
 from predictions.outbox_models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from predictions.outbox_selectors import outbox_backlog
 from predictions.registry_selectors import model_champion
 from predictions.services import MODEL_VERSION
 
@@ -203,18 +204,17 @@ def outbox_check(*, now: datetime | None = None) -> Check:
     counted in `failed` but no longer degrades: it has been seen; redeliver it from the admin).
     """
     now = now or timezone.now()
-    pending = CallbackOutbox.objects.filter(status=CallbackStatus.PENDING).aggregate(
-        n=Count("id"), oldest=Min("created_at")
-    )
+    backlog = outbox_backlog()
     failed = CallbackOutbox.objects.filter(status=CallbackStatus.FAILED).aggregate(
         n=Count("id", distinct=True), last=Max("attempt_log__started_at")
     )
     open_circuits = EndpointCircuit.objects.exclude(state=CircuitState.CLOSED).count()
-    oldest_age = round((now - pending["oldest"]).total_seconds(), 1) if pending["oldest"] else None
+    age = backlog.oldest_pending_age_seconds(now)
+    oldest_age = None if age is None else round(age, 1)
     check: Check = {
         "status": HEALTHY,
         "enabled": bool(settings.ML_CALLBACK_URL),
-        "pending": pending["n"],
+        "pending": backlog.pending,
         "failed": failed["n"],
         "oldest_pending_age_seconds": oldest_age,
         "last_failure_at": iso(failed["last"]),
@@ -229,9 +229,11 @@ def outbox_check(*, now: datetime | None = None) -> Check:
             f"HEALTH_OUTBOX_OLDEST_PENDING_WARN_SECONDS={age_limit}): Laravel is behind.",
         )
     pending_limit = settings.HEALTH_OUTBOX_PENDING_WARN
-    if pending["n"] > pending_limit:
+    if backlog.pending > pending_limit:
         _not_healthy(
-            check, DEGRADED, f"{pending['n']} callbacks are pending (over HEALTH_OUTBOX_PENDING_WARN={pending_limit})."
+            check,
+            DEGRADED,
+            f"{backlog.pending} callbacks are pending (over HEALTH_OUTBOX_PENDING_WARN={pending_limit}).",
         )
     if open_circuits:
         _not_healthy(

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import prometheus_client
 from django.conf import settings
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
@@ -31,7 +31,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from bookings.models import EventType, InboundEvent
 from learning.models import AccuracyMetric
 from predictions.models import Prediction, PredictionMethod
-from predictions.outbox_models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from predictions.outbox_models import CircuitState, EndpointCircuit
+from predictions.outbox_selectors import outbox_backlog
 from predictions.registry_selectors import model_champion
 from predictions.services import MODEL_VERSION
 
@@ -137,19 +138,18 @@ def _accuracy() -> Iterator[Metric]:
 
 
 def _outbox() -> Iterator[Metric]:
-    counts = dict(CallbackOutbox.objects.order_by().values_list("status").annotate(n=Count("id")))
+    backlog = outbox_backlog()
     callbacks = GaugeMetricFamily(
         f"{PREFIX}_outbox_callbacks", "Callbacks to Laravel in the outbox, by status.", labels=["status"]
     )
-    for status in sorted(set(CallbackStatus.values) | set(counts)):
-        callbacks.add_metric([status], counts.get(status, 0))
+    for status in sorted(backlog.counts):
+        callbacks.add_metric([status], backlog.counts[status])
     yield callbacks
 
-    oldest = CallbackOutbox.objects.filter(status=CallbackStatus.PENDING).aggregate(at=Min("created_at"))["at"]
     yield GaugeMetricFamily(
         f"{PREFIX}_outbox_oldest_pending_age_seconds",
         "Age of the oldest pending callback (0 when none is pending).",
-        value=max(0.0, (timezone.now() - oldest).total_seconds()) if oldest else 0.0,
+        value=backlog.oldest_pending_age_seconds(timezone.now()) or 0.0,
     )
 
     states = dict(EndpointCircuit.objects.order_by().values_list("state").annotate(n=Count("id")))

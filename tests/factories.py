@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import factory
+from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, BookingStatus, ReadingSource, Vehicle
 from learning.models import UserPattern, VehiclePattern
@@ -80,3 +81,20 @@ class PredictionFactory(factory.django.DjangoModelFactory):
         lambda p: None if p.actual_battery is None else p.actual_battery - p.predicted_battery
     )
     status = factory.LazyAttribute(lambda p: "pending" if p.actual_battery is None else "completed")
+
+
+class CallbackOutboxFactory(factory.django.DjangoModelFactory):
+    """An outbox row `age` old; a pending one is due since its creation (as the outbox writes them)."""
+
+    class Meta:
+        model = "predictions.CallbackOutbox"
+
+    class Params:
+        age = timedelta(0)
+
+    endpoint = "http://laravel.internal/api/ml/predictions-updated"
+    body = "{}"
+    triggered_by = "booking.ended"
+    status = "pending"
+    created_at = factory.LazyAttribute(lambda o: timezone.now() - o.age)
+    next_attempt_at = factory.LazyAttribute(lambda o: o.created_at if o.status == "pending" else None)

@@ -21,13 +21,13 @@ from batterypred.wsgi import application
 from predictions.champion import artifact_path, champion_forget
 from predictions.outbox_models import (
     CallbackAttempt,
-    CallbackOutbox,
     CallbackStatus,
     CircuitState,
     EndpointCircuit,
 )
 from predictions.schedules import schedules_declare
 from predictions.services import MODEL_VERSION
+from tests.factories import CallbackOutboxFactory
 from tests.modelling import champion_serve
 
 pytestmark = pytest.mark.django_db
@@ -64,17 +64,6 @@ def cluster_running(db) -> Schedule:
 def model_dir(settings, tmp_path) -> Path:
     settings.MODEL_DIR = tmp_path / "models"
     return settings.MODEL_DIR
-
-
-def callback(*, status: str = CallbackStatus.PENDING, age: timedelta = timedelta(0)) -> CallbackOutbox:
-    created = timezone.now() - age
-    return CallbackOutbox.objects.create(
-        endpoint="http://laravel.internal/api/ml/predictions-updated",
-        body="{}",
-        status=status,
-        next_attempt_at=created if status == CallbackStatus.PENDING else None,
-        created_at=created,
-    )
 
 
 def health(api) -> tuple[int, dict]:
@@ -185,11 +174,11 @@ def test_a_champion_whose_artifact_was_tampered_with_is_degraded(api, cluster_ru
 
 
 def test_an_old_pending_callback_degrades_and_a_fresh_one_does_not(api, cluster_running, settings):
-    callback(age=timedelta(seconds=30))
+    CallbackOutboxFactory(age=timedelta(seconds=30))
     code, body = health(api)
     assert (code, body["status"], body["checks"]["outbox"]["pending"]) == (200, "healthy", 1)
 
-    callback(age=timedelta(seconds=settings.HEALTH_OUTBOX_OLDEST_PENDING_WARN_SECONDS + 100))
+    CallbackOutboxFactory(age=timedelta(seconds=settings.HEALTH_OUTBOX_OLDEST_PENDING_WARN_SECONDS + 100))
     code, body = health(api)
 
     assert (code, body["status"]) == (200, "degraded")
@@ -207,7 +196,7 @@ def test_an_old_pending_callback_degrades_and_a_fresh_one_does_not(api, cluster_
 def test_too_many_pending_callbacks_degrade(api, cluster_running, settings):
     settings.HEALTH_OUTBOX_PENDING_WARN = 2
     for _ in range(3):
-        callback()
+        CallbackOutboxFactory()
 
     body = health(api)[1]
 
@@ -230,7 +219,7 @@ def test_an_open_circuit_degrades(api, cluster_running):
 
 @pytest.mark.parametrize(("hours_ago", "expected"), [(2, "degraded"), (30, "healthy")])
 def test_a_failed_callback_degrades_while_its_failure_is_recent(api, cluster_running, hours_ago, expected):
-    row = callback(status=CallbackStatus.FAILED, age=timedelta(hours=hours_ago + 60))
+    row = CallbackOutboxFactory(status=CallbackStatus.FAILED, age=timedelta(hours=hours_ago + 60))
     at = timezone.now() - timedelta(hours=hours_ago)
     CallbackAttempt.objects.create(outbox=row, number=9, started_at=at, webhook_timestamp=int(at.timestamp()))
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import yaml
 from django.test import Client
-from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from batterypred import metrics
@@ -14,8 +13,9 @@ from bookings.models import InboundEvent
 from learning.models import AccuracyMetric
 from predictions.champion import artifact_path, champion_forget
 from predictions.models import Prediction
-from predictions.outbox_models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from predictions.outbox_models import CallbackStatus, CircuitState, EndpointCircuit
 from predictions.services import MODEL_VERSION
+from tests.factories import CallbackOutboxFactory
 from tests.modelling import champion_serve
 from tests.seed_examples import CANCELLED, CREATED, PREDICT_HISTORICAL, PREDICT_REAL_TIME, STARTED, URL
 
@@ -41,17 +41,6 @@ def value(samples: Samples, name: str, **labels) -> float:
 
 def names(samples: Samples) -> set[str]:
     return {name for name, _ in samples}
-
-
-def callback(status: str, *, age: timedelta = timedelta(0)) -> CallbackOutbox:
-    created = timezone.now() - age
-    return CallbackOutbox.objects.create(
-        endpoint="http://laravel.internal/api/ml/predictions-updated",
-        body="{}",
-        status=status,
-        next_attempt_at=created if status == CallbackStatus.PENDING else None,
-        created_at=created,
-    )
 
 
 @pytest.fixture
@@ -136,11 +125,11 @@ def test_scored_error_is_summed_per_model_version_and_method_over_days():
 
 
 def test_the_outbox_is_counted_by_status_with_the_oldest_pending_age():
-    callback(CallbackStatus.PENDING, age=timedelta(minutes=30))
-    callback(CallbackStatus.PENDING)
-    callback(CallbackStatus.FAILED, age=timedelta(days=3))
+    CallbackOutboxFactory(status=CallbackStatus.PENDING, age=timedelta(minutes=30))
+    CallbackOutboxFactory(status=CallbackStatus.PENDING)
+    CallbackOutboxFactory(status=CallbackStatus.FAILED, age=timedelta(days=3))
     for _ in range(3):
-        callback(CallbackStatus.DELIVERED, age=timedelta(hours=5))
+        CallbackOutboxFactory(status=CallbackStatus.DELIVERED, age=timedelta(hours=5))
     EndpointCircuit.objects.create(endpoint="http://laravel.internal/a", state=CircuitState.OPEN)
 
     samples = scrape()
@@ -188,7 +177,7 @@ def test_request_metrics_of_django_prometheus_are_exported_too():
 def test_the_figures_survive_multiprocess_mode(monkeypatch, tmp_path):
     """With PROMETHEUS_MULTIPROC_DIR (several gunicorn workers) django-prometheus exports a fresh registry."""
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    callback(CallbackStatus.PENDING)
+    CallbackOutboxFactory(status=CallbackStatus.PENDING)
 
     samples = scrape()
 
@@ -214,7 +203,7 @@ def test_a_scrape_costs_the_same_queries_whatever_the_row_counts(django_assert_m
     with django_assert_max_num_queries(12) as few:
         scrape()
     for _ in range(20):
-        callback(CallbackStatus.DELIVERED)
+        CallbackOutboxFactory(status=CallbackStatus.DELIVERED)
     AccuracyMetric.objects.bulk_create(
         AccuracyMetric(date=date(2025, 1, 1) + timedelta(days=d), model_version="v", prediction_method="m", count=1)
         for d in range(30)

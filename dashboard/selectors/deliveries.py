@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, Min, Prefetch, QuerySet
+from django.db.models import Max, Prefetch, QuerySet
 from django.utils import timezone
 
 from bookings.models import InboundEvent
 from predictions.outbox_models import CallbackAttempt, CallbackOutbox, CallbackStatus, EndpointCircuit
+from predictions.outbox_selectors import outbox_backlog
 
 RECENT_LIMIT = 50
 STATUS_FILTERS = ("", *CallbackStatus.values)
@@ -31,15 +32,9 @@ class OutboxSummary:
 
 
 def outbox_summary() -> OutboxSummary:
-    rows = CallbackOutbox.objects.values("status").annotate(n=Count("id"), oldest=Min("created_at")).order_by()
-    counts = {status: 0 for status in CallbackStatus.values}
-    oldest = None
-    for r in rows:
-        counts[r["status"]] = r["n"]
-        if r["status"] == CallbackStatus.PENDING:
-            oldest = r["oldest"]
+    backlog = outbox_backlog()
     last = CallbackOutbox.objects.filter(status=CallbackStatus.DELIVERED).aggregate(at=Max("delivered_at"))["at"]
-    return OutboxSummary(counts=counts, oldest_pending_at=oldest, last_delivered_at=last)
+    return OutboxSummary(counts=backlog.counts, oldest_pending_at=backlog.oldest_pending_at, last_delivered_at=last)
 
 
 def callbacks_recent(*, status: str = "", limit: int = RECENT_LIMIT) -> list[CallbackOutbox]:

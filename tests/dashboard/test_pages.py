@@ -9,11 +9,12 @@ from django.utils import timezone
 from bookings.models import BookingStatus
 from dashboard.selectors.operations import idle_drain_jumps, low_battery_upcoming
 from dashboard.selectors.timeline import car_timeline
-from predictions.outbox_models import CallbackAttempt, CallbackOutbox, CallbackStatus
+from predictions.outbox_models import CallbackAttempt, CallbackStatus
 from predictions.registry_models import ModelStatus, ModelVersion
 from tests.factories import (
     BatteryReadingFactory,
     BookingFactory,
+    CallbackOutboxFactory,
     PredictionFactory,
     VehicleFactory,
     VehiclePatternFactory,
@@ -201,32 +202,19 @@ def test_retrain_button_queues_the_task_on_the_training_cluster(staff_client, dj
 # --- deliveries ---------------------------------------------------------------------------------------------
 
 
-def _callback(status: str, minutes_ago: float, **kw) -> CallbackOutbox:
-    created = timezone.now() - timedelta(minutes=minutes_ago)
-    return CallbackOutbox.objects.create(
-        endpoint="http://laravel.test/api/ml/callback",
-        body="{}",
-        triggered_by="booking.ended",
-        status=status,
-        created_at=created,
-        next_attempt_at=created if status == CallbackStatus.PENDING else None,
-        **kw,
-    )
-
-
 @pytest.mark.django_db
 def test_deliveries_page_counts_lists_attempts_and_events(post, staff_client):
     assert post(URL["created"], CREATED).status_code in (200, 201)
-    old_pending = _callback(CallbackStatus.PENDING, 90)
-    _callback(CallbackStatus.PENDING, 5)
-    failed = _callback(CallbackStatus.FAILED, 600, attempts=2)
+    old_pending = CallbackOutboxFactory(status=CallbackStatus.PENDING, age=timedelta(minutes=90))
+    CallbackOutboxFactory(status=CallbackStatus.PENDING, age=timedelta(minutes=5))
+    failed = CallbackOutboxFactory(status=CallbackStatus.FAILED, age=timedelta(minutes=600), attempts=2)
     CallbackAttempt.objects.create(
         outbox=failed, number=1, started_at=timezone.now(), webhook_timestamp=1, status_code=500, duration_ms=12
     )
     CallbackAttempt.objects.create(
         outbox=failed, number=2, started_at=timezone.now(), webhook_timestamp=2, status_code=503, duration_ms=9
     )
-    _callback(CallbackStatus.DELIVERED, 30, delivered_at=timezone.now())
+    CallbackOutboxFactory(status=CallbackStatus.DELIVERED, age=timedelta(minutes=30), delivered_at=timezone.now())
 
     response = staff_client.get("/admin/dashboard/deliveries/")
 
@@ -242,7 +230,7 @@ def test_deliveries_page_counts_lists_attempts_and_events(post, staff_client):
 
 @pytest.mark.django_db
 def test_redeliver_makes_a_failed_callback_due_now(staff_client, django_capture_on_commit_callbacks):
-    failed = _callback(CallbackStatus.FAILED, 600, attempts=9)
+    failed = CallbackOutboxFactory(status=CallbackStatus.FAILED, age=timedelta(minutes=600), attempts=9)
     with django_capture_on_commit_callbacks() as queued:
         response = staff_client.post("/admin/dashboard/deliveries/redeliver/", {"outbox_id": [str(failed.pk)]})
     assert response.status_code == 302
