@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint venv migrate apikey model bench bench-accuracy bench-training bench-load clean
+.PHONY: run test lint venv migrate apikey model bench bench-accuracy bench-training bench-load bench-pages clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-training: venv
 bench-load: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/load.py $(BENCH_ARGS)
+
+# Staff pages and admin changelists with a year of data for 500 cars (seeds Postgres in ~4 minutes): see bench/pages.py.
+bench-pages: venv
+	$(PY) bench/pages.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
