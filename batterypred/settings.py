@@ -90,6 +90,10 @@ else:
         "DATABASE_SERVER_SIDE_BINDING", default=True
     )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Postgres' JIT compiles the staff pages' year-long aggregates for 15-90 ms each and gains nothing on
+    # this workload (bench/pages.py); DATABASE_JIT=1 gives it back.
+    if not env.bool("DATABASE_JIT", default=False):
+        DATABASES["default"]["OPTIONS"]["options"] = "-c jit=off"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

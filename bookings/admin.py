@@ -34,10 +34,13 @@ class BookingAdmin(admin.ModelAdmin):
         "battery_at_end",
     ]
     list_filter = ["status"]
-    search_fields = ["external_id", "vehicle__external_id", "user_id"]
-    date_hierarchy = "scheduled_start"
+    # Exact matches use the indexes (a "contains" search read every booking); newest first.
+    search_fields = ["external_id__exact", "user_id__exact"]
+    search_help_text = "Exact booking id or renter id."
+    ordering = ["-scheduled_start", "-id"]
     list_select_related = ["vehicle"]
     raw_id_fields = ["vehicle"]
+    show_full_result_count = False
 
 
 @admin.register(BatteryReading)
@@ -53,6 +56,8 @@ class BatteryReadingAdmin(admin.ModelAdmin):
 class InboundEventAdmin(admin.ModelAdmin):
     list_display = ["event_type", "booking_external_id", "vehicle", "applied", "duplicates", "received_at"]
     list_filter = ["event_type", "applied"]
-    search_fields = ["booking_external_id", "idempotency_key"]
+    search_fields = ["booking_external_id__exact", "idempotency_key__exact"]
+    search_help_text = "Exact booking id or idempotency key."
     list_select_related = ["vehicle"]
+    show_full_result_count = False
     readonly_fields = [f.name for f in InboundEvent._meta.fields]

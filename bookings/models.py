@@ -56,7 +56,10 @@ class Booking(models.Model):
 
     class Meta:
         ordering = ["scheduled_start"]
-        indexes = [models.Index(fields=["vehicle", "status", "scheduled_start"])]
+        indexes = [
+            models.Index(fields=["vehicle", "status", "scheduled_start"]),
+            models.Index(fields=["-scheduled_start", "-id"], name="booking_newest_first"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(scheduled_end__isnull=True) | Q(scheduled_end__gt=F("scheduled_start")),
@@ -148,7 +151,10 @@ class InboundEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        indexes = [models.Index(fields=["event_type", "-received_at"])]
+        indexes = [
+            models.Index(fields=["event_type", "-received_at"]),
+            models.Index(fields=["-received_at", "-id"], name="inbound_event_newest_first"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.booking_external_id}"

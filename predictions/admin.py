@@ -2,11 +2,39 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from bookings.models import EventType
 from predictions.drift_models import DriftCheck
 from predictions.models import Prediction
 from predictions.outbox import callback_redeliver
 from predictions.outbox_models import CallbackAttempt, CallbackOutbox, EndpointCircuit
 from predictions.registry_admin import ModelVersionAdmin  # noqa: F401  (registers the model registry)
+from predictions.registry_models import ModelVersion
+from predictions.services import MODEL_VERSION
+
+
+class ModelVersionFilter(admin.SimpleListFilter):
+    """Versions from the registry (and the pattern cascade's), not a DISTINCT over every prediction."""
+
+    title = "model version"
+    parameter_name = "model_version"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        versions = list(ModelVersion.objects.order_by("-trained_at").values_list("version", flat=True)[:50])
+        return [(v, v) for v in [*versions, MODEL_VERSION]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Prediction]) -> QuerySet[Prediction]:
+        return queryset.filter(model_version=self.value()) if self.value() else queryset
+
+
+class TriggerFilter(admin.SimpleListFilter):
+    title = "trigger"
+    parameter_name = "trigger"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [(t, t) for t in ["predict", "batch", *EventType.values, "model_promoted"]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Prediction]) -> QuerySet[Prediction]:
+        return queryset.filter(trigger=self.value()) if self.value() else queryset
 
 
 @admin.register(Prediction)
@@ -25,10 +53,13 @@ class PredictionAdmin(admin.ModelAdmin):
         "prediction_error",
         "predicted_at",
     ]
-    list_filter = ["prediction_method", "status", "is_current", "model_version", "trigger"]
-    search_fields = ["prediction_id", "booking_external_id", "vehicle__external_id"]
+    list_filter = ["prediction_method", "status", "is_current", ModelVersionFilter, TriggerFilter]
+    # Exact matches use the indexes; a "contains" search read all of a year's million rows (bench/pages.py).
+    search_fields = ["booking_external_id__exact", "prediction_id__exact"]
+    search_help_text = "Exact booking id or prediction id."
     list_select_related = ["vehicle"]
     raw_id_fields = ["vehicle", "booking", "trigger_event"]
+    show_full_result_count = False
 
 
 # --- callback outbox (issue 4) -----------------------------------------------------------------------------
@@ -62,10 +93,11 @@ class CallbackOutboxAdmin(admin.ModelAdmin):
     """Callbacks owed to Laravel. Rows are written by the event services; staff only watch and redeliver."""
 
     list_display = ["id", "triggered_by", "status", "attempts", "next_attempt_at", "created_at", "delivered_at"]
-    list_filter = ["status", "triggered_by", "endpoint"]
+    list_filter = ["status"]
     search_fields = ["id", "body"]
-    date_hierarchy = "created_at"
+    search_help_text = "Callback id, or any text of the body (a booking id): a full scan, give it a moment."
     ordering = ["-created_at"]
+    show_full_result_count = False
     inlines = [CallbackAttemptInline]
     actions = ["redeliver_now"]
     readonly_fields = [

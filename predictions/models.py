@@ -54,6 +54,7 @@ class Prediction(models.Model):
             models.Index(fields=["booking_external_id", "-predicted_at"]),
             models.Index(fields=["booking", "-predicted_at"]),
             models.Index(fields=["vehicle", "-predicted_at"]),
+            models.Index(fields=["-predicted_at", "-id"], name="prediction_newest_first"),
             # The accuracy page scans the scored prediction of each booking by pick-up time; on Postgres the
             # index also carries the columns it aggregates, so a year of bookings is an index-only scan.
             models.Index(

@@ -43,7 +43,10 @@ class CallbackOutbox(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "callback"
-        indexes = [models.Index(fields=["status", "next_attempt_at", "created_at"], name="callback_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at", "created_at"], name="callback_due"),
+            models.Index(fields=["status", "delivered_at"], name="callback_last_delivered"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=CallbackStatus.values), name="callback_status_valid"),
             models.CheckConstraint(
