@@ -16,7 +16,6 @@ from datetime import date, datetime, time, timedelta
 
 from django.db import connection, transaction
 from django.db.models import (
-    Avg,
     Case,
     Count,
     DurationField,
@@ -63,7 +62,7 @@ class AccuracyFilter:
         return datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=timezone.get_current_timezone())
 
 
-SUM_KEYS = ("n", "abs", "sq", "err", "w5", "w10", "w15", "covered", "width")
+SUM_KEYS = ("n", "abs", "sq", "err", "w10", "covered", "width")
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,7 @@ class Figures:
     mae: float | None
     rmse: float | None
     bias: float | None
-    within_5: float | None
     within_10: float | None
-    within_15: float | None
     coverage: float | None
     mean_width: float | None
 
@@ -91,9 +88,7 @@ class Figures:
             mae=mean("abs"),
             rmse=math.sqrt(sums["sq"] / n) if n else None,
             bias=mean("err"),
-            within_5=mean("w5"),
             within_10=mean("w10"),
-            within_15=mean("w15"),
             coverage=mean("covered"),
             mean_width=mean("width"),
         )
@@ -142,9 +137,7 @@ def _sum_aggregates() -> dict:
         "abs": Sum(Abs(error)),
         "sq": Sum(error * error),
         "err": Sum(error),
-        "w5": _within(5),
         "w10": _within(10),
-        "w15": _within(15),
         "covered": Count(
             "prediction_error",
             filter=Q(actual_battery__gte=F("confidence_lower"), actual_battery__lte=F("confidence_upper")),
@@ -210,15 +203,18 @@ def accuracy_daily(groups: list[dict]) -> list[dict]:
     return rows
 
 
-def error_histogram(qs: QuerySet[Prediction]) -> list[dict]:
-    """Counts of (actual - predicted) in bins of 2 points; the two end bins hold everything beyond ±30."""
+def _bin_expr() -> Least:
     half = HISTOGRAM_HALF_BINS
-    bin_expr = Least(
+    return Least(
         Greatest(Floor(F("prediction_error") / HISTOGRAM_BIN_POINTS), Value(-half)),
         Value(half - 1),
         output_field=IntegerField(),
     )
-    counts = {int(r["bin"]): r["n"] for r in qs.annotate(bin=bin_expr).values("bin").annotate(n=Count("*")).order_by()}
+
+
+def error_histogram(bins: dict[int, int]) -> list[dict]:
+    """Counts of (actual - predicted) in bins of 2 points; the two end bins hold everything beyond ±30."""
+    half = HISTOGRAM_HALF_BINS
     rows = []
     for b in range(-half, half):
         low = b * HISTOGRAM_BIN_POINTS
@@ -227,26 +223,98 @@ def error_histogram(qs: QuerySet[Prediction]) -> list[dict]:
             label = f"< {low + HISTOGRAM_BIN_POINTS:+d}"
         elif b == half - 1:
             label = f">= {low:+d}"
-        rows.append({"bin": b, "low": low, "label": label, "count": counts.get(b, 0)})
+        rows.append({"bin": b, "low": low, "label": label, "count": bins.get(b, 0)})
     return rows
 
 
-def _worst(qs: QuerySet[Prediction], key: str) -> list[dict]:
-    rows = (
-        qs.values(key)
-        .annotate(n=Count("*"), mae=Avg(Abs(F("prediction_error"))), bias=Avg("prediction_error"))
-        .filter(n__gte=WORST_MIN_BOOKINGS)
-        .order_by("-mae", key)[:WORST_LIMIT]
-    )
-    return [{"key": r[key], "count": r["n"], "mae": r["mae"], "bias": r["bias"]} for r in rows]
+def _worst(sums: dict, names: dict | None = None) -> list[dict]:
+    """The keys with the largest MAE among those with enough scored bookings (ties by name)."""
+    rows = []
+    for key, total in sums.items():
+        if total["n"] >= WORST_MIN_BOOKINGS:
+            name = names[key] if names is not None else key
+            rows.append(
+                {"key": name, "count": total["n"], "mae": total["abs"] / total["n"], "bias": total["err"] / total["n"]}
+            )
+    rows.sort(key=lambda r: (-r["mae"], r["key"]))
+    return rows[:WORST_LIMIT]
 
 
-def worst_cars(qs: QuerySet[Prediction]) -> list[dict]:
-    return _worst(qs, "vehicle__external_id")
+@dataclass
+class _Scan:
+    """Sums of the scored predictions grouped four ways; every figure of the page is built from these."""
+
+    groups: list[dict]  # per (day, model_version, bucket)
+    bins: dict[int, int]  # histogram bin -> count
+    cars: dict[int, dict]  # vehicle pk -> sums
+    renters: dict[str, dict]  # user_id -> sums
 
 
-def worst_renters(qs: QuerySet[Prediction]) -> list[dict]:
-    return _worst(qs.exclude(user_id=""), "user_id")
+def _scan_portable(qs: QuerySet[Prediction]) -> _Scan:
+    """Four GROUP BY queries: any database."""
+    bins = {int(r["bin"]): r["n"] for r in qs.annotate(bin=_bin_expr()).values("bin").annotate(n=Count("*")).order_by()}
+    cars = {r["vehicle_id"]: r for r in qs.values("vehicle_id").annotate(**_sum_aggregates()).order_by()}
+    renters = {
+        r["user_id"]: r for r in qs.exclude(user_id="").values("user_id").annotate(**_sum_aggregates()).order_by()
+    }
+    return _Scan(groups=accuracy_groups(qs), bins=bins, cars=cars, renters=renters)
+
+
+GROUPING_SETS_SQL = """
+SELECT GROUPING(day, model_version, bucket) AS not_main, GROUPING(bin) AS not_bin,
+       GROUPING(vehicle_id) AS not_car, GROUPING(user_id) AS not_renter,
+       day, model_version, bucket, bin, vehicle_id, user_id,
+       COUNT(*) AS n,
+       SUM(ABS(prediction_error)) AS abs,
+       SUM(prediction_error * prediction_error) AS sq,
+       SUM(prediction_error) AS err,
+       COUNT(*) FILTER (WHERE prediction_error BETWEEN -10 AND 10) AS w10,
+       COUNT(*) FILTER (WHERE actual_battery BETWEEN confidence_lower AND confidence_upper) AS covered,
+       SUM(confidence_upper - confidence_lower) AS width
+FROM ({inner}) AS scored
+GROUP BY GROUPING SETS ((day, model_version, bucket), (bin), (vehicle_id), (user_id))
+"""
+
+
+def _scan_grouping_sets(qs: QuerySet[Prediction]) -> _Scan:
+    """The same sums in one pass over the rows (Postgres GROUPING SETS): a year is read once, not four times.
+
+    The inner query is the ORM's (same filters, same day, horizon and bin expressions as the portable
+    path), so the two paths cannot drift apart; `tests/dashboard` checks they agree.
+    """
+    bucket, lead = _horizon_bucket()
+    inner = (
+        qs.annotate(day=TruncDate("booking_start_time"), lead=lead, bucket=bucket, bin=_bin_expr())
+        .values(
+            "day",
+            "model_version",
+            "bucket",
+            "bin",
+            "vehicle_id",
+            "user_id",
+            "prediction_error",
+            "actual_battery",
+            "confidence_lower",
+            "confidence_upper",
+        )
+        .order_by()
+    )  # the model's default ordering would sort a year of rows for nothing
+    sql, params = inner.query.sql_with_params()
+    scan = _Scan(groups=[], bins={}, cars={}, renters={})
+    with connection.cursor() as cursor:
+        cursor.execute(GROUPING_SETS_SQL.format(inner=sql), params)
+        columns = [c.name for c in cursor.description]
+        for values in cursor.fetchall():
+            row = dict(zip(columns, values, strict=True))
+            if not row["not_main"]:
+                scan.groups.append(row)
+            elif not row["not_bin"]:
+                scan.bins[int(row["bin"])] = row["n"]
+            elif not row["not_car"]:
+                scan.cars[row["vehicle_id"]] = row
+            elif row["user_id"]:
+                scan.renters[row["user_id"]] = row
+    return scan
 
 
 def _chart_data(report: AccuracyReport) -> dict:
@@ -277,15 +345,16 @@ def _chart_data(report: AccuracyReport) -> dict:
 
 
 REPORT_WORK_MEM = "64MB"
+REPORT_HASH_MEM_MULTIPLIER = 8
 
 
 @contextmanager
 def _report_memory() -> Iterator[None]:
     """Give the report's aggregates room to hash their groups in memory on Postgres.
 
-    With the default 4 MB of `work_mem`, a year's day x model x horizon grouping is planned as an
-    on-disk sort of every row (bench/pages.py: about 0.7 s of a 1 s page); `SET LOCAL` ends with
-    the transaction, so no other query runs with the larger budget.
+    With the default 4 MB of `work_mem`, a year's grouping is planned as an on-disk sort of every row
+    (bench/pages.py: most of a second); `SET LOCAL` ends with the transaction, so no other query runs
+    with the larger budget.
     """
     if connection.vendor != "postgresql":
         yield
@@ -293,27 +362,38 @@ def _report_memory() -> Iterator[None]:
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+            # Postgres guesses one group per row for the day x model x horizon set (it cannot know the
+            # expressions' few values) and would sort instead of hashing; the real hash tables hold a few
+            # thousand groups (about 3 MB for a year).
+            cursor.execute(f"SET LOCAL hash_mem_multiplier = {REPORT_HASH_MEM_MULTIPLIER}")
         yield
 
 
 def accuracy_report(f: AccuracyFilter) -> AccuracyReport:
-    """Everything the accuracy page shows for one date range (and optionally one car): four scans."""
+    """Everything the accuracy page shows for one date range (and optionally one car).
+
+    On Postgres the scored rows are read once (GROUPING SETS); elsewhere four GROUP BY queries.
+    """
     with _report_memory():
         return _accuracy_report(f)
 
 
-def _accuracy_report(f: AccuracyFilter) -> AccuracyReport:
+def _accuracy_report(f: AccuracyFilter, *, one_pass: bool | None = None) -> AccuracyReport:
     qs = scored_predictions(f)
-    groups = accuracy_groups(qs)
+    if one_pass is None:
+        one_pass = connection.vendor == "postgresql"
+    scan = _scan_grouping_sets(qs) if one_pass else _scan_portable(qs)
+    groups = scan.groups
+    names = dict(Vehicle.objects.filter(pk__in=list(scan.cars)).values_list("pk", "external_id")) if scan.cars else {}
     report = AccuracyReport(
         filter=f,
         overall=Figures.from_sums(_add(groups, lambda g: 0).get(0, {})),
         by_horizon=accuracy_by_horizon(groups),
         by_model=accuracy_by_model(groups),
         daily=accuracy_daily(groups),
-        histogram=error_histogram(qs),
-        worst_cars=worst_cars(qs) if f.vehicle is None else [],
-        worst_renters=worst_renters(qs),
+        histogram=error_histogram(scan.bins),
+        worst_cars=_worst(scan.cars, names) if f.vehicle is None else [],
+        worst_renters=_worst(scan.renters),
     )
     report.chart = _chart_data(report)
     return report

@@ -157,3 +157,31 @@ def test_a_booking_scored_through_the_api_appears_on_the_page(post, staff_client
     assert report.overall.count == 1
     assert report.overall.mae == pytest.approx(abs(STARTED["actual_battery_at_start"] - shown.predicted_battery))
     assert [version for version, _ in report.by_model] == [shown.model_version]
+
+
+@pytest.mark.django_db
+@pytest.mark.postgres
+def test_the_one_pass_postgres_report_equals_the_portable_one():
+    """On Postgres the page reads the rows once (GROUPING SETS); its figures must equal the four-query ones."""
+    from dashboard.selectors.accuracy import _accuracy_report
+
+    for i in range(40):
+        scored(
+            car=f"c{i % 7}",
+            renter=f"r{i % 5}",
+            predicted=50 + (i * 7) % 30,
+            actual=40 + (i * 13) % 45,
+            lead_hours=[1, 9, 30][i % 3],
+            version=["m1", "m2"][i % 2],
+            at=DAY + timedelta(hours=5 * i),
+        )
+
+    one_pass = _accuracy_report(RANGE, one_pass=True)
+    portable = _accuracy_report(RANGE, one_pass=False)
+
+    assert one_pass.overall.count == 40
+    assert one_pass.overall == portable.overall
+    for field in ("by_horizon", "by_model", "histogram", "worst_cars", "worst_renters"):
+        assert getattr(one_pass, field) == getattr(portable, field), field
+    assert one_pass.daily == portable.daily
+    assert one_pass.chart == portable.chart
