@@ -91,9 +91,11 @@ else:
     )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Postgres' JIT compiles the staff pages' year-long aggregates for 15-90 ms each and gains nothing on
-    # this workload (bench/pages.py); DATABASE_JIT=1 gives it back.
+    # this workload (bench/pages.py). DATABASE_JIT=1 leaves the server's setting (and sends no startup
+    # option, which PgBouncer refuses unless told to ignore it). Options from DATABASE_URL are kept.
     if not env.bool("DATABASE_JIT", default=False):
-        DATABASES["default"]["OPTIONS"]["options"] = "-c jit=off"
+        options = DATABASES["default"]["OPTIONS"]
+        options["options"] = f"{options.get('options', '')} -c jit=off".strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

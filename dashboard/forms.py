@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django import forms
 from django.utils import timezone
 
 from bookings.models import Vehicle
 from dashboard.selectors.accuracy import AccuracyFilter
+from dashboard.selectors.timeline import MAX_WINDOW_DAYS
 
 DEFAULT_ACCURACY_DAYS = 30
 MAX_ACCURACY_DAYS = 366 * 2
+EARLIEST = date(2000, 1, 1)  # the API refuses timestamps before 2000 and after 2099
+LATEST = date(2099, 12, 30)
+DEFAULT_TIMELINE_DAYS = 21
 
 
 class AccuracyFilterForm(forms.Form):
@@ -32,6 +36,8 @@ class AccuracyFilterForm(forms.Form):
         data = super().clean()
         end: date = data.get("end") or timezone.localdate()
         start: date = data.get("start") or end - timedelta(days=DEFAULT_ACCURACY_DAYS - 1)
+        if not (EARLIEST <= start <= LATEST and EARLIEST <= end <= LATEST):
+            raise forms.ValidationError(f"Choose dates between {EARLIEST} and {LATEST}.")
         if start > end:
             raise forms.ValidationError("The start date is after the end date.")
         if (end - start).days >= MAX_ACCURACY_DAYS:
@@ -54,11 +60,34 @@ class OperationsFilterForm(forms.Form):
 
 
 class TimelineFilterForm(forms.Form):
+    """An inclusive range of days; one end alone means three weeks from or up to it."""
+
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self) -> dict:
         data = super().clean()
-        if data.get("since") and data.get("until") and data["since"] >= data["until"]:
-            raise forms.ValidationError("'since' must be before 'until'.")
+        since, until = data.get("since"), data.get("until")
+        for day in (since, until):
+            if day is not None and not EARLIEST <= day <= LATEST:
+                raise forms.ValidationError(f"Choose dates between {EARLIEST} and {LATEST}.")
+        if since and until and since > until:
+            raise forms.ValidationError("'since' must not be after 'until'.")
+        if since and not until:
+            data["until"] = since + timedelta(days=DEFAULT_TIMELINE_DAYS - 1)
+        elif until and not since:
+            data["since"] = until - timedelta(days=DEFAULT_TIMELINE_DAYS - 1)
+        if (since or until) and (data["until"] - data["since"]).days >= MAX_WINDOW_DAYS:
+            raise forms.ValidationError(f"Choose at most {MAX_WINDOW_DAYS} days.")
         return data
+
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        """[since 00:00, the day after until 00:00) in the current time zone; (None, None) for the default."""
+        since, until = self.cleaned_data.get("since"), self.cleaned_data.get("until")
+        if since is None:
+            return None, None
+        tz = timezone.get_current_timezone()
+        return (
+            datetime.combine(since, time.min, tzinfo=tz),
+            datetime.combine(until + timedelta(days=1), time.min, tzinfo=tz),
+        )

@@ -11,7 +11,8 @@ staff = admin.site.admin_view
 
 urlpatterns = [
     path("accuracy/", staff(views.accuracy), name="accuracy"),
-    path("cars/<str:vehicle_id>/timeline/", staff(views.car_timeline_page), name="car-timeline"),
+    # <path:...>: Laravel's car ids are any string, "/" included.
+    path("cars/<path:vehicle_id>/timeline/", staff(views.car_timeline_page), name="car-timeline"),
     path("models/", staff(views.models_page), name="models"),
     path("models/retrain/", staff(views.models_retrain), name="models-retrain"),
     path("deliveries/", staff(views.deliveries), name="deliveries"),

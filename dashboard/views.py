@@ -6,14 +6,11 @@ users are sent to the admin login, and the pages share the admin's chrome and CS
 
 from __future__ import annotations
 
-from datetime import datetime, time
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from bookings.models import Vehicle
@@ -30,6 +27,7 @@ from dashboard.selectors.models_page import HOLDOUT_COLUMNS, models_overview
 from dashboard.selectors.operations import idle_drain_jumps, low_battery_threshold, low_battery_upcoming
 from dashboard.selectors.timeline import car_timeline
 from dashboard.services import model_retrain_request
+from learning.drift import drift_settings
 from predictions.outbox import callback_redeliver
 
 DEFAULT_OPERATIONS_DAYS = 3
@@ -60,17 +58,12 @@ def accuracy(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _day_bound(day, fallback):
-    return fallback if day is None else datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
-
-
 def car_timeline_page(request: HttpRequest, vehicle_id: str) -> HttpResponse:
+    if "\x00" in vehicle_id:  # Postgres cannot compare a NUL; no car id holds one
+        raise Http404
     vehicle = get_object_or_404(Vehicle, external_id=vehicle_id)
     form = TimelineFilterForm(request.GET)
-    since = until = None
-    if form.is_valid():
-        since = _day_bound(form.cleaned_data.get("since"), None)
-        until = _day_bound(form.cleaned_data.get("until"), None)
+    since, until = form.window() if form.is_valid() else (None, None)
     timeline = car_timeline(vehicle=vehicle, since=since, until=until)
     return _page(request, "car_timeline.html", f"Timeline of car {vehicle.external_id}", form=form, timeline=timeline)
 
@@ -82,6 +75,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
         "Models",
         overview=models_overview(),
         holdout_columns=[title for _, title in HOLDOUT_COLUMNS],
+        drift_thresholds=drift_settings(),
     )
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from predictions.physics import charge_level
 
 ALPHA = 0.3
-# A slow EMA of the same observations keeps a car's long-run idle drain, so a jump of the fast one
-# against it (a failing battery, a telematics unit that keeps the car awake) stands out.
+# A slow EMA of the same parked gaps (after a plain mean of the first 20) keeps a car's long-run idle drain,
+# so a jump of the fast one against it (a failing battery, a telematics unit keeping the car awake) stands out.
 BASELINE_ALPHA = 0.05
 
 

@@ -81,6 +81,9 @@ class VehiclePattern(models.Model):
         help_text="Long-run idle drain (slow EMA, alpha 0.05): what a jump in idle drain is judged against.",
     )
     baseline_var_idle_drain_per_hour = models.FloatField(default=0.0)
+    baseline_idle_observations = models.PositiveIntegerField(
+        default=0, help_text="Parked gaps in the long-run idle drain (it is a plain mean for the first 20)."
+    )
     avg_charging_rate_per_hour = models.FloatField(null=True, blank=True, help_text="Parked, plugged in, % per hour.")
     var_charging_rate_per_hour = models.FloatField(default=0.0)
     charge_observations = models.PositiveIntegerField(default=0)

@@ -112,8 +112,14 @@ def _learn_gap(pattern: VehiclePattern, *, start: float, end: float, hours: floa
     pattern.avg_idle_drain_per_hour, pattern.var_idle_drain_per_hour = ema_update(
         pattern.avg_idle_drain_per_hour, pattern.var_idle_drain_per_hour, rate
     )
+    # The long-run drain is the plain mean of the first gaps (alpha 1/n), then a slow EMA: an EMA started
+    # at the first gap would keep most of that one gap's weight for dozens of gaps.
+    pattern.baseline_idle_observations += 1
     pattern.baseline_idle_drain_per_hour, pattern.baseline_var_idle_drain_per_hour = ema_update(
-        pattern.baseline_idle_drain_per_hour, pattern.baseline_var_idle_drain_per_hour, rate, alpha=BASELINE_ALPHA
+        pattern.baseline_idle_drain_per_hour,
+        pattern.baseline_var_idle_drain_per_hour,
+        rate,
+        alpha=max(BASELINE_ALPHA, 1 / pattern.baseline_idle_observations),
     )
     pattern.idle_observations += 1
     return "idle"

@@ -353,8 +353,8 @@ def _report_memory() -> Iterator[None]:
     """Give the report's aggregates room to hash their groups in memory on Postgres.
 
     With the default 4 MB of `work_mem`, a year's grouping is planned as an on-disk sort of every row
-    (bench/pages.py: most of a second); `SET LOCAL` ends with the transaction, so no other query runs
-    with the larger budget.
+    (bench/pages.py: most of a second). `SET LOCAL` lasts until the outermost transaction ends: the
+    report's own, as the page runs in autocommit (with ATOMIC_REQUESTS it would be the request's).
     """
     if connection.vendor != "postgresql":
         yield

@@ -69,7 +69,7 @@ def idle_drain_jumps() -> list[IdleDrainJump]:
     charge much faster than it used to, long before a renter complains. Worst ratio first.
     """
     candidates = VehiclePattern.objects.filter(
-        idle_observations__gte=IDLE_JUMP_MIN_OBSERVATIONS,
+        baseline_idle_observations__gte=IDLE_JUMP_MIN_OBSERVATIONS,
         baseline_idle_drain_per_hour__isnull=False,
         avg_idle_drain_per_hour__gte=F("baseline_idle_drain_per_hour") + IDLE_JUMP_MIN_POINTS,
     ).select_related("vehicle")

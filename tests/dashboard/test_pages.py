@@ -1,6 +1,6 @@
 """The car timeline, models, deliveries and operations pages: their data and their two actions."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
@@ -9,6 +9,7 @@ from django.utils import timezone
 from bookings.models import BookingStatus
 from dashboard.selectors.operations import idle_drain_jumps, low_battery_upcoming
 from dashboard.selectors.timeline import car_timeline
+from learning.models import VehiclePattern
 from predictions.outbox_models import CallbackAttempt, CallbackStatus
 from predictions.registry_models import ModelStatus, ModelVersion
 from tests.factories import (
@@ -102,31 +103,35 @@ def test_low_battery_lists_scheduled_pickups_under_the_threshold_soonest_first()
     assert [p.pk for p in low_battery_upcoming(threshold=13, days=3)] == [later.pk]
 
 
-@pytest.mark.django_db
-def test_idle_drain_jump_is_learned_from_parked_gaps_through_the_api(post):
-    """Ten quiet parked gaps, then three where the car loses 1.5 points an hour: the car is listed."""
-    start = timezone.now() - timedelta(days=40)
+def _park_and_drive(post, car: int, drains_per_hour: list[float]) -> None:
+    """One one-hour booking every three days through the API; between them the car idles 71 h at that drain."""
+    start = timezone.now() - timedelta(days=3 * len(drains_per_hour) + 1)
     level = 90.0
-    for i in range(13):
-        drain_per_hour = 0.05 if i < 10 else 1.5
+    for i, drain_per_hour in enumerate(drains_per_hour):
         begin = start + timedelta(days=3 * i)
         booking = {
-            "booking_id": f"IDLE{i}",
-            "vehicle_id": 555,
+            "booking_id": f"IDLE{car}-{i}",
+            "vehicle_id": car,
             "user_id": 1,
             "starts_at": begin.isoformat(),
             "ends_at": (begin + timedelta(hours=1)).isoformat(),
         }
         assert post(URL["created"], booking).status_code in (200, 201)
         if i:
-            level -= drain_per_hour * 47  # parked since the last return, 47 h earlier
-        started = {"booking_id": f"IDLE{i}", "vehicle_id": 555, "actual_battery_at_start": round(level, 2)}
+            level -= drain_per_hour * 71
+        started = {"booking_id": booking["booking_id"], "vehicle_id": car, "actual_battery_at_start": round(level, 2)}
         started["actual_started_at"] = begin.isoformat()
         assert post(URL["started"], started).status_code == 200
-        level = 90.0 if i < 10 else 95.0
+        level = 90.0
         ended = {**booking, "battery_at_start": started["actual_battery_at_start"], "battery_at_end": level}
         ended |= {"charging_at_end": 0, "future_bookings": []}
         assert post(URL["ended"], ended).status_code == 200
+
+
+@pytest.mark.django_db
+def test_idle_drain_jump_is_learned_from_parked_gaps_through_the_api(post):
+    """Ten quiet parked gaps, then three where the car loses a point an hour: the car is listed."""
+    _park_and_drive(post, 555, [0.05] * 11 + [1.0] * 3)
 
     jumps = idle_drain_jumps()
 
@@ -136,17 +141,48 @@ def test_idle_drain_jump_is_learned_from_parked_gaps_through_the_api(post):
 
 
 @pytest.mark.django_db
+def test_a_quiet_first_gap_does_not_make_a_steady_car_a_jump(post):
+    """The long-run drain is a plain mean at first: one quiet gap must not stay most of it for dozens."""
+    _park_and_drive(post, 556, [0.05, 0.05] + [0.4] * 10)
+
+    pattern = VehiclePattern.objects.get(vehicle__external_id="556")
+    assert pattern.baseline_idle_observations == 11
+    assert pattern.baseline_idle_drain_per_hour == pytest.approx((0.05 + 10 * 0.4) / 11, abs=0.01)
+    assert idle_drain_jumps() == []
+
+
+@pytest.mark.django_db
+def test_cars_learned_before_the_upgrade_start_their_baseline_from_their_current_drain():
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("learning.migrations.0002_vehicle_idle_drain_baseline")
+    old = VehiclePatternFactory(avg_idle_drain_per_hour=0.3, var_idle_drain_per_hour=0.01, idle_observations=40)
+    never = VehiclePatternFactory()
+
+    migration.baseline_from_current(apps, None)
+
+    old.refresh_from_db()
+    never.refresh_from_db()
+    assert (old.baseline_idle_drain_per_hour, old.baseline_idle_observations) == (0.3, 40)
+    assert never.baseline_idle_drain_per_hour is None and never.baseline_idle_observations == 0
+
+
+@pytest.mark.django_db
 def test_a_steady_car_or_one_with_little_history_is_not_a_jump():
     VehiclePatternFactory(
-        avg_idle_drain_per_hour=0.12, baseline_idle_drain_per_hour=0.1, idle_observations=30
+        avg_idle_drain_per_hour=0.12, baseline_idle_drain_per_hour=0.1, baseline_idle_observations=30
     )  # steady
     VehiclePatternFactory(
-        avg_idle_drain_per_hour=1.0, baseline_idle_drain_per_hour=0.1, idle_observations=3
+        avg_idle_drain_per_hour=1.0, baseline_idle_drain_per_hour=0.1, baseline_idle_observations=3
     )  # too little history
     VehiclePatternFactory(
-        avg_idle_drain_per_hour=0.06, baseline_idle_drain_per_hour=0.02, idle_observations=30
+        avg_idle_drain_per_hour=0.06, baseline_idle_drain_per_hour=0.02, baseline_idle_observations=30
     )  # tripled, but by 0.04 points an hour
-    jumped = VehiclePatternFactory(avg_idle_drain_per_hour=0.9, baseline_idle_drain_per_hour=0.2, idle_observations=30)
+    jumped = VehiclePatternFactory(
+        avg_idle_drain_per_hour=0.9, baseline_idle_drain_per_hour=0.2, baseline_idle_observations=30
+    )
     assert [j.pattern.pk for j in idle_drain_jumps()] == [jumped.pk]
 
 
@@ -270,3 +306,59 @@ def test_models_page_shows_the_latest_drift_check_most_drifted_feature_first(sta
     assert [(f.kind, f.name) for f in row.drift_features] == [("gap", "hours"), ("trip", "hours"), ("gap", "month")]
     html = response.content.decode()
     assert 'id="drift-features"' in html and "gap.hours" in html
+
+
+@pytest.mark.django_db
+def test_a_car_id_with_a_slash_has_a_timeline_and_its_links_work(staff_client):
+    car = VehicleFactory(external_id="fleet/42")
+    PredictionFactory(booking=BookingFactory(vehicle=car, scheduled_start=_soon(3)), predicted_battery=5)
+
+    assert (
+        'href="/admin/dashboard/cars/fleet/42/timeline/"'
+        in staff_client.get("/admin/bookings/vehicle/").content.decode()
+    )
+    assert (
+        'href="/admin/dashboard/cars/fleet/42/timeline/"'
+        in staff_client.get("/admin/dashboard/operations/").content.decode()
+    )
+    response = staff_client.get("/admin/dashboard/cars/fleet/42/timeline/")
+    assert response.status_code == 200 and response.context["timeline"].vehicle == car
+    assert staff_client.get("/admin/dashboard/cars/no%00car/timeline/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_timeline_window_from_one_end_is_three_weeks_inclusive(staff_client):
+    car = VehicleFactory(external_id="9")
+    url = "/admin/dashboard/cars/9/timeline/"
+
+    only_until = staff_client.get(url, {"until": "2025-11-06"}).context["timeline"]
+    assert (only_until.since.date().isoformat(), only_until.until.date().isoformat()) == ("2025-10-17", "2025-11-07")
+    only_since = staff_client.get(url, {"since": "2025-11-01"}).context["timeline"]
+    assert (only_since.since.date().isoformat(), only_since.until.date().isoformat()) == ("2025-11-01", "2025-11-22")
+    BatteryReadingFactory(vehicle=car, recorded_at=datetime(2025, 11, 6, 23, 0, tzinfo=UTC))
+    assert len(staff_client.get(url, {"since": "2025-11-06", "until": "2025-11-06"}).context["timeline"].readings) == 1
+
+    for bad in ({"since": "abc"}, {"since": "2025-01-01", "until": "2025-12-01"}, {"since": "1900-01-01"}):
+        response = staff_client.get(url, bad)
+        assert response.status_code == 200 and 'class="errorlist' in response.content.decode(), bad
+
+
+@pytest.mark.django_db
+def test_accuracy_refuses_dates_the_service_never_holds(staff_client):
+    for bad in ({"end": "9999-12-31"}, {"start": "0001-01-01", "end": "0001-01-02"}):
+        response = staff_client.get("/admin/dashboard/accuracy/", bad)
+        assert response.status_code == 200 and response.context["report"] is None
+        assert "Choose dates between" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_actions_need_the_csrf_token(django_capture_on_commit_callbacks):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(get_user_model().objects.create_superuser("ops2", "o@example.com", "pw-for-tests"))
+    with django_capture_on_commit_callbacks() as queued:
+        assert client.post("/admin/dashboard/models/retrain/").status_code == 403
+        assert client.post("/admin/dashboard/deliveries/redeliver/", {"outbox_id": ["x"]}).status_code == 403
+    assert queued == []
