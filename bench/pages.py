@@ -1240,6 +1240,7 @@ class Seeder:
                 "idle_observations": "(coalesce(o.n, 0) * 0.65)::int",
                 "baseline_idle_drain_per_hour": "c.idle_rate",
                 "baseline_var_idle_drain_per_hour": "power(0.25 * c.idle_rate, 2)",
+                "baseline_idle_observations": "(coalesce(o.n, 0) * 0.65)::int",
                 "avg_charging_rate_per_hour": "c.charge_rate",
                 "var_charging_rate_per_hour": "power(0.2 * c.charge_rate, 2)",
                 "charge_observations": "coalesce(o.charges, 0)",
@@ -1257,7 +1258,7 @@ class Seeder:
                        count(*) FILTER (WHERE charging_at_end) AS charges, max(ends_at) AS last
                 FROM "{o}" GROUP BY vehicle_id
             ) o ON o.vehicle_id = c.vehicle_id ORDER BY c.vehicle_id""",
-            optional=("baseline_idle_drain_per_hour", "baseline_var_idle_drain_per_hour"),
+            optional=("baseline_idle_drain_per_hour", "baseline_var_idle_drain_per_hour", "baseline_idle_observations"),
         )
         self.insert(
             "user patterns",

@@ -157,7 +157,7 @@ def test_cars_learned_before_the_upgrade_start_their_baseline_from_their_current
 
     from django.apps import apps
 
-    migration = importlib.import_module("learning.migrations.0002_vehicle_idle_drain_baseline")
+    migration = importlib.import_module("learning.migrations.0003_baseline_idle_observations")
     old = VehiclePatternFactory(avg_idle_drain_per_hour=0.3, var_idle_drain_per_hour=0.01, idle_observations=40)
     never = VehiclePatternFactory()
 
