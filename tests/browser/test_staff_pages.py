@@ -90,7 +90,19 @@ def _seed_month(*, cars: int = 3, days: int = 28, seed: int = 5) -> str:
 
 
 @pytest.fixture
-def browser_page(live_server, monkeypatch):
+def seeded_car(transactional_db) -> str:
+    """The data and the staff account, written before Playwright starts.
+
+    Playwright's sync API runs its event loop in this thread, and the ORM keys connections by context: a
+    query made once it runs would open a second connection that the test database's teardown cannot close.
+    """
+    car = _seed_month()
+    get_user_model().objects.create_superuser("staff", "staff@example.com", PASSWORD)
+    return car
+
+
+@pytest.fixture
+def browser_page(live_server, seeded_car, monkeypatch):
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail(f"chromium not found at {CHROMIUM}: install Debian's chromium package (.ci/run does)")
     # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes stay synchronous.
@@ -126,10 +138,9 @@ def _charts_drawn(page, ids: list[str]) -> dict[str, dict]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_staff_sees_accuracy_charts_and_a_car_timeline_with_data_points(live_server, browser_page):
+def test_staff_sees_accuracy_charts_and_a_car_timeline_with_data_points(live_server, seeded_car, browser_page):
     page, errors = browser_page
-    car = _seed_month()
-    get_user_model().objects.create_superuser("staff", "staff@example.com", PASSWORD)
+    car = seeded_car
 
     _log_in(page, live_server.url, "/admin/dashboard/accuracy/")
     assert page.locator("#fig-count").inner_text() == "84"  # 3 cars x 28 days
