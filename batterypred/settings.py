@@ -170,6 +170,9 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=30)
 MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))
 # How often a process checks the registry for a newly promoted champion (seconds).
 MODEL_REFRESH_SECONDS = env.int("MODEL_REFRESH_SECONDS", default=30)
+# Compile a model's boosters to machine code when it is promoted (learning/compiled.py): a few
+# seconds per model, then a long cascade prices about three times faster.
+MODEL_COMPILE = env.bool("MODEL_COMPILE", default=True)
 
 # Laravel callback settings (used by the callback outbox).
 ML_CALLBACK_URL = env.str("ML_CALLBACK_URL", default="")

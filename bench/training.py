@@ -9,8 +9,11 @@
   renter ids renamed per copy (training cost depends on the row count, not on the rows being
   new; the simulator would need ~20 minutes to draw 1 M fresh ones). Feature replay is timed
   separately.
+- Compiling: the 100 k model's boosters compiled to machine code (`learning.compiled`), which
+  promotion does once per model before it serves.
 - Inference: one cascade of 50 bookings priced by the model (pattern walk, feature rows, one
-  batch call per booster, Monte Carlo composition), no database; median of repeated runs.
+  batch call per booster, Monte Carlo composition), no database; median of repeated runs, with
+  the compiled boosters (as served) and with LightGBM's own predictor.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -32,6 +36,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batterypred.settings")
 import pandas as pd  # noqa: E402
 
 from learning import gbm  # noqa: E402
+from learning.compiled import attach_compiled, compile_boosters  # noqa: E402
 from learning.features import GAP_FEATURES, TRIP_FEATURES, FeatureBook, replay  # noqa: E402
 from learning.simulation.fleet import FleetConfig, simulate  # noqa: E402
 from predictions import ml_cascade  # noqa: E402
@@ -77,7 +82,14 @@ def time_training(label: str, items: list) -> dict:
     return figures | {"_model": result.model}
 
 
-def time_cascade(model: gbm.GapTripModel, history: list, runs: int = 200) -> dict:
+def time_compile(model: gbm.GapTripModel, directory: Path) -> dict:
+    seconds = compile_boosters(model, "bench", directory)
+    assert attach_compiled(model, "bench", directory)
+    print(f"compiled {len(model.gap.boosters) + len(model.trip.boosters)} boosters in {seconds:.1f} s")
+    return {"boosters": len(model.gap.boosters) + len(model.trip.boosters), "seconds": round(seconds, 1)}
+
+
+def time_cascade(model: gbm.GapTripModel, history: list, runs: int = 200, label: str = "") -> dict:
     book = FeatureBook()
     for o in sorted(history, key=lambda o: o.end)[-2000:]:
         book.observe(o)
@@ -105,7 +117,7 @@ def time_cascade(model: gbm.GapTripModel, history: list, runs: int = 200) -> dic
         "median_ms": round(statistics.median(timings), 2),
         "p90_ms": round(sorted(timings)[int(0.9 * runs)], 2),
     }
-    print(f"cascade of 50 bookings: {figures}")
+    print(f"cascade of 50 bookings{label}: {figures}")
     return figures
 
 
@@ -126,7 +138,11 @@ def main() -> None:
     if not args.quick:
         big = time_training("1M", tiled(base, 10))
         result["train_1m"] = {k: v for k, v in big.items() if k != "_model"}
-    result["cascade"] = time_cascade(small["_model"], base)
+    model = small["_model"]
+    result["cascade_lightgbm"] = time_cascade(model, base, label=" (LightGBM's predictor)")
+    with tempfile.TemporaryDirectory() as directory:
+        result["compile"] = time_compile(model, Path(directory))
+        result["cascade"] = time_cascade(model, base, label=" (compiled, as served)")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / ("training-quick.json" if args.quick else "training.json")

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from batterypred.queue import queue_on_commit
 from learning import gbm
+from learning.compiled import compile_boosters, compiled_dir
 from learning.drift import feature_reference
 from learning.features import GAP_FEATURES, TRIP_FEATURES, Outcome, replay
 from predictions.champion import artifact_path, champion_forget
@@ -97,11 +98,27 @@ def model_train(
     return row
 
 
-def model_promote(*, version: str) -> ModelVersion:
+def model_compile(row: ModelVersion, progress: Progress | None = None) -> float | None:
+    """Compile `row`'s boosters for this machine (`learning.compiled`); the seconds it took, None if it failed.
+
+    A failure is logged, not raised: the model still serves, with LightGBM's slower predictor.
+    """
+    try:
+        model = gbm.GapTripModel.load(artifact_path(row), row.artifact_sha256)
+        return compile_boosters(model, row.artifact_sha256, compiled_dir(settings.MODEL_DIR), progress)
+    except (OSError, RuntimeError, ValueError) as exc:
+        logger.error("could not compile %s, it will serve with LightGBM's predictor: %s", row.version, exc)
+        return None
+
+
+def model_promote(*, version: str, progress: Progress | None = None) -> ModelVersion:
     """Make `version` the champion; the previous champion is retired. Serving picks it up within seconds.
 
-    The re-pricing of every scheduled booking (and its callbacks) is queued after the commit.
+    Its boosters are compiled first (`MODEL_COMPILE`), so the web processes find them when they load it. The
+    re-pricing of every scheduled booking (and its callbacks) is queued after the commit.
     """
+    if settings.MODEL_COMPILE:
+        model_compile(ModelVersion.objects.get(version=version), progress)
     with transaction.atomic():
         row = ModelVersion.objects.select_for_update().get(version=version)
         ModelVersion.objects.filter(status=ModelStatus.CHAMPION).exclude(pk=row.pk).update(status=ModelStatus.RETIRED)

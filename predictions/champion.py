@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from learning.compiled import attach_compiled, compiled_dir
 from learning.gbm import GapTripModel
 from predictions.registry_models import ModelStatus, ModelVersion
 
@@ -47,8 +48,16 @@ def champion_model() -> GapTripModel | None:
             _state.update(version=None, model=None)
         elif row.version != _state["version"]:
             try:
-                _state.update(version=row.version, model=GapTripModel.load(artifact_path(row), row.artifact_sha256))
-                logger.info("serving model %s", row.version)
+                model = GapTripModel.load(artifact_path(row), row.artifact_sha256)
+                _state.update(version=row.version, model=model)
+                if attach_compiled(model, row.artifact_sha256, compiled_dir(settings.MODEL_DIR)):
+                    logger.info("serving model %s (compiled boosters)", row.version)
+                else:
+                    logger.warning(
+                        "serving model %s with LightGBM's predictor: its boosters are not compiled for this "
+                        "machine (python manage.py compile_model)",
+                        row.version,
+                    )
             except (OSError, ValueError) as exc:
                 logger.error("champion %s cannot be loaded, serving the pattern cascade: %s", row.version, exc)
                 _state.update(version=row.version, model=None)

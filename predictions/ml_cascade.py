@@ -11,13 +11,14 @@ samples' median; its 95 % interval their 2.5 and 97.5 percentiles.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr
 
 from learning.features import CarState, FeatureBook, gap_row, plug_probability, trip_row
-from learning.gbm import QUANTILES, GapTripModel, matrix
+from learning.gbm import FEATURES, QUANTILES, GapTripModel
 from predictions.physics import Z_95, Checkpoint
 
 SAMPLES = 600
@@ -30,6 +31,7 @@ SEGMENT_CORRELATION = 0.5
 # the sample, not the average path.
 LEVEL_GRID = (5.0, 20.0, 35.0, 50.0, 65.0, 80.0, 95.0)
 _Q = np.asarray(QUANTILES)
+_FIXED_GRID = np.array(LEVEL_GRID)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,13 @@ def _gap_charging(car: CarState, start, p_plugged: float, known: bool) -> float 
 
 def _grid(level: float) -> np.ndarray:
     """Starting levels a segment is priced at: the fixed grid plus the walk's expected level."""
-    return np.unique(np.clip(np.array([*LEVEL_GRID, level]), 0.0, 100.0))
+    level = min(max(level, 0.0), 100.0)
+    if level != level:  # NaN sorts last, as `np.unique` would put it
+        return np.array([*LEVEL_GRID, level])
+    i = bisect.bisect_left(LEVEL_GRID, level)
+    if i < len(LEVEL_GRID) and LEVEL_GRID[i] == level:
+        return _FIXED_GRID
+    return np.array([*LEVEL_GRID[:i], level, *LEVEL_GRID[i:]])
 
 
 @dataclass(frozen=True)
@@ -60,35 +68,67 @@ class _Branch:
     """One way a segment can go (a gap plugged in, or not; a trip), priced at each level of `grid`."""
 
     grid: np.ndarray
-    rows: range  # rows of the gap or trip batch, one per grid level
+    first: int  # its first row in the gap or trip batch; one row per grid level follows
 
 
-def _branch(rows: list[dict], level: float, make) -> _Branch:
-    grid = _grid(level)
-    first = len(rows)
-    rows += [make(float(g)) for g in grid]
-    return _Branch(grid, range(first, len(rows)))
+class _Batch:
+    """The feature rows of one segment kind: each branch's row repeated at each level of its grid.
 
-
-def _draw(q: np.ndarray, branch: _Branch, u: np.ndarray, levels: np.ndarray, pick: np.ndarray) -> np.ndarray:
-    """Each sample's change: its quantile `u` of the segment's distribution at its own starting level.
-
-    Linear in the quantile level between the model's quantiles. Between two grid levels a sample
-    takes one or the other at random, weighted by its distance (`pick` is uniform): a mixture, not
-    an average, so a threshold such as staff recharging cars below 30 % stays a jump (averaging
-    "+70" and "-5" would give a change that never happens). Flat beyond the grid's ends.
+    A branch's row is built once and the start level column filled in afterwards: building a
+    dict per grid level was a sizeable part of a long cascade's time.
     """
-    j = np.clip(np.searchsorted(_Q, u), 1, len(_Q) - 1)
-    wu = np.clip((u - _Q[j - 1]) / (_Q[j] - _Q[j - 1]), 0.0, 1.0)
-    table = q[branch.rows.start : branch.rows.stop]  # (grid, quantiles)
-    at_u = table[:, j - 1] * (1 - wu) + table[:, j] * wu  # (grid, samples)
-    grid = branch.grid
+
+    def __init__(self, kind: str):
+        self.names = FEATURES[kind]
+        self.level_column = self.names.index("start_level")
+        self.rows: list[list[float]] = []
+        self.grids: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, row: dict[str, float], level: float) -> _Branch:
+        grid = _grid(level)
+        self.rows.append([row[name] for name in self.names])
+        self.grids.append(grid)
+        branch = _Branch(grid, self.size)
+        self.size += len(grid)
+        return branch
+
+    def matrix(self) -> np.ndarray:
+        if not self.rows:
+            return np.zeros((0, len(self.names)))
+        x = np.repeat(np.asarray(self.rows, dtype=np.float64), [len(g) for g in self.grids], axis=0)
+        x[:, self.level_column] = np.concatenate(self.grids)
+        return x
+
+
+def _bound(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """`np.clip` through its two ufuncs: the same numbers without its wrapper's overhead, which counts
+    when a long cascade clips a few hundred times."""
+    return np.minimum(np.maximum(x, low), high)
+
+
+def _grid_choice(grid: np.ndarray, levels: np.ndarray, pick: np.ndarray) -> np.ndarray | int:
+    """Which grid level each sample takes its change at.
+
+    Between two grid levels a sample takes one or the other at random, weighted by its distance
+    (`pick` is uniform): a mixture, not an average, so a threshold such as staff recharging cars
+    below 30 % stays a jump (averaging "+70" and "-5" would give a change that never happens).
+    Flat beyond the grid's ends.
+    """
     if len(grid) == 1:
-        return at_u[0]
-    k = np.clip(np.searchsorted(grid, levels), 1, len(grid) - 1)
-    wl = np.clip((levels - grid[k - 1]) / (grid[k] - grid[k - 1]), 0.0, 1.0)
-    chosen = np.where(pick < wl, k, k - 1)
-    return at_u[chosen, np.arange(len(levels))]
+        return 0
+    k = _bound(np.searchsorted(grid, levels), 1, len(grid) - 1)
+    low, high = grid[k - 1], grid[k]
+    wl = _bound((levels - low) / (high - low), 0.0, 1.0)
+    return np.where(pick < wl, k, k - 1)
+
+
+def _draw(q: np.ndarray, row: np.ndarray | int, j: np.ndarray, wu: np.ndarray) -> np.ndarray:
+    """Each sample's change: its quantile (`j`, `wu`) of the distribution in its row of `q`.
+
+    Linear in the quantile level between the model's quantiles.
+    """
+    return q[row, j - 1] * (1 - wu) + q[row, j] * wu
 
 
 def compose(
@@ -103,8 +143,7 @@ def compose(
 ) -> list[ModelPoint]:
     """Predict every target in `trace` (from `physics.walk`), in trace order."""
     car = book.car(car_id)
-    gap_rows: list[dict] = []
-    trip_rows: list[dict] = []
+    gaps, trips = _Batch("gap"), _Batch("trip")
     plan: list[tuple[str, list[_Branch], float]] = []
     last_renter = None
     first_gap = True
@@ -112,31 +151,27 @@ def compose(
         if item[0] == "gap":
             _, start, end, level, p_plugged, known = item
             charging = _gap_charging(car, start, p_plugged, known) if first_gap else (p_plugged if known else None)
-
-            def gap(c: bool, start=start, end=end):
-                return lambda g: gap_row(car, start=start, end=end, start_level=g, charging=c)
-
             if charging is None:
                 renter = book.renter(last_renter) if last_renter is not None else None
                 p = plug_probability(car, renter, fleet_plug) if renter is not None else p_plugged
-                branches = [_branch(gap_rows, level, gap(False)), _branch(gap_rows, level, gap(True))]
+                branches = [
+                    gaps.add(gap_row(car, start=start, end=end, start_level=level, charging=c), level)
+                    for c in (False, True)
+                ]
                 plan.append(("gap", branches, p))
             else:
-                plan.append(("gap", [_branch(gap_rows, level, gap(charging >= 0.5))], 0.0))
+                row = gap_row(car, start=start, end=end, start_level=level, charging=charging >= 0.5)
+                plan.append(("gap", [gaps.add(row, level)], 0.0))
         elif item[0] == "trip":
             _, start, end, level, trip = item
             last_renter = trip.user_id
-            renter = book.renter(trip.user_id)
-
-            def drive(g: float, start=start, end=end, renter=renter):
-                return trip_row(car, renter, start=start, end=end, start_level=g)
-
-            plan.append(("trip", [_branch(trip_rows, level, drive)], 0.0))
+            row = trip_row(car, book.renter(trip.user_id), start=start, end=end, start_level=level)
+            plan.append(("trip", [trips.add(row, level)], 0.0))
         else:
             plan.append(("target", [], 0.0))
         first_gap = first_gap and item[0] == "target"
-    gap_q = model.gap.quantiles(matrix(gap_rows, "gap")) if gap_rows else None
-    trip_q = model.trip.quantiles(matrix(trip_rows, "trip")) if trip_rows else None
+    gap_q = model.gap.quantiles(gaps.matrix())
+    trip_q = model.trip.quantiles(trips.matrix())
 
     rng = np.random.default_rng(seed)
     levels = np.full(SAMPLES, _first_level(trace))
@@ -148,6 +183,9 @@ def compose(
     u = ndtr(rho * shared + np.sqrt(1 - rho * rho) * rng.standard_normal((moves, SAMPLES)))
     plugged = rng.random((moves, SAMPLES))
     pick = rng.random((moves, SAMPLES))
+    # Where each sample's quantile falls between the model's quantiles, for every move at once.
+    j = np.searchsorted(_Q, u).clip(1, len(_Q) - 1)
+    wu = ((u - _Q[j - 1]) / (_Q[j] - _Q[j - 1])).clip(0.0, 1.0)
     after = np.empty((moves + 1, SAMPLES))  # the samples before the first move, then after each
     after[0] = levels
     at_target = []  # index into `after` at each target
@@ -157,10 +195,11 @@ def compose(
             at_target.append(m)
             continue
         q = trip_q if kind == "trip" else gap_q
-        delta = _draw(q, branches[0], u[m], levels, pick[m])
+        choice = _grid_choice(branches[0].grid, levels, pick[m])  # branches of a segment share their grid
+        delta = _draw(q, branches[0].first + choice, j[m], wu[m])
         if len(branches) == 2:
-            delta = np.where(plugged[m] < p, _draw(q, branches[1], u[m], levels, pick[m]), delta)
-        levels = np.clip(levels + delta, 0.0, 100.0)
+            delta = np.where(plugged[m] < p, _draw(q, branches[1].first + choice, j[m], wu[m]), delta)
+        levels = _bound(levels + delta, 0.0, 100.0)
         m += 1
         after[m] = levels
     medians = np.median(after, axis=1)

@@ -26,6 +26,13 @@ def _no_cached_champion():
 
 
 @pytest.fixture(autouse=True)
+def _no_compiling(settings):
+    """Compiling a promoted model's boosters takes seconds; only the tests of compiling (which set
+    MODEL_COMPILE themselves) pay for it. The compiled boosters give LightGBM's numbers."""
+    settings.MODEL_COMPILE = False
+
+
+@pytest.fixture(autouse=True)
 def _postgres_only(request):
     if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
         pytest.fail("this test needs Postgres: set DATABASE_URL (make test deselects it on SQLite)")

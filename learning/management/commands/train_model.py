@@ -42,5 +42,7 @@ class Command(BaseCommand):
             row = model_train(outcomes=outcomes, source=f"synthetic:{config.seed}", progress=step)
         self.stdout.write(f"Registered {row.version} in {row.training_seconds:.1f} s: {row.holdout_metrics}")
         if opts["promote"] or not ModelVersion.objects.filter(status=ModelStatus.CHAMPION).exists():
-            model_promote(version=row.version)
+            bar, step = training_bar("compiling the boosters for this machine")
+            with bar:
+                model_promote(version=row.version, progress=step)
             self.stdout.write(self.style.SUCCESS(f"{row.version} is now the champion."))

@@ -1,0 +1,98 @@
+"""Compiled boosters (lleaves): built on promotion, served with LightGBM's numbers, and never required."""
+
+from __future__ import annotations
+
+import logging
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from learning import gbm
+from learning.compiled import compiled_dir
+from learning.training import model_promote, model_train, segment_frames
+from predictions.champion import artifact_path, champion_forget, champion_model
+from predictions.registry_models import ModelStatus
+from tests.modelling import champion_serve, fleet_outcomes
+
+ROUNDS = 5  # compiling takes time per tree: a handful is enough to compare numbers
+
+
+@pytest.fixture
+def model_dir(settings, tmp_path) -> Path:
+    settings.MODEL_DIR = tmp_path / "models"
+    return settings.MODEL_DIR
+
+
+@pytest.fixture
+def compiling(settings, model_dir) -> Path:
+    settings.MODEL_COMPILE = True
+    return compiled_dir(model_dir)
+
+
+def _rows() -> dict[str, np.ndarray]:
+    gaps, trips = segment_frames(list(fleet_outcomes())[:400])
+    return {"gap": gbm.matrix(gaps, "gap"), "trip": gbm.matrix(trips, "trip")}
+
+
+@pytest.mark.django_db
+def test_promotion_compiles_the_boosters_and_serving_gives_lightgbm_numbers(compiling):
+    row = champion_serve(rounds=ROUNDS)
+
+    boosters = 2 * len(gbm.QUANTILES)
+    assert len(list(compiling.glob(f"{row.artifact_sha256[:16]}-*.so"))) == boosters
+    served = champion_model()
+    assert len(served.gap.compiled) == len(served.trip.compiled) == len(gbm.QUANTILES)
+    plain = gbm.GapTripModel.load(artifact_path(row), row.artifact_sha256)
+    assert plain.gap.compiled is None
+    for kind, rows in _rows().items():
+        np.testing.assert_allclose(
+            served.segment(kind).quantiles(rows), plain.segment(kind).quantiles(rows), rtol=0, atol=1e-9
+        )
+
+
+@pytest.mark.django_db
+def test_a_model_whose_compiled_boosters_are_missing_serves_with_lightgbm_and_says_so(compiling, caplog):
+    row = champion_serve(rounds=ROUNDS)
+    next(compiling.glob(f"{row.artifact_sha256[:16]}-*-trip-3.so")).unlink()
+    champion_forget()
+
+    with caplog.at_level(logging.WARNING, logger="predictions.champion"):
+        served = champion_model()
+
+    assert served is not None and served.version == row.version
+    assert served.gap.compiled is None and served.trip.compiled is None
+    assert "compile_model" in caplog.text
+    rows = _rows()["trip"]
+    assert served.trip.quantiles(rows).shape == (len(rows), len(gbm.QUANTILES))
+
+
+@pytest.mark.django_db
+def test_compile_model_compiles_the_champion_that_was_promoted_without(model_dir):
+    row = champion_serve(rounds=ROUNDS)  # MODEL_COMPILE is off in tests unless a test turns it on
+    assert champion_model().gap.compiled is None
+
+    out = StringIO()
+    call_command("compile_model", stdout=out, stderr=StringIO())
+    champion_forget()
+
+    assert f"{row.version} compiled" in out.getvalue()
+    assert len(champion_model().gap.compiled) == len(gbm.QUANTILES)
+    with pytest.raises(CommandError, match="No model 'nope'"):
+        call_command("compile_model", model_version="nope", stderr=StringIO())
+
+
+@pytest.mark.django_db
+def test_a_compile_that_fails_is_logged_and_the_model_is_promoted_anyway(compiling, caplog):
+    compiling.parent.mkdir(parents=True)
+    compiling.write_text("a file where the compiled directory should be")
+    row = model_train(outcomes=list(fleet_outcomes()), source="test", rounds=ROUNDS)
+
+    with caplog.at_level(logging.ERROR, logger="learning.training"):
+        promoted = model_promote(version=row.version)
+
+    assert promoted.status == ModelStatus.CHAMPION
+    assert f"could not compile {row.version}" in caplog.text
+    assert champion_model().version == row.version and champion_model().gap.compiled is None
