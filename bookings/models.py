@@ -119,7 +119,11 @@ class BatteryReading(models.Model):
 
     class Meta:
         ordering = ["-recorded_at", "-id"]
-        indexes = [models.Index(fields=["vehicle", "-recorded_at"])]
+        indexes = [
+            models.Index(fields=["vehicle", "-recorded_at"]),
+            # The fleet's clock (`predictions.selectors.fleet_clock`): the newest reading of any car.
+            models.Index(fields=["-recorded_at"], name="reading_newest_first"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(level__gte=0, level__lte=100), name="reading_level_0_100"),
         ]

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError
 from django.db.models import F
+from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, ReadingSource, Vehicle
 from learning.ema import BASELINE_ALPHA, charging_rate_from_gap, ema_update
 from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
+from predictions.calibration import calibration_learn
 from predictions.models import Prediction, PredictionStatus
 
 logger = logging.getLogger(__name__)
@@ -54,11 +56,19 @@ def user_pattern_for_update(*, user_id: str) -> UserPattern:
 def predictions_score(*, booking: Booking, actual: float, at_day) -> float | None:
     """Fill the actual level into every prediction of the booking; return the current one's error.
 
+    The predictions not scored yet also teach the interval calibration of their kinds.
+
     The current prediction (the latest before pick-up) is what Laravel showed, so it is the one
     counted in the daily accuracy metrics.
     """
     current = Prediction.objects.filter(booking_external_id=booking.external_id, is_current=True).first()
-    Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True).update(
+    unscored = Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True)
+    calibration_learn(
+        scored=unscored.values_list("calibration_key", "confidence_lower", "confidence_upper"),
+        actual=actual,
+        at=timezone.now(),
+    )
+    unscored.update(
         actual_battery=actual,
         prediction_error=actual - F("predicted_battery"),
         status=PredictionStatus.COMPLETED,

@@ -4,7 +4,7 @@ from django.http import HttpRequest
 
 from bookings.models import EventType
 from predictions.drift_models import DriftCheck
-from predictions.models import Prediction
+from predictions.models import IntervalCalibration, Prediction
 from predictions.outbox import callback_redeliver
 from predictions.outbox_models import CallbackAttempt, CallbackOutbox, EndpointCircuit
 from predictions.registry_admin import ModelVersionAdmin  # noqa: F401  (registers the model registry)
@@ -154,6 +154,24 @@ class DriftCheckAdmin(admin.ModelAdmin):
     search_fields = ["model_version__version"]
     date_hierarchy = "checked_at"
     readonly_fields = [f.name for f in DriftCheck._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(IntervalCalibration)
+class IntervalCalibrationAdmin(admin.ModelAdmin):
+    """The online interval margins per kind of prediction: read-only, since scoring moves them.
+
+    A staff member may delete a row to start that kind over from the predictor's own interval.
+    """
+
+    list_display = ["key", "margin_lower", "margin_upper", "bookings", "predictions", "below", "above", "updated_at"]
+    search_fields = ["key"]
+    readonly_fields = [f.name for f in IntervalCalibration._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -40,6 +40,9 @@ class Prediction(models.Model):
     model_version = models.CharField(max_length=64)
     cascade_steps = models.JSONField(default=list, blank=True)
     trigger = models.CharField(max_length=32, help_text="predict, batch or the event type that caused it.")
+    calibration_key = models.CharField(
+        max_length=64, blank=True, default="", help_text="The IntervalCalibration row that stretched its interval."
+    )
     trigger_event = models.ForeignKey(
         InboundEvent, on_delete=models.SET_NULL, null=True, blank=True, related_name="predictions"
     )
@@ -94,8 +97,9 @@ class Prediction(models.Model):
         return self.prediction_id
 
 
-# The callback outbox (issue 4), the model registry and the drift checks (issue 5) live in their own modules;
-# imported here so Django sees their models.
+# The callback outbox (issue 4), the model registry, the drift checks (issue 5) and the interval
+# calibration live in their own modules; imported here so Django sees their models.
+from predictions.calibration_models import IntervalCalibration  # noqa: E402, F401
 from predictions.drift_models import DriftCheck, DriftStatus  # noqa: E402, F401
 from predictions.outbox_models import CallbackAttempt, CallbackOutbox, EndpointCircuit  # noqa: E402, F401
 from predictions.registry_models import ModelStatus, ModelVersion  # noqa: E402, F401

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db.models import Max
+
 from batterypred.api.fields import iso
 from bookings.models import BatteryReading, Vehicle
 from predictions.models import Prediction
@@ -20,6 +22,18 @@ def reading_latest(*, vehicle: Vehicle, at_or_before: datetime | None = None) ->
     if at_or_before is not None:
         readings = readings.filter(recorded_at__lte=at_or_before)
     return readings.order_by("-recorded_at", "-id").first()
+
+
+def fleet_clock(*, now: datetime) -> datetime:
+    """The newest moment any car reported its level at, never later than `now` (one index lookup).
+
+    It stands for "the present" in a prediction's lead time. Events carry the moments they
+    describe, and a replayed or late stream (the accuracy benchmark replays two months in
+    minutes) describes the past, where the server's clock would be wrong by months. With a live
+    fleet it trails the server's clock by the minutes since the last report anywhere.
+    """
+    latest = BatteryReading.objects.filter(recorded_at__lte=now).aggregate(at=Max("recorded_at"))["at"]
+    return latest or now
 
 
 def prediction_body(p: Prediction, *, vehicle_external_id: str | None = None) -> dict:

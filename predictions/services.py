@@ -30,11 +30,12 @@ from learning.selectors import (
     vehicle_rates,
 )
 from predictions import ml_cascade
+from predictions.calibration import calibration_key, calibration_margins, interval_widened
 from predictions.champion import champion_model
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.outbox import callback_enqueue
 from predictions.physics import Checkpoint, Rates, State, Trip, walk
-from predictions.selectors import reading_latest
+from predictions.selectors import fleet_clock, reading_latest
 
 logger = logging.getLogger(__name__)
 
@@ -128,19 +129,33 @@ def _store(
     trigger: str,
     event: InboundEvent | None,
     now: datetime,
+    origin: datetime,
     model_version: str | None,
 ) -> list[Prediction]:
-    """Insert the predictions and make them their bookings' current ones (two queries).
+    """Insert the predictions and make them their bookings' current ones (three queries).
 
-    Call while holding the vehicle lock: that is what keeps one current prediction per booking.
+    Each interval is widened by what the scored outcomes taught about its kind of prediction
+    (`predictions.calibration`), whose lead time runs from the fleet's clock, or from `origin`
+    (when the walk's starting level was known) if that is newer. Call while holding the vehicle
+    lock: that is what keeps one current prediction per booking.
     """
     booking_ids = [c.booking_id for c in checkpoints if c.booking_id]
     if booking_ids:
         Prediction.objects.filter(booking_external_id__in=booking_ids, is_current=True).update(is_current=False)
+    margins = calibration_margins()
+    present = max(fleet_clock(now=now), origin)
     rows = []
     for checkpoint, method in zip(checkpoints, methods, strict=True):
         level = round(checkpoint.level, 2)
         booking = bookings.get(checkpoint.booking_id)
+        key = calibration_key(
+            model=model_version is not None,
+            trigger=trigger,
+            own=event is None or checkpoint.booking_id == event.booking_external_id,
+            present=present,
+            target=checkpoint.at,
+        )
+        lower, upper = interval_widened(checkpoint.level, checkpoint.lower, checkpoint.upper, margins.get(key))
         rows.append(
             Prediction(
                 prediction_id=_new_prediction_id(checkpoint.booking_id, vehicle),
@@ -151,12 +166,13 @@ def _store(
                 predicted_at=now,
                 booking_start_time=checkpoint.at,
                 predicted_battery=level,
-                confidence_lower=min(round(checkpoint.lower, 2), level),
-                confidence_upper=max(round(checkpoint.upper, 2), level),
+                confidence_lower=min(round(lower, 2), level),
+                confidence_upper=max(round(upper, 2), level),
                 prediction_method=method,
                 model_version=model_version or MODEL_VERSION,
                 cascade_steps=checkpoint.steps,
                 trigger=trigger,
+                calibration_key=key,
                 trigger_event=event,
                 is_current=bool(checkpoint.booking_id),
             )
@@ -232,6 +248,7 @@ def prediction_predict(
             trigger=trigger,
             event=None,
             now=now,
+            origin=state.at,
             model_version=version,
         )
     return prediction
@@ -295,6 +312,7 @@ def predictions_cascade(
         trigger=trigger or (event.event_type if event else "cascade"),
         event=event,
         now=now,
+        origin=state.at,
         model_version=version,
     )
 
