@@ -35,7 +35,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from learning.features import GAP_FEATURES, TRIP_FEATURES, replay
-from learning.selectors import outcomes_all
+from learning.selectors import outcomes_all, readings_mid_gap
 from predictions.champion import champion_row
 from predictions.drift_models import DriftCheck, DriftStatus
 from predictions.registry_models import ModelVersion
@@ -164,7 +164,7 @@ def _recent_rows(*, start: datetime, end: datetime) -> tuple[dict[str, list[dict
     every outcome up to `end` (as the weekly retrain does, on the same training cluster).
     """
     outcomes = [o for o in outcomes_all() if o.end <= end]
-    gaps, trips, _ = replay(outcomes)
+    gaps, trips, _ = replay(outcomes, readings_mid_gap(until=end))
     rows = {
         "gap": [row for row in gaps if start < row["end"] <= end],
         "trip": [row for row in trips if start < row["end"] <= end],

@@ -10,6 +10,7 @@ Pure Python, no database.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ GAP_FEATURES = [
     "car_found_charged",
     "car_plug",
     "car_gaps",
+    "since_return",
 ]
 TRIP_FEATURES = [
     "hours",
@@ -48,6 +50,15 @@ TRIP_FEATURES = [
     "renter_trips",
     "renter_topup",
 ]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A level the platform reported for a car (telematics on `booking-created`, real-time `/predict`)."""
+
+    vehicle_id: str
+    at: datetime
+    level: float
 
 
 @dataclass(frozen=True)
@@ -103,8 +114,16 @@ def _time_features(at: datetime) -> dict[str, float]:
     return {"hour_of_day": at.hour + at.minute / 60.0, "day_of_week": at.weekday(), "month": at.month}
 
 
-def gap_row(car: CarState, *, start: datetime, end: datetime, start_level: float, charging: bool) -> dict[str, float]:
-    """The gap model's inputs for a parked stretch from `start` to `end`."""
+def gap_row(
+    car: CarState, *, start: datetime, end: datetime, start_level: float, charging: bool, since_return: float = 0.0
+) -> dict[str, float]:
+    """The gap model's inputs for a parked stretch from `start` to `end`.
+
+    `since_return` is how long the car had already been parked at `start` (0 when the stretch
+    starts at a return): a stretch that starts from a level reported mid-way through a parked
+    spell is not the same as one that starts when the car is left. Staff who recharge a low car
+    do it in the first hours, so a car still low many hours after its return is likely to stay low.
+    """
     return {
         "hours": _hours(start, end),
         "start_level": start_level,
@@ -116,6 +135,7 @@ def gap_row(car: CarState, *, start: datetime, end: datetime, start_level: float
         "car_found_charged": _nan(car.found_charged),
         "car_plug": _nan(car.plug),
         "car_gaps": min(car.gaps, COUNT_CAP),
+        "since_return": since_return,
     }
 
 
@@ -213,15 +233,23 @@ class FeatureBook:
         renter.trips += 1
 
 
-def replay(outcomes: Iterable[Outcome]) -> tuple[list[dict], list[dict], FeatureBook]:
+def replay(outcomes: Iterable[Outcome], readings: Iterable[Reading] = ()) -> tuple[list[dict], list[dict], FeatureBook]:
     """Gap and trip rows of a whole history (sorted by return time), point in time.
 
     Each row carries `at` (when the segment starts) and `end` (when its outcome is known), so a
     time-based holdout can keep every row whose outcome falls after the cut out of training.
+    A reading strictly inside a parked gap adds a gap row from that reading to the pick-up
+    (with `since_return`), as serving starts from such readings; it teaches the car's rates nothing.
     """
     book = FeatureBook()
     gaps, trips = [], []
+    by_car: dict[str, list[tuple[datetime, float]]] = {}
+    for r in readings:
+        by_car.setdefault(r.vehicle_id, []).append((r.at, r.level))
+    for car_readings in by_car.values():
+        car_readings.sort()
     for o in sorted(outcomes, key=lambda o: (o.end, o.vehicle_id)):
+        gaps += _mid_gap_rows(book.car(o.vehicle_id), by_car.get(o.vehicle_id, ()), o)
         gap, trip = book.observe(o)
         if gap is not None:
             gap["at"] = gap["end"] = o.start  # the gap ends at the pick-up: its outcome is known then
@@ -229,3 +257,26 @@ def replay(outcomes: Iterable[Outcome]) -> tuple[list[dict], list[dict], Feature
         trip["at"], trip["end"] = o.start, o.end  # a trip's outcome is known only at its return
         trips.append(trip)
     return gaps, trips, book
+
+
+def _mid_gap_rows(car: CarState, readings: list[tuple[datetime, float]], o: Outcome) -> list[dict]:
+    """Gap rows from each of the car's readings strictly between its last return and this pick-up."""
+    if car.last_end is None or car.last_end_level is None or not readings or o.start <= car.last_end:
+        return []
+    rows = []
+    first = bisect.bisect_right(readings, (car.last_end, math.inf))
+    for at, level in readings[first:]:
+        if at >= o.start:
+            break
+        row = gap_row(
+            car,
+            start=at,
+            end=o.start,
+            start_level=level,
+            charging=bool(car.last_charging),
+            since_return=_hours(car.last_end, at),
+        )
+        row["target"] = o.battery_at_start - level
+        row["at"] = row["end"] = o.start
+        rows.append(row)
+    return rows

@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Avg, Count, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
-from bookings.models import Vehicle
+from bookings.models import BatteryReading, ReadingSource, Vehicle
 from learning.ema import shrink
-from learning.features import HISTORY, FeatureBook, Outcome
+from learning.features import HISTORY, FeatureBook, Outcome, Reading
 from learning.models import BookingOutcome, UserPattern, VehiclePattern
 from predictions.physics import Rates
 
@@ -217,3 +218,16 @@ def outcomes_all() -> list[Outcome]:
     """Every recorded outcome in order of return: what `retrain` learns from."""
     rows = BookingOutcome.objects.order_by("ends_at", "id").values(*_OUTCOME_FIELDS)
     return [_outcome(row) for row in rows.iterator(chunk_size=5000)]
+
+
+# Readings that can fall inside a parked gap; those at a pick-up or a return are the gap's own ends.
+_MID_GAP_SOURCES = (ReadingSource.BOOKING_CREATED, ReadingSource.PREDICT_REQUEST)
+
+
+def readings_mid_gap(*, until: datetime | None = None) -> list[Reading]:
+    """The levels reported between bookings (telematics on creation, real-time predictions), oldest first."""
+    rows = BatteryReading.objects.filter(source__in=_MID_GAP_SOURCES)
+    if until is not None:
+        rows = rows.filter(recorded_at__lte=until)
+    values = rows.order_by("recorded_at", "id").values_list("vehicle__external_id", "recorded_at", "level")
+    return [Reading(vehicle_id, at, level) for vehicle_id, at, level in values.iterator(chunk_size=5000)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from learning.drift import drift_unavailable_reason, model_drift_check
-from learning.selectors import outcomes_all
+from learning.selectors import outcomes_all, readings_mid_gap
 from learning.training import MIN_OUTCOMES, model_retrain
 from predictions.champion import champion_row
 
@@ -13,7 +13,7 @@ def model_retrain_weekly() -> str:
     outcomes = outcomes_all()
     if len(outcomes) < MIN_OUTCOMES:
         return f"skipped: {len(outcomes)} outcomes recorded, need {MIN_OUTCOMES}"
-    report = model_retrain(outcomes=outcomes)
+    report = model_retrain(outcomes=outcomes, readings=readings_mid_gap())
     return f"{'promoted' if report.promoted else 'kept champion'}: {report.reason}"
 
 

@@ -12,7 +12,7 @@ coverage stays within `COVERAGE_RANGE`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +26,7 @@ from batterypred.queue import queue_on_commit
 from learning import gbm
 from learning.compiled import compile_boosters, compiled_dir
 from learning.drift import feature_reference
-from learning.features import GAP_FEATURES, TRIP_FEATURES, Outcome, replay
+from learning.features import GAP_FEATURES, TRIP_FEATURES, Outcome, Reading, replay
 from predictions.champion import artifact_path, champion_forget
 from predictions.registry_models import ModelStatus, ModelVersion
 
@@ -44,8 +44,8 @@ def model_version_new(source: str, at: datetime | None = None) -> str:
     return f"gbm-{stamp}-{source.replace(':', '')}"[:64]
 
 
-def segment_frames(outcomes: list[Outcome]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    gaps, trips, _ = replay(outcomes)
+def segment_frames(outcomes: list[Outcome], readings: Iterable[Reading] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    gaps, trips, _ = replay(outcomes, readings)
     return (
         pd.DataFrame(gaps, columns=[*GAP_FEATURES, "target", "at", "end"]),
         pd.DataFrame(trips, columns=[*TRIP_FEATURES, "target", "at", "end"]),
@@ -84,14 +84,18 @@ def model_train(
     *,
     outcomes: list[Outcome],
     source: str,
+    readings: Iterable[Reading] = (),
     progress: Progress | None = None,
     params: dict | None = None,
     rounds: int = gbm.DEFAULT_ROUNDS,
 ) -> ModelVersion:
-    """Train on every outcome given (newest 15 % calibrate the intervals) and register a challenger."""
+    """Train on every outcome given (newest 15 % calibrate the intervals) and register a challenger.
+
+    `readings` reported mid-gap add gap rows that start from them (`learning.features.replay`).
+    """
     if len(outcomes) < MIN_OUTCOMES:
         raise ValueError(f"{len(outcomes)} outcomes is too few to train on (need {MIN_OUTCOMES})")
-    gaps, trips = segment_frames(outcomes)
+    gaps, trips = segment_frames(outcomes, readings)
     result = gbm.train(model_version_new(source), gaps, trips, params=params, rounds=rounds, progress=progress)
     row = _register(result, source=source, outcomes=outcomes, frames=(gaps, trips))
     logger.info("trained %s on %s gaps and %s trips in %.1f s", row.version, len(gaps), len(trips), result.seconds)
@@ -182,6 +186,7 @@ def _decide(challenger: dict, champion: dict | None) -> tuple[bool, str]:
 def model_retrain(
     *,
     outcomes: list[Outcome],
+    readings: Iterable[Reading] = (),
     holdout_share: float = HOLDOUT_SHARE,
     progress: Progress | None = None,
     rounds: int = gbm.DEFAULT_ROUNDS,
@@ -189,7 +194,7 @@ def model_retrain(
     """Train a challenger on outcomes before the time cut, score it and the champion after it, promote if better."""
     if len(outcomes) < MIN_OUTCOMES:
         raise ValueError(f"{len(outcomes)} outcomes recorded; retraining needs at least {MIN_OUTCOMES}")
-    gaps, trips = segment_frames(outcomes)
+    gaps, trips = segment_frames(outcomes, readings)
     # Quantile of the timestamps themselves: their integer view is in the column's unit (µs here), not ns.
     cut_at = trips["at"].quantile(1 - holdout_share)
     # Train only on segments whose outcome was known before the cut (a trip that straddles it is in neither).

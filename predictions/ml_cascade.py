@@ -52,6 +52,13 @@ def _gap_charging(car: CarState, start, p_plugged: float, known: bool) -> float 
     return None
 
 
+def _since_return(car: CarState, start) -> float:
+    """Hours the car had been parked when the walk starts mid-gap (from a reading after its last return)."""
+    if car.last_end is None or car.last_end > start:
+        return 0.0
+    return (start - car.last_end).total_seconds() / 3600.0
+
+
 def _grid(level: float) -> np.ndarray:
     """Starting levels a segment is priced at: the fixed grid plus the walk's expected level."""
     level = min(max(level, 0.0), 100.0)
@@ -151,16 +158,21 @@ def compose(
         if item[0] == "gap":
             _, start, end, level, p_plugged, known = item
             charging = _gap_charging(car, start, p_plugged, known) if first_gap else (p_plugged if known else None)
+            since = _since_return(car, start) if first_gap else 0.0
             if charging is None:
                 renter = book.renter(last_renter) if last_renter is not None else None
                 p = plug_probability(car, renter, fleet_plug) if renter is not None else p_plugged
                 branches = [
-                    gaps.add(gap_row(car, start=start, end=end, start_level=level, charging=c), level)
+                    gaps.add(
+                        gap_row(car, start=start, end=end, start_level=level, charging=c, since_return=since), level
+                    )
                     for c in (False, True)
                 ]
                 plan.append(("gap", branches, p))
             else:
-                row = gap_row(car, start=start, end=end, start_level=level, charging=charging >= 0.5)
+                row = gap_row(
+                    car, start=start, end=end, start_level=level, charging=charging >= 0.5, since_return=since
+                )
                 plan.append(("gap", [gaps.add(row, level)], 0.0))
         elif item[0] == "trip":
             _, start, end, level, trip = item

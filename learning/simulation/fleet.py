@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from learning.features import Outcome
+from learning.features import Outcome, Reading
 from learning.simulation import world
 from learning.simulation.world import Car, Parked, Renter, Weather
 
@@ -157,6 +157,18 @@ class Simulation:
                 charging_at_end=b.charging_at_end,
             )
             for b in self.completed()
+        ]
+
+    def readings(self) -> list[Reading]:
+        """The levels the calls report (telematics on creation, real-time predictions), as the service records them."""
+        return [
+            Reading(
+                call.vehicle_id,
+                datetime.fromisoformat(call.body["current_timestamp"]),
+                call.body["current_battery_level"],
+            )
+            for call in self.calls
+            if call.body.get("current_battery_level") is not None and call.body.get("current_timestamp")
         ]
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from learning.features import FeatureBook, Outcome, replay
+from learning.features import GAP_FEATURES, FeatureBook, Outcome, Reading, replay
 from learning.gbm import QUANTILES
 from predictions import ml_cascade
 from predictions.physics import Trip
@@ -34,6 +34,63 @@ def test_replay_rows_see_only_earlier_outcomes():
     [gap] = gaps  # the parked stretch between the two bookings
     assert gap["start_level"] == 70.0 and gap["target"] == -2.0 and gap["hours"] == 22.0
     assert book.car("c1").drive == 10.0 + 0.3 * (20.0 - 10.0)  # the EMA after both
+
+
+def test_a_reading_inside_a_parked_gap_adds_a_row_from_it_to_the_pick_up():
+    history = [_outcome("c1", "u1", 0, 90.0, 70.0), _outcome("c1", "u1", 1, 68.0, 28.0)]
+    returned = history[0].end  # day 0, 10:00
+    readings = [
+        Reading("c1", returned, 70.0),  # the return itself: the gap's own start, no extra row
+        Reading("c1", returned + timedelta(hours=6), 69.0),  # mid-gap: a row from here
+        Reading("c2", returned + timedelta(hours=6), 10.0),  # another car's
+        Reading("c1", history[1].start + timedelta(hours=1), 60.0),  # during the next trip
+    ]
+
+    gaps, _, book = replay(history, readings)
+
+    whole, mid = sorted(gaps, key=lambda row: row["since_return"])
+    assert whole["since_return"] == 0.0 and whole["hours"] == 22.0 and whole["target"] == -2.0
+    assert mid["since_return"] == 6.0 and mid["hours"] == 16.0
+    assert mid["start_level"] == 69.0 and mid["target"] == -1.0
+    assert mid["end"] == history[1].start  # known at the pick-up, like the whole gap
+    assert book.car("c1").gaps == 1  # the car's rates learn from the whole gap only
+
+
+def test_a_walk_from_a_reading_after_the_return_tells_the_gap_model_how_long_the_car_was_parked():
+    book = FeatureBook()
+    book.observe(_outcome("c1", "u1", 0, 90.0, 25.0))  # returned low, day 0 at 10:00
+    reading_at = T0 + timedelta(hours=14)  # 12 hours after the return
+    trace = [
+        ("gap", reading_at, reading_at + timedelta(hours=3), 24.0, 0.0, True),
+        ("target", 0),
+        ("trip", reading_at + timedelta(hours=3), reading_at + timedelta(hours=5), 24.0, _trip()),
+        ("gap", reading_at + timedelta(hours=5), reading_at + timedelta(hours=9), 20.0, 0.0, True),
+        ("target", 1),
+    ]
+    seen = _Recorder()
+
+    ml_cascade.compose(seen, trace, car_id="c1", book=book, fleet_plug=0.3, start_std=0.0)
+
+    since = GAP_FEATURES.index("since_return")
+    first, later = seen.gap_rows[0, since], seen.gap_rows[-1, since]
+    assert first == 12.0 and later == 0.0  # a gap after a future return starts at that return
+
+
+class _Recorder:
+    """A stand-in model that keeps the rows it was asked to price (and prices every change at 0)."""
+
+    def __init__(self):
+        outer = self
+
+        class _Kind:
+            def __init__(self, kind):
+                self.kind = kind
+
+            def quantiles(self, rows):
+                setattr(outer, f"{self.kind}_rows", rows)
+                return np.zeros((len(rows), len(QUANTILES)))
+
+        self.gap, self.trip = _Kind("gap"), _Kind("trip")
 
 
 class _Flat:

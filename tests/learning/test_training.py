@@ -6,6 +6,7 @@ or registers its own, and the process cache of the champion is dropped around ev
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from io import StringIO
@@ -18,17 +19,19 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
+from bookings.models import ReadingSource, Vehicle
 from learning import gbm
+from learning.selectors import readings_mid_gap
 from learning.simulation.fleet import FleetConfig
 from learning.tasks import model_retrain_weekly
 from learning.training import COVERAGE_RANGE, MIN_OUTCOMES, _decide, model_promote, model_train, segment_frames
-from predictions.champion import artifact_path, champion_forget
+from predictions.champion import artifact_path, champion_forget, champion_model
 from predictions.models import Prediction
 from predictions.outbox_models import CallbackOutbox
 from predictions.registry_models import ModelStatus, ModelVersion
 from predictions.schedules import schedules_declare
 from predictions.services import MODEL_VERSION, predictions_reprice_all
-from tests.factories import T0
+from tests.factories import T0, BatteryReadingFactory
 from tests.modelling import SMALL_FLEET, champion_serve, fleet_outcomes, outcomes_store
 from tests.seed_examples import CREATED, ENDED, PREDICT_REAL_TIME, STARTED, URL
 
@@ -76,6 +79,24 @@ def test_train_model_synthetic_registers_the_first_model_as_champion_and_if_miss
 
     assert "already serves; nothing to do" in out.getvalue()
     assert ModelVersion.objects.count() == 1
+
+
+def test_train_model_if_missing_replaces_a_champion_this_code_cannot_serve(champion):
+    # A champion trained by an older release with other features: a valid artifact this code refuses.
+    path = artifact_path(champion)
+    artifact = json.loads(path.read_text())
+    artifact["features"]["gap"] = artifact["features"]["gap"][:-1]
+    path.write_text(json.dumps(artifact))
+    ModelVersion.objects.filter(pk=champion.pk).update(artifact_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    small = {"cars": SMALL_FLEET.cars, "renters": SMALL_FLEET.renters, "days": SMALL_FLEET.days, "seed": 5}
+    out = StringIO()
+
+    call_command("train_model", synthetic=True, if_missing=True, stdout=out, stderr=StringIO(), **small)
+
+    assert "cannot be served by this code" in out.getvalue()
+    serving = ModelVersion.objects.get(status=ModelStatus.CHAMPION)
+    assert serving != champion and serving.source == "synthetic:5"
+    assert champion_model().version == serving.version
 
 
 def test_train_model_registers_a_challenger_when_a_champion_serves_and_needs_synthetic(champion):
@@ -144,6 +165,33 @@ def test_a_challenger_is_promoted_only_with_a_lower_mae_and_honest_intervals(cha
 
 
 # --- retrain ------------------------------------------------------------------------------------
+
+
+def test_retrain_reads_the_levels_reported_between_bookings_as_extra_gap_rows(db):
+    history = list(fleet_outcomes())[:60]
+    outcomes_store(history)
+    first, second = sorted((o for o in history if o.vehicle_id == history[0].vehicle_id), key=lambda o: o.start)[:2]
+    vehicle = Vehicle.objects.get(external_id=first.vehicle_id)
+    midway = first.end + (second.start - first.end) / 2
+    for source, at in (
+        (ReadingSource.BOOKING_CREATED, midway),  # telematics on a booking's creation: inside the gap
+        (ReadingSource.PREDICT_REQUEST, midway + timedelta(minutes=1)),  # a real-time /predict: inside too
+        (ReadingSource.BOOKING_ENDED, first.end),  # the gap's own start
+        (ReadingSource.PREDICT_REQUEST, second.start + timedelta(days=400)),  # after `until`
+    ):
+        BatteryReadingFactory(vehicle=vehicle, level=50.0, recorded_at=at, source=source)
+
+    readings = readings_mid_gap(until=second.start + timedelta(days=1))
+
+    assert [(r.vehicle_id, r.at) for r in readings] == [
+        (first.vehicle_id, midway),
+        (first.vehicle_id, midway + timedelta(minutes=1)),
+    ]
+    plain, with_readings = segment_frames(history)[0], segment_frames(history, readings)[0]
+    assert len(with_readings) == len(plain) + 2
+    assert sorted(with_readings["since_return"])[-2:] == pytest.approx(
+        [(midway - first.end).total_seconds() / 3600, (midway - first.end).total_seconds() / 3600 + 1 / 60]
+    )
 
 
 def test_retrain_refuses_with_too_few_outcomes(model_dir):

@@ -7,7 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from learning.management.commands._progress import training_bar
-from learning.selectors import outcomes_all
+from learning.selectors import outcomes_all, readings_mid_gap
 from learning.training import HOLDOUT_SHARE, model_retrain
 
 
@@ -26,7 +26,9 @@ class Command(BaseCommand):
         bar, step = training_bar(f"retraining on {len(outcomes)} outcomes")
         try:
             with bar:
-                report = model_retrain(outcomes=outcomes, holdout_share=opts["holdout"], progress=step)
+                report = model_retrain(
+                    outcomes=outcomes, readings=readings_mid_gap(), holdout_share=opts["holdout"], progress=step
+                )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         keys = ("rows", "mae", "bias", "within_10", "coverage_95")

@@ -8,6 +8,7 @@ from tqdm import tqdm
 from learning.management.commands._progress import training_bar
 from learning.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
+from predictions.champion import champion_model
 from predictions.registry_models import ModelStatus, ModelVersion
 
 # The bootstrap fleet's seed is not the accuracy benchmark's default seed (7): no model is tuned on it.
@@ -31,17 +32,24 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         if not opts["synthetic"]:
             raise CommandError("Only --synthetic is supported here; `manage.py retrain` trains on recorded outcomes.")
-        if opts["if_missing"] and ModelVersion.objects.filter(status=ModelStatus.CHAMPION).exists():
+        # A champion this code cannot serve (trained with other features by an older release) counts as none.
+        servable = champion_model() is not None
+        if opts["if_missing"] and servable:
             self.stdout.write("A champion model already serves; nothing to do.")
             return
+        if ModelVersion.objects.filter(status=ModelStatus.CHAMPION).exists() and not servable:
+            self.stdout.write("The registered champion cannot be served by this code; training one that can.")
         config = FleetConfig(cars=opts["cars"], renters=opts["renters"], days=opts["days"], seed=opts["seed"])
         with tqdm(total=config.cars, desc=f"simulating {config.days} days", unit="car") as bar:
-            outcomes = simulate(config, progress=bar.update).outcomes()
+            sim = simulate(config, progress=bar.update)
+        outcomes = sim.outcomes()
         bar, step = training_bar(f"training on {len(outcomes)} outcomes")
         with bar:
-            row = model_train(outcomes=outcomes, source=f"synthetic:{config.seed}", progress=step)
+            row = model_train(
+                outcomes=outcomes, readings=sim.readings(), source=f"synthetic:{config.seed}", progress=step
+            )
         self.stdout.write(f"Registered {row.version} in {row.training_seconds:.1f} s: {row.holdout_metrics}")
-        if opts["promote"] or not ModelVersion.objects.filter(status=ModelStatus.CHAMPION).exists():
+        if opts["promote"] or not servable:
             bar, step = training_bar("compiling the boosters for this machine")
             with bar:
                 model_promote(version=row.version, progress=step)
