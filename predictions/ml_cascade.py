@@ -32,6 +32,14 @@ SEGMENT_CORRELATION = 0.5
 LEVEL_GRID = (5.0, 20.0, 35.0, 50.0, 65.0, 80.0, 95.0)
 _Q = np.asarray(QUANTILES)
 _FIXED_GRID = np.array(LEVEL_GRID)
+# The point prediction (`_likeliest`): the most likely band of +-WITHIN points among levels costing at most
+# MAE_SLACK more mean absolute error than the median, when it is MIN_GAIN likelier than the median's band.
+# Chosen on simulator seed 11, not on the benchmark's seed.
+WITHIN = 10.0
+MIN_GAIN = 0.05
+MAE_SLACK = 0.03
+_CANDIDATES = np.linspace(0.0, 100.0, 201)
+_ROW_OFFSET = 1000.0  # levels are within 0..100
 
 
 @dataclass(frozen=True)
@@ -216,6 +224,8 @@ def compose(
         after[m] = levels
     medians = np.median(after, axis=1)
     bounds = np.percentile(after[at_target], [2.5, 97.5], axis=1) if at_target else np.zeros((2, 0))
+    if at_target:  # each target's level: its samples' most likely 20-point band, at no real cost in MAE
+        medians[at_target] = np.clip(_likeliest(after[at_target], medians[at_target]), bounds[0], bounds[1])
     points, previous = [], 0
     for k, index in enumerate(at_target):
         changes = list(np.diff(medians[previous : index + 1]))
@@ -226,6 +236,36 @@ def compose(
         )
         previous = index
     return points
+
+
+def _likeliest(samples: np.ndarray, medians: np.ndarray) -> np.ndarray:
+    """Per row of `samples`, the level with the most samples within WITHIN points of it, among the
+    levels whose mean absolute error is at most (1 + MAE_SLACK) times the median's; the median
+    itself unless that raises the chance of landing within WITHIN points by MIN_GAIN or more.
+
+    Why not the median: when a car may or may not be recharged by staff, the samples form two
+    humps, and their median can fall in the empty stretch between them, a level the car will
+    not have (a renter is shown 67 % for a car that will be at 8 % or at 90 %). The mean
+    absolute error is nearly flat across that stretch, so moving into the likelier hump costs
+    almost nothing in MAE and makes the prediction land within 10 points far more often.
+    """
+    rows, n = samples.shape
+    ordered = np.sort(samples, axis=1) + _ROW_OFFSET * np.arange(rows)[:, None]  # rows apart: one search for all
+    flat = ordered.ravel()
+    cumulative = np.concatenate([[0.0], np.cumsum(ordered, axis=1).ravel()])
+    candidates = np.concatenate([_CANDIDATES[None, :].repeat(rows, 0), medians[:, None]], axis=1)
+    shifted = candidates + _ROW_OFFSET * np.arange(rows)[:, None]
+    first = np.arange(rows)[:, None] * n
+    below = np.searchsorted(flat, shifted) - first  # samples under each candidate
+    start = cumulative[first]
+    under = cumulative[first + below] - start
+    total = cumulative[first + n] - start
+    mae = (shifted * below - under + (total - under) - shifted * (n - below)) / n
+    inside = np.searchsorted(flat, shifted + WITHIN, side="right") - np.searchsorted(flat, shifted - WITHIN)
+    allowed = mae <= mae[:, -1:] * (1 + MAE_SLACK) + 1e-9
+    best = np.argmax(np.where(allowed, inside, -1), axis=1)
+    gain = inside[np.arange(rows), best] - inside[:, -1]
+    return np.where(gain >= MIN_GAIN * n, candidates[np.arange(rows), best], medians)
 
 
 def _first_level(trace: list[tuple]) -> float:

@@ -133,3 +133,25 @@ def test_each_sample_takes_the_change_at_its_own_starting_level():
 
 def _trip() -> Trip:
     return Trip("B1", T0, T0 + timedelta(hours=2), 8.0, 2.0, 0.0, user_id="u1")
+
+
+def test_the_point_prediction_moves_off_an_empty_stretch_between_two_humps_only_when_it_costs_no_real_mae():
+    rng = np.random.default_rng(5)
+    # A car that will be at about 10 % or, if staff come, at about 90 %: the median falls between them.
+    two_humps = np.concatenate([rng.uniform(8, 12, 296), rng.uniform(30, 70, 8), rng.uniform(86, 94, 296)])
+    one_hump = rng.normal(50.0, 6.0, len(two_humps))
+    samples = np.clip(np.stack([two_humps, one_hump]), 0.0, 100.0)
+    medians = np.median(samples, axis=1)
+
+    moved, kept = ml_cascade._likeliest(samples, medians)
+
+    def mae(row, level):
+        return np.mean(np.abs(row - level))
+
+    def within_10(row, level):
+        return np.mean(np.abs(row - level) <= 10)
+
+    assert 30 < medians[0] < 70 and within_10(samples[0], medians[0]) < 0.05  # the median is a level nobody sees
+    assert within_10(samples[0], moved) >= 0.45
+    assert mae(samples[0], moved) <= mae(samples[0], medians[0]) * (1 + ml_cascade.MAE_SLACK)
+    assert kept == medians[1]  # one hump: the median stays
