@@ -4,7 +4,8 @@
     .venv/bin/python bench/training.py --quick    # 20 k outcomes only
 
 - Training: `learning.gbm.train` (every quantile booster of both segment kinds, plus interval
-  calibration) on the feature rows of N outcomes. 100 k outcomes are simulated
+  calibration) on the feature rows of N outcomes, with the gap rows from the levels the fleet
+  reported between bookings. 100 k outcomes are simulated
   (`learning.simulation`, seed 2024); the 1 M set repeats those 100 k ten times with car and
   renter ids renamed per copy (training cost depends on the row count, not on the rows being
   new; the simulator would need ~20 minutes to draw 1 M fresh ones). Feature replay is timed
@@ -43,15 +44,17 @@ from predictions import ml_cascade  # noqa: E402
 from predictions.physics import Rates, State, Trip, walk  # noqa: E402
 
 
-def outcomes(n: int, seed: int = 2024) -> list:
+def outcomes(n: int, seed: int = 2024) -> tuple[list, list]:
+    """N simulated outcomes, and the levels the fleet's calls reported up to the last of them."""
     cars = max(10, n // 240)  # about 245 outcomes per car over 240 days: at least n in all
     sim = simulate(FleetConfig(cars=cars, renters=max(40, cars * 3), days=240, seed=seed))
-    return sim.outcomes()[:n]
+    items = sim.outcomes()[:n]
+    return items, [r for r in sim.readings() if r.at <= items[-1].end]
 
 
-def frames(items: list) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+def frames(items: list, readings: list) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     t0 = time.perf_counter()
-    gaps, trips, _ = replay(items)
+    gaps, trips, _ = replay(items, readings)
     seconds = time.perf_counter() - t0
     return (
         pd.DataFrame(gaps, columns=[*GAP_FEATURES, "target", "at"]),
@@ -60,15 +63,16 @@ def frames(items: list) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     )
 
 
-def tiled(items: list, copies: int) -> list:
-    out = []
+def tiled(items: list, readings: list, copies: int) -> tuple[list, list]:
+    out, read = [], []
     for k in range(copies):
         out += [replace(o, vehicle_id=f"{o.vehicle_id}-{k}", user_id=f"{o.user_id}-{k}") for o in items]
-    return out
+        read += [replace(r, vehicle_id=f"{r.vehicle_id}-{k}") for r in readings]
+    return out, read
 
 
-def time_training(label: str, items: list) -> dict:
-    gaps, trips, replay_s = frames(items)
+def time_training(label: str, items: list, readings: list) -> dict:
+    gaps, trips, replay_s = frames(items, readings)
     result = gbm.train(f"bench-{label}", gaps, trips)
     figures = {
         "outcomes": len(items),
@@ -130,13 +134,13 @@ def main() -> None:
     django.setup()
     result = {"cpu_count": os.cpu_count(), "train_threads": gbm.TRAIN_THREADS}
     t0 = time.perf_counter()
-    base = outcomes(20_000 if args.quick else 100_000)
+    base, readings = outcomes(20_000 if args.quick else 100_000)
     result["simulate_seconds"] = round(time.perf_counter() - t0, 1)
-    print(f"simulated {len(base)} outcomes in {result['simulate_seconds']} s")
-    small = time_training("20k" if args.quick else "100k", base)
+    print(f"simulated {len(base)} outcomes and {len(readings)} readings in {result['simulate_seconds']} s")
+    small = time_training("20k" if args.quick else "100k", base, readings)
     result["train_small"] = {k: v for k, v in small.items() if k != "_model"}
     if not args.quick:
-        big = time_training("1M", tiled(base, 10))
+        big = time_training("1M", *tiled(base, readings, 10))
         result["train_1m"] = {k: v for k, v in big.items() if k != "_model"}
     model = small["_model"]
     result["cascade_lightgbm"] = time_cascade(model, base, label=" (LightGBM's predictor)")
