@@ -252,7 +252,7 @@ def _likeliest(samples: np.ndarray, medians: np.ndarray) -> np.ndarray:
     rows, n = samples.shape
     ordered = np.sort(samples, axis=1) + _ROW_OFFSET * np.arange(rows)[:, None]  # rows apart: one search for all
     flat = ordered.ravel()
-    cumulative = np.concatenate([[0.0], np.cumsum(ordered, axis=1).ravel()])
+    cumulative = np.concatenate([[0.0], np.cumsum(flat)])  # one running sum over all rows, as `first` indexes it
     candidates = np.concatenate([_CANDIDATES[None, :].repeat(rows, 0), medians[:, None]], axis=1)
     shifted = candidates + _ROW_OFFSET * np.arange(rows)[:, None]
     first = np.arange(rows)[:, None] * n

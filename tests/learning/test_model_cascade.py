@@ -155,3 +155,22 @@ def test_the_point_prediction_moves_off_an_empty_stretch_between_two_humps_only_
     assert within_10(samples[0], moved) >= 0.45
     assert mae(samples[0], moved) <= mae(samples[0], medians[0]) * (1 + ml_cascade.MAE_SLACK)
     assert kept == medians[1]  # one hump: the median stays
+
+
+def test_the_point_rule_gives_each_row_what_it_gives_that_row_alone():
+    rng = np.random.default_rng(9)
+    rows = [
+        np.concatenate([rng.normal(10, 1, 270), rng.uniform(40, 100, 330)]),  # median on the wide side: kept
+        np.concatenate([rng.uniform(8, 12, 296), rng.uniform(30, 70, 8), rng.uniform(86, 94, 296)]),
+        rng.normal(60.0, 8.0, 600),
+        np.concatenate([rng.normal(10, 1, 270), rng.uniform(40, 100, 330)]),
+    ]
+    samples = np.clip(np.stack(rows), 0.0, 100.0)
+    medians = np.median(samples, axis=1)
+
+    together = ml_cascade._likeliest(samples, medians)
+
+    alone = [ml_cascade._likeliest(samples[[i]], medians[[i]])[0] for i in range(len(rows))]
+    assert list(together) == alone
+    for row, median, level in zip(samples, medians, together, strict=True):
+        assert np.mean(np.abs(row - level)) <= np.mean(np.abs(row - median)) * (1 + ml_cascade.MAE_SLACK) + 1e-9
