@@ -86,20 +86,24 @@ def compile_boosters(
 
 
 def attach_compiled(model: GapTripModel, sha256: str, directory: Path) -> bool:
-    """Serve `model` with its compiled boosters when all of them are there; False leaves LightGBM's."""
-    import lleaves
+    """Serve `model` with its compiled boosters when all of them are there; False leaves LightGBM's.
 
-    files = list(_files(model, sha256, directory))
-    if not all(so.exists() and text.exists() for _, _, text, so in files):
-        return False
-    loaded: dict[str, list] = {"gap": [], "trip": []}
+    Any failure (lleaves or LLVM missing or broken, a damaged file) is logged and leaves the model
+    on LightGBM's predictor: compiling is an optimisation, never a reason to stop serving.
+    """
     try:
+        import lleaves
+
+        files = list(_files(model, sha256, directory))
+        if not all(so.exists() and text.exists() for _, _, text, so in files):
+            return False
+        loaded: dict[str, list] = {"gap": [], "trip": []}
         for segment, _, text_path, so_path in files:
             predictor = lleaves.Model(model_file=str(text_path))
             predictor.compile(cache=str(so_path), **COMPILE_OPTIONS)  # loads the file: nothing is compiled
             loaded[segment.kind].append(predictor)
-    except (OSError, RuntimeError, ValueError) as exc:
-        logger.error("compiled boosters of %s cannot be loaded, using LightGBM's predictor: %s", model.version, exc)
+    except Exception:
+        logger.exception("compiled boosters of %s cannot be loaded, using LightGBM's predictor", model.version)
         return False
     model.gap.compiled, model.trip.compiled = loaded["gap"], loaded["trip"]
     return True

@@ -21,6 +21,8 @@ from learning.ema import ALPHA, charging_rate_from_gap
 HISTORY = 40  # outcomes replayed at serving time, per car and per renter
 COUNT_CAP = 30  # counts are features up to this; beyond it nothing changes
 FOUND_CHARGED_GAIN = 3.0  # an unplugged gap that gained this much was charged by someone
+MID_GAP_ROWS = 8  # gap rows from readings reported inside one parked gap, at most
+MID_GAP_SPACING_HOURS = 1.0
 
 GAP_FEATURES = [
     "hours",
@@ -260,14 +262,21 @@ def replay(outcomes: Iterable[Outcome], readings: Iterable[Reading] = ()) -> tup
 
 
 def _mid_gap_rows(car: CarState, readings: list[tuple[datetime, float]], o: Outcome) -> list[dict]:
-    """Gap rows from each of the car's readings strictly between its last return and this pick-up."""
+    """Gap rows from the car's readings strictly between its last return and this pick-up.
+
+    At most MID_GAP_ROWS per gap, at least MID_GAP_SPACING_HOURS apart.
+    """
     if car.last_end is None or car.last_end_level is None or not readings or o.start <= car.last_end:
         return []
-    rows = []
+    rows: list[dict] = []
+    kept: datetime | None = None
     first = bisect.bisect_right(readings, (car.last_end, math.inf))
     for at, level in readings[first:]:
-        if at >= o.start:
+        if at >= o.start or len(rows) >= MID_GAP_ROWS:
             break
+        if kept is not None and _hours(kept, at) < MID_GAP_SPACING_HOURS:
+            continue  # a client polling /predict would otherwise fill training with near-copies of one gap
+        kept = at
         row = gap_row(
             car,
             start=at,

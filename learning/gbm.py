@@ -42,6 +42,10 @@ DEFAULT_ROUNDS = 200
 TRAIN_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+class ArtifactMismatch(ValueError):
+    """A readable artifact trained for other features or quantiles than this code serves (an older release's)."""
+
+
 @dataclass
 class SegmentModels:
     """Quantile boosters of one segment kind, predicted in one pass per booster for a whole batch."""
@@ -95,7 +99,7 @@ class GapTripModel:
     def from_json(cls, text: str) -> GapTripModel:
         data = json.loads(text)
         if tuple(data["quantiles"]) != QUANTILES or data["features"] != FEATURES:
-            raise ValueError("artifact was trained with other quantiles or features than this code serves")
+            raise ArtifactMismatch("artifact was trained with other quantiles or features than this code serves")
         segments = {
             kind: SegmentModels(
                 kind,

@@ -110,8 +110,8 @@ def model_compile(row: ModelVersion, progress: Progress | None = None) -> float 
     try:
         model = gbm.GapTripModel.load(artifact_path(row), row.artifact_sha256)
         return compile_boosters(model, row.artifact_sha256, compiled_dir(settings.MODEL_DIR), progress)
-    except (OSError, RuntimeError, ValueError) as exc:
-        logger.error("could not compile %s, it will serve with LightGBM's predictor: %s", row.version, exc)
+    except Exception:  # lleaves or LLVM missing or failing: an optimisation lost, never a promotion
+        logger.exception("could not compile %s, it will serve with LightGBM's predictor", row.version)
         return None
 
 

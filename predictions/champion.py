@@ -15,7 +15,7 @@ from pathlib import Path
 from django.conf import settings
 
 from learning.compiled import attach_compiled, compiled_dir
-from learning.gbm import GapTripModel
+from learning.gbm import ArtifactMismatch, GapTripModel
 from predictions.registry_models import ModelStatus, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -49,20 +49,42 @@ def champion_model() -> GapTripModel | None:
         elif row.version != _state["version"]:
             try:
                 model = GapTripModel.load(artifact_path(row), row.artifact_sha256)
-                _state.update(version=row.version, model=model)
-                if attach_compiled(model, row.artifact_sha256, compiled_dir(settings.MODEL_DIR)):
-                    logger.info("serving model %s (compiled boosters)", row.version)
-                else:
-                    logger.warning(
-                        "serving model %s with LightGBM's predictor: its boosters are not compiled for this "
-                        "machine (python manage.py compile_model)",
-                        row.version,
-                    )
             except (OSError, ValueError) as exc:
                 logger.error("champion %s cannot be loaded, serving the pattern cascade: %s", row.version, exc)
-                _state.update(version=row.version, model=None)
+                model = None
+            _state.update(version=row.version, model=model)
+            if model is not None and not _attach(model, row):
+                logger.warning(
+                    "serving model %s with LightGBM's predictor: its boosters are not compiled for this machine "
+                    "(python manage.py compile_model)",
+                    row.version,
+                )
+        elif _state["model"] is not None and _state["model"].gap.compiled is None:
+            _attach(_state["model"], row)  # compiled since it was loaded (`compile_model`): picked up without a restart
         _state["checked"] = now
     return _state["model"]
+
+
+def _attach(model: GapTripModel, row: ModelVersion) -> bool:
+    attached = attach_compiled(model, row.artifact_sha256, compiled_dir(settings.MODEL_DIR))
+    if attached:
+        logger.info("serving model %s (compiled boosters)", row.version)
+    return attached
+
+
+def champion_incompatible(row: ModelVersion) -> bool:
+    """Whether `row`'s artifact is readable but was trained for other features or quantiles than this code's.
+
+    A missing or unreadable artifact is not "incompatible": it may be a model directory that is
+    not mounted yet, and replacing a champion trained on real outcomes for that would lose it.
+    """
+    try:
+        GapTripModel.load(artifact_path(row), row.artifact_sha256)
+    except ArtifactMismatch:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def champion_forget() -> None:

@@ -132,7 +132,7 @@ def _store(
     origin: datetime,
     model_version: str | None,
 ) -> list[Prediction]:
-    """Insert the predictions and make them their bookings' current ones (three queries).
+    """Insert the predictions and make them their bookings' current ones (four queries).
 
     Each interval is widened by what the scored outcomes taught about its kind of prediction
     (`predictions.calibration`), whose lead time runs from the fleet's clock, or from `origin`

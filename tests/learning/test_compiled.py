@@ -70,16 +70,18 @@ def test_a_model_whose_compiled_boosters_are_missing_serves_with_lightgbm_and_sa
 
 
 @pytest.mark.django_db
-def test_compile_model_compiles_the_champion_that_was_promoted_without(model_dir):
+def test_compile_model_compiles_the_champion_and_serving_picks_it_up_without_a_restart(model_dir, settings):
+    settings.MODEL_REFRESH_SECONDS = 0  # every call re-checks the registry, as each process does every 30 s
     row = champion_serve(rounds=ROUNDS)  # MODEL_COMPILE is off in tests unless a test turns it on
-    assert champion_model().gap.compiled is None
+    served = champion_model()
+    assert served.gap.compiled is None
 
     out = StringIO()
     call_command("compile_model", stdout=out, stderr=StringIO())
-    champion_forget()
 
     assert f"{row.version} compiled" in out.getvalue()
-    assert len(champion_model().gap.compiled) == len(gbm.QUANTILES)
+    assert champion_model() is served  # the same loaded model, now with its compiled boosters
+    assert len(served.gap.compiled) == len(served.trip.compiled) == len(gbm.QUANTILES)
     with pytest.raises(CommandError, match="No model 'nope'"):
         call_command("compile_model", model_version="nope", stderr=StringIO())
 

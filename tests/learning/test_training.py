@@ -10,6 +10,7 @@ import hashlib
 import json
 from datetime import timedelta
 from io import StringIO
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -93,10 +94,20 @@ def test_train_model_if_missing_replaces_a_champion_this_code_cannot_serve(champ
 
     call_command("train_model", synthetic=True, if_missing=True, stdout=out, stderr=StringIO(), **small)
 
-    assert "cannot be served by this code" in out.getvalue()
+    assert "was trained for other features" in out.getvalue()
     serving = ModelVersion.objects.get(status=ModelStatus.CHAMPION)
     assert serving != champion and serving.source == "synthetic:5"
     assert champion_model().version == serving.version
+
+
+def test_train_model_if_missing_keeps_a_champion_whose_artifact_is_missing(champion):
+    artifact_path(champion).unlink()  # e.g. a model directory not mounted yet: never a reason to replace it
+    out, err = StringIO(), StringIO()
+
+    call_command("train_model", synthetic=True, if_missing=True, stdout=out, stderr=err)
+
+    assert "cannot be loaded" in err.getvalue() and "nothing to do" in out.getvalue()
+    assert list(ModelVersion.objects.all()) == [champion]
 
 
 def test_train_model_registers_a_challenger_when_a_champion_serves_and_needs_synthetic(champion):
@@ -170,12 +181,15 @@ def test_a_challenger_is_promoted_only_with_a_lower_mae_and_honest_intervals(cha
 def test_retrain_reads_the_levels_reported_between_bookings_as_extra_gap_rows(db):
     history = list(fleet_outcomes())[:60]
     outcomes_store(history)
-    first, second = sorted((o for o in history if o.vehicle_id == history[0].vehicle_id), key=lambda o: o.start)[:2]
-    vehicle = Vehicle.objects.get(external_id=first.vehicle_id)
-    midway = first.end + (second.start - first.end) / 2
+    car = history[0].vehicle_id
+    ordered = sorted((o for o in history if o.vehicle_id == car), key=lambda o: o.start)
+    first, second = next((a, b) for a, b in pairwise(ordered) if b.start - a.end > timedelta(hours=4))
+    vehicle = Vehicle.objects.get(external_id=car)
+    early, late = first.end + timedelta(hours=1), second.start - timedelta(hours=1)
     for source, at in (
-        (ReadingSource.BOOKING_CREATED, midway),  # telematics on a booking's creation: inside the gap
-        (ReadingSource.PREDICT_REQUEST, midway + timedelta(minutes=1)),  # a real-time /predict: inside too
+        (ReadingSource.BOOKING_CREATED, early),  # telematics on a booking's creation: inside the gap
+        (ReadingSource.PREDICT_REQUEST, early + timedelta(minutes=1)),  # polled a minute later: a near-copy
+        (ReadingSource.PREDICT_REQUEST, late),  # a real-time /predict: inside the gap
         (ReadingSource.BOOKING_ENDED, first.end),  # the gap's own start
         (ReadingSource.PREDICT_REQUEST, second.start + timedelta(days=400)),  # after `until`
     ):
@@ -183,15 +197,11 @@ def test_retrain_reads_the_levels_reported_between_bookings_as_extra_gap_rows(db
 
     readings = readings_mid_gap(until=second.start + timedelta(days=1))
 
-    assert [(r.vehicle_id, r.at) for r in readings] == [
-        (first.vehicle_id, midway),
-        (first.vehicle_id, midway + timedelta(minutes=1)),
-    ]
+    assert [(r.vehicle_id, r.at) for r in readings] == [(car, early), (car, early + timedelta(minutes=1)), (car, late)]
     plain, with_readings = segment_frames(history)[0], segment_frames(history, readings)[0]
-    assert len(with_readings) == len(plain) + 2
-    assert sorted(with_readings["since_return"])[-2:] == pytest.approx(
-        [(midway - first.end).total_seconds() / 3600, (midway - first.end).total_seconds() / 3600 + 1 / 60]
-    )
+    assert len(with_readings) == len(plain) + 2  # the near-copy is skipped
+    hours = (late - first.end).total_seconds() / 3600
+    assert sorted(with_readings["since_return"])[-2:] == pytest.approx([1.0, hours])
 
 
 def test_retrain_refuses_with_too_few_outcomes(model_dir):

@@ -8,8 +8,7 @@ from tqdm import tqdm
 from learning.management.commands._progress import training_bar
 from learning.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
-from predictions.champion import champion_model
-from predictions.registry_models import ModelStatus, ModelVersion
+from predictions.champion import champion_incompatible, champion_model, champion_row
 
 # The bootstrap fleet's seed is not the accuracy benchmark's default seed (7): no model is tuned on it.
 SYNTHETIC_SEED = 1001
@@ -32,13 +31,20 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         if not opts["synthetic"]:
             raise CommandError("Only --synthetic is supported here; `manage.py retrain` trains on recorded outcomes.")
-        # A champion this code cannot serve (trained with other features by an older release) counts as none.
-        servable = champion_model() is not None
-        if opts["if_missing"] and servable:
-            self.stdout.write("A champion model already serves; nothing to do.")
+        champion = champion_row()
+        # A champion trained for other features (an older release's) cannot serve: it counts as none.
+        replace = champion is not None and champion_incompatible(champion)
+        if opts["if_missing"] and champion is not None and not replace:
+            if champion_model() is None:
+                self.stderr.write(f"The champion {champion.version} cannot be loaded (see the log); not replacing it.")
+                self.stdout.write("A champion is registered; nothing to do.")
+            else:
+                self.stdout.write("A champion model already serves; nothing to do.")
             return
-        if ModelVersion.objects.filter(status=ModelStatus.CHAMPION).exists() and not servable:
-            self.stdout.write("The registered champion cannot be served by this code; training one that can.")
+        if replace:
+            self.stdout.write(
+                f"The champion {champion.version} was trained for other features; training one that can serve."
+            )
         config = FleetConfig(cars=opts["cars"], renters=opts["renters"], days=opts["days"], seed=opts["seed"])
         with tqdm(total=config.cars, desc=f"simulating {config.days} days", unit="car") as bar:
             sim = simulate(config, progress=bar.update)
@@ -49,7 +55,7 @@ class Command(BaseCommand):
                 outcomes=outcomes, readings=sim.readings(), source=f"synthetic:{config.seed}", progress=step
             )
         self.stdout.write(f"Registered {row.version} in {row.training_seconds:.1f} s: {row.holdout_metrics}")
-        if opts["promote"] or not servable:
+        if opts["promote"] or champion is None or replace:
             bar, step = training_bar("compiling the boosters for this machine")
             with bar:
                 model_promote(version=row.version, progress=step)
