@@ -89,6 +89,12 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
         "DATABASE_SERVER_SIDE_BINDING", default=True
     )
+    # With server-side binding, a query run this many times on a connection is prepared once and then only
+    # executed: Postgres stops parsing and planning the hot path's queries. 0 turns it off; like server-side
+    # binding it needs a session-mode pooler or none.
+    prepare_threshold = env.int("DATABASE_PREPARE_THRESHOLD", default=5)
+    if DATABASES["default"]["OPTIONS"]["server_side_binding"] and prepare_threshold > 0:
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = prepare_threshold
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Postgres' JIT compiles the staff pages' year-long aggregates for 15-90 ms each and gains nothing on
     # this workload (bench/pages.py). DATABASE_JIT=1 leaves the server's setting (and sends no startup
