@@ -171,6 +171,10 @@ SPECTACULAR_SETTINGS = {
 # A revoked key keeps working at most this long.
 FLEET_PRIOR_CACHE_SECONDS = env.int("FLEET_PRIOR_CACHE_SECONDS", default=60)
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=30)
+# How long each process reuses the interval margins and the fleet's clock that every prediction
+# reads (seconds; 0: read them every time). A process sees its own updates at once.
+CALIBRATION_CACHE_SECONDS = env.int("CALIBRATION_CACHE_SECONDS", default=5)
+FLEET_CLOCK_CACHE_SECONDS = env.int("FLEET_CLOCK_CACHE_SECONDS", default=5)
 
 # Trained models (LightGBM boosters as text); the registry rows point here.
 MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))

@@ -32,6 +32,7 @@ from bookings.models import (
 )
 from bookings.signals import booking_completed, schedule_changed, start_level_observed
 from predictions.outbox import callback_enqueue
+from predictions.selectors import fleet_clock_observe
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +88,11 @@ def reading_record(
     booking: Booking | None = None,
     charging: bool | None = None,
 ) -> BatteryReading:
-    return BatteryReading.objects.create(
+    reading = BatteryReading.objects.create(
         vehicle=vehicle, booking=booking, level=level, recorded_at=at, source=source, charging=charging
     )
+    transaction.on_commit(lambda: fleet_clock_observe(at))
+    return reading
 
 
 def _booking_of_vehicle(*, vehicle: Vehicle, booking_id: str) -> Booking | None:

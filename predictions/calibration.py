@@ -29,6 +29,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest, Least
 
@@ -38,6 +41,7 @@ STEP = 5.0  # points a side moves per scored booking that missed it (it narrows 
 TAIL = 0.025  # each side of a 95 % interval
 MARGIN_LIMITS = (-10.0, 60.0)  # points: a side may shrink a little, or widen to most of the scale
 LEAD_TIMES = ((6.0, "<6h"), (24.0, "6-24h"), (72.0, "24-72h"), (math.inf, ">72h"))
+MARGINS_CACHE_KEY = "predictions:calibration_margins"
 
 
 def calibration_key(*, model: bool, trigger: str, own: bool, present: datetime, target: datetime) -> str:
@@ -53,6 +57,19 @@ def calibration_margins() -> dict[str, tuple[float, float]]:
         key: (lower, upper)
         for key, lower, upper in IntervalCalibration.objects.values_list("key", "margin_lower", "margin_upper")
     }
+
+
+def calibration_margins_cached() -> dict[str, tuple[float, float]]:
+    """`calibration_margins()`, kept for CALIBRATION_CACHE_SECONDS per process (every prediction reads them).
+
+    A process that moves the margins forgets its copy when that commits, so it serves its own
+    learning at once; other processes see it within the cache time. Margins move by a fraction
+    of a point per scored booking, so a copy a few seconds old widens an interval the same.
+    """
+    ttl = settings.CALIBRATION_CACHE_SECONDS
+    if ttl <= 0:
+        return calibration_margins()
+    return cache.get_or_set(MARGINS_CACHE_KEY, calibration_margins, ttl)
 
 
 def interval_widened(level: float, lower: float, upper: float, margins: tuple[float, float] | None) -> tuple:
@@ -78,6 +95,7 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
             count[2] += actual > upper
     if not counts:
         return
+    transaction.on_commit(lambda: cache.delete(MARGINS_CACHE_KEY))
     IntervalCalibration.objects.bulk_create(
         [IntervalCalibration(key=key) for key in sorted(counts)], ignore_conflicts=True
     )

@@ -30,7 +30,7 @@ from learning.selectors import (
     vehicle_rates,
 )
 from predictions import ml_cascade
-from predictions.calibration import calibration_key, calibration_margins, interval_widened
+from predictions.calibration import calibration_key, calibration_margins_cached, interval_widened
 from predictions.champion import champion_model
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.outbox import callback_enqueue
@@ -142,7 +142,7 @@ def _store(
     booking_ids = [c.booking_id for c in checkpoints if c.booking_id]
     if booking_ids:
         Prediction.objects.filter(booking_external_id__in=booking_ids, is_current=True).update(is_current=False)
-    margins = calibration_margins()
+    margins = calibration_margins_cached()
     present = max(fleet_clock(now=now), origin)
     rows = []
     for checkpoint, method in zip(checkpoints, methods, strict=True):

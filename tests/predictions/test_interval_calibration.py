@@ -5,16 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.cache import cache
+from django.db import transaction
 
+from bookings.models import ReadingSource
+from bookings.services import reading_record
 from predictions.calibration import (
     MARGIN_LIMITS,
+    MARGINS_CACHE_KEY,
     STEP,
     TAIL,
     calibration_key,
     calibration_learn,
+    calibration_margins_cached,
     interval_widened,
 )
 from predictions.models import IntervalCalibration, Prediction
+from predictions.selectors import FLEET_CLOCK_CACHE_KEY, fleet_clock, fleet_clock_observe
 from tests.factories import T0, BatteryReadingFactory, VehicleFactory
 from tests.seed_examples import CREATED, PREDICT_HISTORICAL, STARTED, URL
 
@@ -53,6 +60,7 @@ def test_a_kinds_margins_widen_the_next_prediction_of_that_kind(post):
     key = Prediction.objects.get(prediction_id=raw["prediction_id"]).calibration_key
     assert key == "pattern|predict|24-72h"
     IntervalCalibration.objects.create(key=key, margin_lower=6.0, margin_upper=-1.0)
+    cache.delete(MARGINS_CACHE_KEY)  # written behind the service's back: seen once CALIBRATION_CACHE_SECONDS pass
 
     widened = post(URL["predict"], body).json()
 
@@ -123,3 +131,68 @@ def test_lead_time_runs_from_the_newest_report_of_any_car_but_never_from_the_fut
 
     # 30 hours after car 78's own reading, but only 10 after the fleet's newest report.
     assert Prediction.objects.get(prediction_id=prediction["prediction_id"]).calibration_key == "pattern|predict|6-24h"
+
+
+@pytest.mark.django_db
+def test_the_margins_are_read_once_per_cache_time_and_a_process_sees_its_own_learning_at_once(
+    django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    IntervalCalibration.objects.create(key="k", margin_lower=1.0, margin_upper=2.0)
+    with django_assert_num_queries(1):
+        assert calibration_margins_cached() == {"k": (1.0, 2.0)}
+        assert calibration_margins_cached() == {"k": (1.0, 2.0)}  # from the cache
+    IntervalCalibration.objects.filter(key="k").update(margin_lower=9.0)  # another process's write
+    assert calibration_margins_cached() == {"k": (1.0, 2.0)}  # not yet seen
+
+    with django_capture_on_commit_callbacks(execute=True):
+        calibration_learn(scored=[("k", 40.0, 60.0)], actual=50.0, at=at)
+
+    lower, upper = calibration_margins_cached()["k"]  # this process's own learning: read again after commit
+    assert lower == pytest.approx(9.0 - STEP * TAIL) and upper == pytest.approx(2.0 - STEP * TAIL)
+
+
+@pytest.mark.django_db
+def test_the_fleet_clock_moves_with_each_committed_reading_and_rereads_the_database_when_its_time_is_up(
+    settings, django_assert_num_queries
+):
+    now = T0 + timedelta(days=1)
+    car = VehicleFactory(external_id="78")
+    BatteryReadingFactory(vehicle=car, level=80.0, recorded_at=T0)
+    with django_assert_num_queries(1):
+        assert fleet_clock(now=now) == T0
+        assert fleet_clock(now=now) == T0  # from the cache
+
+    fleet_clock_observe(T0 + timedelta(hours=2))  # a reading this process committed
+    fleet_clock_observe(T0 + timedelta(hours=1))  # an older one does not move it back
+    fleet_clock_observe(datetime(2099, 1, 1, tzinfo=UTC))  # nor does one from a car with a bad clock
+    with django_assert_num_queries(0):
+        assert fleet_clock(now=now) == T0 + timedelta(hours=2)
+
+    BatteryReadingFactory(vehicle=car, level=70.0, recorded_at=T0 + timedelta(hours=5))  # another process's
+    assert fleet_clock(now=now) == T0 + timedelta(hours=2)  # seen only when the cache time is up
+    at, _ = cache.get(FLEET_CLOCK_CACHE_KEY)
+    cache.set(FLEET_CLOCK_CACHE_KEY, (at, 0.0))  # its time is up
+    assert fleet_clock(now=now) == T0 + timedelta(hours=5)
+    assert fleet_clock(now=T0 + timedelta(hours=3)) == T0  # never later than `now`: the database's newest before it
+
+    settings.FLEET_CLOCK_CACHE_SECONDS = 0
+    BatteryReadingFactory(vehicle=car, level=60.0, recorded_at=T0 + timedelta(hours=6))
+    assert fleet_clock(now=now) == T0 + timedelta(hours=6)
+
+
+@pytest.mark.django_db
+def test_a_reading_moves_the_fleet_clock_only_when_its_transaction_commits(django_capture_on_commit_callbacks):
+    car = VehicleFactory(external_id="78")
+    BatteryReadingFactory(vehicle=car, level=80.0, recorded_at=T0)
+    assert fleet_clock(now=T0 + timedelta(days=1)) == T0  # cached
+    later = T0 + timedelta(hours=3)
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+        reading_record(vehicle=car, level=70.0, at=later, source=ReadingSource.PREDICT_REQUEST)
+        raise RuntimeError("the request failed after its reading was written")
+    assert fleet_clock(now=T0 + timedelta(days=1)) == T0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        reading_record(vehicle=car, level=70.0, at=later, source=ReadingSource.PREDICT_REQUEST)
+    assert fleet_clock(now=T0 + timedelta(days=1)) == later
