@@ -57,13 +57,17 @@ def vehicle_get_or_create(*, external_id: str) -> Vehicle:
     return vehicle
 
 
-def vehicle_lock(*, external_id: str) -> Vehicle:
+def vehicle_lock(*, external_id: str, with_pattern: bool = False) -> Vehicle:
     """Return the car's row locked until the transaction ends (creating the car if new).
 
     Call inside `transaction.atomic()`. Every write about one car goes through this lock, so
-    events for one car never interleave.
+    events for one car never interleave. `with_pattern` reads the car's learned pattern in the
+    same query (only the car's row is locked), for a caller that reads the pattern but does not
+    change it before predicting.
     """
-    locked = Vehicle.objects.select_for_update()
+    locked = Vehicle.objects.select_for_update(of=("self",))
+    if with_pattern:
+        locked = locked.select_related("pattern")
     try:
         return locked.get(external_id=external_id)
     except Vehicle.DoesNotExist:

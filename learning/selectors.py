@@ -156,6 +156,10 @@ def renter_rates(user: UserPattern | None, car: Rates) -> RenterRates:
 
 
 def vehicle_pattern_for(vehicle: Vehicle) -> VehiclePattern | None:
+    """The car's learned pattern; no query when it was read with the car (`vehicle_lock(with_pattern=True)`)."""
+    relation = Vehicle.pattern.related
+    if relation.is_cached(vehicle):
+        return relation.get_cached_value(vehicle)
     return VehiclePattern.objects.filter(vehicle=vehicle).first()
 
 

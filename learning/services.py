@@ -9,7 +9,6 @@ becomes active.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -47,10 +46,13 @@ def vehicle_pattern_for_update(*, vehicle: Vehicle) -> VehiclePattern:
 
 
 def user_pattern_for_update(*, user_id: str) -> UserPattern:
-    """The renter's pattern row, locked until the transaction ends."""
-    with contextlib.suppress(IntegrityError):  # created concurrently for another car's event
-        UserPattern.objects.get_or_create(user_id=user_id)
-    return UserPattern.objects.select_for_update().get(user_id=user_id)
+    """The renter's pattern row, locked until the transaction ends (one query once the renter is known).
+
+    A row created concurrently for another car's event makes the insert fail; get_or_create then
+    reads (and locks) that row.
+    """
+    pattern, _ = UserPattern.objects.select_for_update().get_or_create(user_id=user_id)
+    return pattern
 
 
 def predictions_score(*, booking: Booking, actual: float, at_day) -> float | None:

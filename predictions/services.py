@@ -200,7 +200,7 @@ def prediction_predict(
     """
     now = timezone.now()
     with transaction.atomic():
-        vehicle = vehicle_lock(external_id=vehicle_id)
+        vehicle = vehicle_lock(external_id=vehicle_id, with_pattern=True)
         booking = Booking.objects.filter(external_id=booking_id).first() if booking_id else None
         if booking is not None and booking.vehicle_id != vehicle.pk:
             raise DomainError(
