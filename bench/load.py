@@ -31,7 +31,9 @@ How the load is made
 Set-up
     Drops and creates a dedicated Postgres database (default `batterypred_bench_load`, so that it never collides
     with bench/endpoints.py's), migrates it, creates an API key and starts `gunicorn batterypred.wsgi` with
-    --workers (default 2 x CPUs + 1) on a free port with DJANGO_DEBUG=0, a random secret key, LOG_LEVEL=WARNING
+    --workers (default WEB_CONCURRENCY or 3, what `make run` and the Docker image start; gunicorn's own rule of
+    thumb, 2 x CPUs + 1 = 5 here, was about 10 % slower in closed-loop runs on this 2-core machine, where the workers
+    share the cores with Postgres and wrk) on a free port with DJANGO_DEBUG=0, a random secret key, LOG_LEVEL=WARNING
     and API_RATE_LIMIT=1000000/min. Every phase fails the run if the server log shows a traceback. Prints a table
     and writes JSON to bench/results/load.json (ignored by git); stops gunicorn and drops the database unless
     --keep.
@@ -134,7 +136,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add = parser.add_argument
     add("--phases", default=",".join(PHASES), help="comma-separated subset of predict,events,soak")
     add("--quick", action="store_true", help="smoke run: 10 s phases, 1-minute soak at 20/s")
-    add("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn workers (default 2 x CPUs + 1)")
+    add(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WEB_CONCURRENCY", "3")),
+        help="gunicorn workers (default WEB_CONCURRENCY or 3, as scripts/serve.sh)",
+    )
     add("--database-url", default=DEFAULT_DATABASE_URL, help="Postgres database to (re)create and use")
     add("--keep", action="store_true", help="keep the database afterwards")
     add("--seed", type=int, default=42, help="seed of the simulated fleet and the predict bodies")
