@@ -62,9 +62,9 @@ def calibration_margins() -> dict[str, tuple[float, float]]:
 def calibration_margins_cached() -> dict[str, tuple[float, float]]:
     """`calibration_margins()`, kept for CALIBRATION_CACHE_SECONDS per process (every prediction reads them).
 
-    A process that moves the margins forgets its copy when that commits, so it serves its own
-    learning at once; other processes see it within the cache time. Margins move by a fraction
-    of a point per scored booking, so a copy a few seconds old widens an interval the same.
+    A process that moves the margins forgets its copy (`calibration_learn`), so it serves its own
+    learning at once, as reading the table would; other processes see it within the cache time,
+    when their copy lags by the few bookings scored in those seconds.
     """
     ttl = settings.CALIBRATION_CACHE_SECONDS
     if ttl <= 0:
@@ -95,6 +95,10 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
             count[2] += actual > upper
     if not counts:
         return
+    # Forget the cached margins now, so that this transaction's own cascade prices with the margins it just
+    # moved, and again at commit, so that no copy read before the commit outlives it. (A rollback after this
+    # point, which only a bug causes, could leave its margins cached for CALIBRATION_CACHE_SECONDS.)
+    cache.delete(MARGINS_CACHE_KEY)
     transaction.on_commit(lambda: cache.delete(MARGINS_CACHE_KEY))
     IntervalCalibration.objects.bulk_create(
         [IntervalCalibration(key=key) for key in sorted(counts)], ignore_conflicts=True
