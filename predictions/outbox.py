@@ -45,6 +45,7 @@ from batterypred.queue import queue_on_commit
 from predictions.models import Prediction
 from predictions.outbox_models import (
     CallbackAttempt,
+    CallbackItem,
     CallbackOutbox,
     CallbackStatus,
     CircuitState,
@@ -92,6 +93,7 @@ class Outcome:
     FAILED = "failed"  # failed; no attempts left
     CIRCUIT_OPEN = "circuit_open"  # not attempted: the endpoint's circuit is open
     SKIPPED = "skipped"  # not attempted: delivered, failed, not due, or claimed by another worker
+    SUPERSEDED = "superseded"  # never sent: every booking in it has a newer pending or delivered callback
 
 
 # --- writing a callback -----------------------------------------------------------------------------------
@@ -114,6 +116,8 @@ def _affected_item(p: Prediction) -> dict:
         "model_version": p.model_version,
         "booking_start_time": iso(p.booking_start_time),
         "starts_at": iso(p.booking_start_time),
+        "predicted_at": iso(p.predicted_at),
+        "sequence": p.pk,
     }
 
 
@@ -169,6 +173,9 @@ def callback_enqueue(*, predictions: Sequence[Prediction], triggered_by: str, me
         triggered_by=triggered_by[:64],
         next_attempt_at=now,
         created_at=now,
+    )
+    CallbackItem.objects.bulk_create(
+        CallbackItem(outbox=row, booking_external_id=item["booking_id"], sequence=item["sequence"]) for item in items
     )
     queue_on_commit(DELIVER_TASK, str(callback_id))
     return row
@@ -315,12 +322,69 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.ML_CALLBACK_TIMEOUT_SECONDS) + LEASE_MARGIN
 
 
+def _newer_callbacks(row: CallbackOutbox) -> list[str] | None:
+    """The ids of newer callbacks that together carry every booking of `row`, or None when some booking has none.
+
+    Newer means a higher `sequence` for the same booking in a callback that is pending or delivered: its
+    numbers reach (or reached) Laravel after these would, so sending these would only put older numbers on
+    the wire. A failed newer callback does not count: it may never arrive. Rows written before items were
+    recorded have none and are always sent.
+    """
+    mine = dict(row.items.values_list("booking_external_id", "sequence"))
+    if not mine:
+        return None
+    candidates = (
+        CallbackItem.objects.filter(
+            booking_external_id__in=list(mine),
+            sequence__gt=min(mine.values()),
+            outbox__status__in=[CallbackStatus.PENDING, CallbackStatus.DELIVERED],
+        )
+        .exclude(outbox_id=row.pk)
+        .values_list("booking_external_id", "sequence", "outbox_id")
+    )
+    covering: dict[str, set[str]] = {}
+    for booking_id, sequence, outbox_id in candidates:
+        if sequence > mine[booking_id]:
+            covering.setdefault(booking_id, set()).add(str(outbox_id))
+    if covering.keys() != mine.keys():
+        return None
+    return sorted(set().union(*covering.values()))
+
+
+def _supersede_if_stale(row: CallbackOutbox, *, now: datetime) -> bool:
+    """Mark a locked pending row superseded when newer callbacks carry all its bookings, logging why. Call locked."""
+    newer = _newer_callbacks(row)
+    if newer is None:
+        return False
+    reason = (
+        f"not sent: every booking in it has a newer callback ({', '.join(newer[:5])}{' ...' if len(newer) > 5 else ''})"
+    )
+    CallbackAttempt.objects.create(
+        outbox=row,
+        number=row.attempts + 1,
+        started_at=now,
+        webhook_timestamp=int(now.timestamp()),
+        duration_ms=0,
+        error=reason,
+    )
+    row.status, row.next_attempt_at, row.last_error = CallbackStatus.SUPERSEDED, None, reason
+    row.save(update_fields=["status", "next_attempt_at", "last_error"])
+    logger.info("callback %s superseded: %s", row.id, reason)
+    return True
+
+
 def _claim(outbox_id: uuid.UUID | str, *, now: datetime) -> _Claim | str:
-    """Reserve the row for one attempt, or say why not (an `Outcome`). Runs in its own short transaction."""
+    """Reserve the row for one attempt, or say why not (an `Outcome`). Runs in its own short transaction.
+
+    A row whose every booking already has a newer callback is not sent at all: it is marked superseded,
+    with an entry in its attempt log that says by which callbacks.
+    """
     with transaction.atomic():
         row = CallbackOutbox.objects.select_for_update(skip_locked=True).filter(pk=outbox_id).first()
         if row is None or row.status != CallbackStatus.PENDING or row.next_attempt_at > now:
             return Outcome.SKIPPED
+        if _supersede_if_stale(row, now=now):
+            return Outcome.SUPERSEDED
         circuit = _circuit_locked(row.endpoint)
         if not _circuit_admits(circuit, now=now, lease=_lease()):
             return Outcome.CIRCUIT_OPEN

@@ -17,6 +17,8 @@ class CallbackStatus(models.TextChoices):
     PENDING = "pending", "pending"
     DELIVERED = "delivered", "delivered"
     FAILED = "failed", "failed (retries exhausted)"
+    # Never sent: every booking in it already has a newer callback, pending or delivered (see CallbackItem).
+    SUPERSEDED = "superseded", "superseded (newer numbers owed or sent)"
 
 
 class CallbackOutbox(models.Model):
@@ -85,6 +87,25 @@ class CallbackAttempt(models.Model):
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class CallbackItem(models.Model):
+    """One booking's prediction inside a callback: what lets the outbox see that a newer callback supersedes it.
+
+    `sequence` is the prediction's id, which only grows for a booking (its predictions are issued one after
+    another under the car's lock), and is also sent in the body so that Laravel applies only newer numbers.
+    """
+
+    outbox = models.ForeignKey(CallbackOutbox, on_delete=models.CASCADE, related_name="items")
+    booking_external_id = models.CharField(max_length=64)
+    sequence = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = "callback item"
+        indexes = [models.Index(fields=["booking_external_id", "sequence"], name="callback_item_booking_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.booking_external_id} #{self.sequence} in {self.outbox_id}"
 
 
 class CircuitState(models.TextChoices):

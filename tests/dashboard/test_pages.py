@@ -255,7 +255,7 @@ def test_deliveries_page_counts_lists_attempts_and_events(post, staff_client):
     response = staff_client.get("/admin/dashboard/deliveries/")
 
     summary = response.context["summary"]
-    assert summary.counts == {"pending": 2, "delivered": 1, "failed": 1}
+    assert summary.counts == {"pending": 2, "delivered": 1, "failed": 1, "superseded": 0}
     assert summary.oldest_pending_at == old_pending.created_at
     html = response.content.decode()
     assert "500 (12 ms), 503 (9 ms)" in html
