@@ -131,6 +131,13 @@ STORAGES = {
 # Bodies over 1 MB are refused with a 400 before they are parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=1_048_576)
 
+# Events and predictions (docs/events.md). A reported observation time (a level's timestamp, a pick-up, a return)
+# further ahead of the server's clock than this is refused with a 400: a reading from the future would be the
+# car's newest level forever. A scheduled booking not picked up this long after its start is marked a no-show
+# (0: never) and is no longer predicted; a late booking.started still applies.
+MAX_CLOCK_SKEW_SECONDS = env.int("MAX_CLOCK_SKEW_SECONDS", default=300)
+NO_SHOW_GRACE_HOURS = env.float("NO_SHOW_GRACE_HOURS", default=24.0)
+
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["batterypred.api.permissions.APIKeyAuthentication"],

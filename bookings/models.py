@@ -25,15 +25,13 @@ class BookingStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     COMPLETED = "completed", "Completed"
     CANCELLED = "cancelled", "Cancelled"
+    # Its start passed NO_SHOW_GRACE_HOURS ago and nobody picked it up: no longer predicted or cascaded.
+    # A late booking.started (or .ended, .modified, .cancelled) still applies, as to a scheduled booking.
+    NO_SHOW = "no_show", "No-show"
 
 
-# Forward-only lifecycle: a status may move only to a later rank; completed and cancelled are final.
-STATUS_RANK = {
-    BookingStatus.SCHEDULED: 0,
-    BookingStatus.ACTIVE: 1,
-    BookingStatus.COMPLETED: 2,
-    BookingStatus.CANCELLED: 2,
-}
+# Not picked up yet: the statuses that booking.started, .ended, .modified and .cancelled may still move.
+NOT_STARTED = (BookingStatus.SCHEDULED, BookingStatus.NO_SHOW)
 
 
 class Booking(models.Model):
@@ -95,9 +93,6 @@ class Booking(models.Model):
         """When the car is (or was) returned: the actual time once known."""
         return self.actual_end or self.scheduled_end
 
-    def can_move_to(self, status: str) -> bool:
-        return STATUS_RANK[BookingStatus(status)] > STATUS_RANK[BookingStatus(self.status)]
-
 
 class ReadingSource(models.TextChoices):
     BOOKING_CREATED = "booking_created", "booking.created"
@@ -140,13 +135,23 @@ class EventType(models.TextChoices):
     CANCELLED = "booking.cancelled", "booking.cancelled"
 
 
+IDEMPOTENCY_KEY_MAX_CHARS = 160  # a longer webhook-id or Idempotency-Key is refused, never cut short
+
+
 class InboundEvent(models.Model):
-    """One webhook as received, with the response we gave: replays are answered from here."""
+    """One webhook as received, with the response we gave: replays are answered from here.
+
+    `idempotency_key` is set when the platform sent a webhook-id or Idempotency-Key header (scoped by event
+    type); without one it is empty and a replay is recognised by `body_hash` (docs/events.md, "Replays").
+    """
 
     event_type = models.CharField(max_length=32, choices=EventType.choices)
     booking_external_id = models.CharField(max_length=64, db_index=True)
     vehicle = models.ForeignKey(Vehicle, on_delete=models.CASCADE, related_name="events")
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    idempotency_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    body_hash = models.CharField(
+        max_length=64, blank=True, default="", db_default="", help_text="SHA-256 of the body's canonical JSON."
+    )
     body = models.JSONField()
     response = models.JSONField(null=True, blank=True)
     applied = models.BooleanField(default=True, help_text="False when the event could not move the booking.")
@@ -158,6 +163,8 @@ class InboundEvent(models.Model):
         indexes = [
             models.Index(fields=["event_type", "-received_at"]),
             models.Index(fields=["-received_at", "-id"], name="inbound_event_newest_first"),
+            # The replay check without a header key: the car's newest event.
+            models.Index(fields=["vehicle", "-id"], name="inbound_event_vehicle_newest"),
         ]
 
     def __str__(self) -> str:

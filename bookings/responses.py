@@ -22,6 +22,8 @@ def affected_item(p: Prediction) -> dict:
         "prediction_method": p.prediction_method,
         "prediction_id": p.prediction_id,
         "model_version": p.model_version,
+        "predicted_at": iso(p.predicted_at),
+        "sequence": p.pk,
     }
 
 

@@ -2,7 +2,13 @@
 
 from rest_framework import serializers
 
-from batterypred.api.fields import AwareDateTimeField, BatteryField, ExternalIdField, StrictFloatField
+from batterypred.api.fields import (
+    AwareDateTimeField,
+    BatteryField,
+    ExternalIdField,
+    ObservedAtField,
+    StrictFloatField,
+)
 
 MAX_FUTURE_BOOKINGS = 500
 
@@ -28,13 +34,24 @@ class EventSerializer(serializers.Serializer):
     vehicle_id = ExternalIdField()
     future_bookings = FutureBookingSerializer(many=True, required=False, max_length=MAX_FUTURE_BOOKINGS)
 
+    def validate_future_bookings(self, items: list[dict]) -> list[dict]:
+        """One entry per booking: two schedules for one booking cannot both be true, so neither is guessed."""
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            first = seen.setdefault(item["booking_id"], index)
+            if first != index:
+                raise serializers.ValidationError(
+                    {index: {"booking_id": [f"Listed twice: also future_bookings[{first}]."]}}
+                )
+        return items
+
 
 class BookingCreatedSerializer(EventSerializer):
     user_id = ExternalIdField(required=False, allow_null=True)
     starts_at = AwareDateTimeField()
     ends_at = AwareDateTimeField()
     current_battery_level = BatteryField(required=False, allow_null=True)
-    current_timestamp = AwareDateTimeField(required=False, allow_null=True)
+    current_timestamp = ObservedAtField(required=False, allow_null=True)
 
     def validate(self, attrs):
         _end_after_start(attrs, "starts_at", "ends_at")
@@ -44,13 +61,13 @@ class BookingCreatedSerializer(EventSerializer):
 class BookingStartedSerializer(EventSerializer):
     user_id = ExternalIdField(required=False, allow_null=True)
     actual_battery_at_start = BatteryField()
-    actual_started_at = AwareDateTimeField()
+    actual_started_at = ObservedAtField()
 
 
 class BookingEndedSerializer(EventSerializer):
     user_id = ExternalIdField(required=False, allow_null=True)
-    starts_at = AwareDateTimeField()
-    ends_at = AwareDateTimeField()
+    starts_at = ObservedAtField(help_text="When the car was actually picked up.")
+    ends_at = ObservedAtField(help_text="When the car was actually returned.")
     battery_at_start = BatteryField()
     battery_at_end = BatteryField()
     mileage_at_start = StrictFloatField(required=False, allow_null=True, min_value=0)
@@ -97,6 +114,10 @@ class AffectedBookingSerializer(serializers.Serializer):
     prediction_method = serializers.CharField()
     prediction_id = serializers.CharField()
     model_version = serializers.CharField()
+    predicted_at = serializers.DateTimeField()
+    sequence = serializers.IntegerField(
+        help_text="Grows with each new prediction of this booking: apply an item only if newer than the one held."
+    )
 
 
 class EventResponseSerializer(serializers.Serializer):

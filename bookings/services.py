@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from batterypred.api.errors import DomainError
+from batterypred.api.fields import iso
 from bookings.models import (
+    NOT_STARTED,
     BatteryReading,
     Booking,
     BookingStatus,
@@ -32,7 +35,7 @@ from bookings.models import (
 )
 from bookings.signals import booking_completed, schedule_changed, start_level_observed
 from predictions.outbox import callback_enqueue
-from predictions.selectors import fleet_clock_observe
+from predictions.selectors import fleet_clock, fleet_clock_observe
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class EventResult:
     applied: bool = True
     notes: list[str] = field(default_factory=list)
     start_learning: Any = None
+    observed_at: datetime | None = None  # the moment of the level this event reported, if it reported one
     predictions: list = field(default_factory=list)  # what the cascade issued, in start order
 
 
@@ -74,13 +78,67 @@ def vehicle_lock(*, external_id: str, with_pattern: bool = False) -> Vehicle:
         return locked.get(pk=vehicle_get_or_create(external_id=external_id).pk)
 
 
-def idempotency_key_for(*, event_type: str, booking_id: str, body: Any, header_key: str | None) -> str:
-    """The header's key (webhook-id or Idempotency-Key) when sent, else a hash of the event itself."""
-    if header_key:
-        return f"{event_type}:hdr:{header_key.strip()[:150]}"
+def body_digest(body: Any) -> str:
+    """SHA-256 of the body's canonical JSON (keys sorted): the same event sent twice hashes the same."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    digest = hashlib.sha256(f"{event_type}|{booking_id}|{canonical}".encode()).hexdigest()
-    return f"{event_type}:body:{digest}"
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _stored_digest(event: InboundEvent) -> str:
+    """The event's body hash; rows stored before `body_hash` existed are hashed from their body."""
+    return event.body_hash or body_digest(event.body)
+
+
+@dataclass(frozen=True)
+class HeaderKey:
+    """The platform's own idempotency key and the header it came in (for the error that names it)."""
+
+    value: str
+    header: str
+
+
+def _header_key_scoped(event_type: str, key: HeaderKey) -> str:
+    return f"{event_type}:hdr:{key.value}"
+
+
+def _replay_by_header(*, event_type: str, key: HeaderKey, digest: str) -> InboundEvent | None:
+    """The event first delivered with this key, or None; the same key with another body is refused (422).
+
+    Like Stripe and the IETF Idempotency-Key draft: a key names one request. Applying a second body under it
+    would answer with the first one's response and silently drop the second, so nothing is applied.
+    """
+    existing = InboundEvent.objects.filter(idempotency_key=_header_key_scoped(event_type, key)).first()
+    if existing is None:
+        return None
+    if _stored_digest(existing) != digest:
+        raise DomainError(
+            f"{key.header} {key.value!r} was already used for a {event_type} event with another body "
+            f"(booking {existing.booking_external_id}); send a new key for a new event.",
+            field=key.header,
+            code="idempotency_key_reused",
+            status_code=422,
+        )
+    return existing
+
+
+def _replay_by_body(*, vehicle: Vehicle, event_type: str, booking_id: str, digest: str) -> InboundEvent | None:
+    """Without a header key: the same body again is a replay only while it is still the car's newest event.
+
+    A retried delivery (the response was lost) arrives before anything else happens to the car, so it is
+    answered from the store. Once any other event for the car has been applied, an identical body may be a
+    legitimate repeat (modified to 10:00, to 11:00, back to 10:00) and is applied again: applying is always
+    safe, because statuses only move forward (a second booking.started or .ended finds the booking moved on
+    and learns nothing), while answering it as a replay would drop a change.
+    """
+    newest = InboundEvent.objects.filter(vehicle=vehicle).order_by("-id").first()
+    if (
+        newest is not None
+        and newest.event_type == event_type
+        and newest.booking_external_id == booking_id
+        and _stored_digest(newest) == digest
+    ):
+        return newest
+    return None
 
 
 def reading_record(
@@ -111,7 +169,7 @@ def _booking_of_vehicle(*, vehicle: Vehicle, booking_id: str) -> Booking | None:
     if booking.vehicle_id == vehicle.pk:
         booking.vehicle = vehicle  # the locked instance: no second fetch
         return booking
-    if booking.status != BookingStatus.SCHEDULED:
+    if booking.status not in NOT_STARTED:
         raise DomainError(
             f"booking {booking_id} is {booking.status} on vehicle {booking.vehicle.external_id}, "
             f"not on vehicle {vehicle.external_id}.",
@@ -151,7 +209,7 @@ def bookings_upsert_future(*, vehicle: Vehicle, items: Iterable[dict], exclude: 
                 )
             )
             continue
-        if booking.status != BookingStatus.SCHEDULED:
+        if booking.status not in NOT_STARTED:
             continue
         if booking.vehicle_id != vehicle.pk:
             notes.append(f"future booking {booking.external_id} moved from vehicle {booking.vehicle_id} to this car")
@@ -161,6 +219,8 @@ def bookings_upsert_future(*, vehicle: Vehicle, items: Iterable[dict], exclude: 
             vehicle.pk,
         )
         if changed or (item.get("user_id") and item["user_id"] != booking.user_id):
+            if changed:
+                booking.status = BookingStatus.SCHEDULED  # a no-show given new times is upcoming again
             booking.vehicle = vehicle
             booking.scheduled_start, booking.scheduled_end = item["starts_at"], item["ends_at"]
             booking.user_id = item.get("user_id") or booking.user_id
@@ -169,7 +229,9 @@ def bookings_upsert_future(*, vehicle: Vehicle, items: Iterable[dict], exclude: 
     if to_create:
         Booking.objects.bulk_create(to_create)
     if to_update:
-        Booking.objects.bulk_update(to_update, ["vehicle", "scheduled_start", "scheduled_end", "user_id", "updated_at"])
+        Booking.objects.bulk_update(
+            to_update, ["vehicle", "status", "scheduled_start", "scheduled_end", "user_id", "updated_at"]
+        )
     return notes
 
 
@@ -225,7 +287,8 @@ def booking_create(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
         if cancelled:
             result.applied = False
             result.notes.append("booking was cancelled before it was created; recorded as cancelled")
-    elif booking.status == BookingStatus.SCHEDULED:
+    elif booking.status in NOT_STARTED:
+        booking.status = BookingStatus.SCHEDULED
         booking.scheduled_start, booking.scheduled_end = data["starts_at"], data["ends_at"]
         booking.user_id = data.get("user_id") or booking.user_id
         booking.save()
@@ -234,10 +297,11 @@ def booking_create(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
         _ignore(result, booking, "booking.created")
     result.booking = booking
     if data.get("current_battery_level") is not None:
+        result.observed_at = data.get("current_timestamp") or timezone.now()
         reading_record(
             vehicle=vehicle,
             level=data["current_battery_level"],
-            at=data.get("current_timestamp") or timezone.now(),
+            at=result.observed_at,
             source=ReadingSource.BOOKING_CREATED,
         )
     pivot = booking.scheduled_start if result.applied else None
@@ -262,10 +326,13 @@ def booking_start(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple
     if booking is None:
         booking = _booking_create_unknown(vehicle=vehicle, data=data, start=at, end=data.get("ends_at"))
         result.notes.append("booking was not known; created from booking.started")
-    if booking.status == BookingStatus.SCHEDULED:
+    if booking.status in NOT_STARTED:
+        if booking.status == BookingStatus.NO_SHOW:
+            result.notes.append("booking was marked no-show; the late pick-up is applied")
         if data.get("user_id"):
             booking.user_id = data["user_id"]
         result.start_learning = _start(booking=booking, vehicle=vehicle, level=level, at=at)
+        result.observed_at = at
     else:
         _ignore(result, booking, "booking.started")
     result.booking = booking
@@ -282,7 +349,7 @@ def booking_end(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple[E
     if booking.status in (BookingStatus.COMPLETED, BookingStatus.CANCELLED):
         _ignore(result, booking, "booking.ended")
     else:
-        if booking.status == BookingStatus.SCHEDULED:
+        if booking.status in NOT_STARTED:
             result.notes.append("booking.started was never received; start taken from booking.ended")
             result.start_learning = _start(
                 booking=booking, vehicle=vehicle, level=data["battery_at_start"], at=data["starts_at"]
@@ -296,6 +363,7 @@ def booking_end(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tuple[E
         booking.mileage_at_end = data.get("mileage_at_end")
         booking.charging_at_end = bool(data.get("charging_at_end"))
         booking.save()
+        result.observed_at = booking.actual_end
         reading_record(
             vehicle=vehicle,
             level=data["battery_at_end"],
@@ -317,14 +385,21 @@ def booking_modify(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
         booking = _booking_create_unknown(vehicle=vehicle, data=data, start=new_start, end=new_end)
         result.notes.append("booking was not known; created from booking.modified")
         pivot = new_start
-    elif booking.status == BookingStatus.SCHEDULED:
+    elif booking.status in NOT_STARTED:
         pivot = min(booking.scheduled_start, new_start)
+        booking.status = BookingStatus.SCHEDULED
         booking.scheduled_start, booking.scheduled_end = new_start, new_end
         booking.user_id = data.get("user_id") or booking.user_id
         booking.save()
     elif booking.status == BookingStatus.ACTIVE:
         if new_end <= booking.actual_start:
             raise DomainError("new_ends_at must be after the booking's actual start.", field="new_ends_at")
+        if new_end <= booking.scheduled_start:  # started early, now ending before its booked start
+            raise DomainError(
+                f"new_ends_at must be after the booking's scheduled start ({iso(booking.scheduled_start)}); "
+                "report an early return with booking.ended.",
+                field="new_ends_at",
+            )
         booking.scheduled_end = new_end
         booking.save()
         result.notes.append("booking is active; only its end was changed")
@@ -341,7 +416,7 @@ def booking_cancel(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
     if booking is None:
         result.applied = False
         result.notes.append("booking was not known; a later booking.created will record it as cancelled")
-    elif booking.status == BookingStatus.SCHEDULED:
+    elif booking.status in NOT_STARTED:
         booking.status, booking.cancelled_at = BookingStatus.CANCELLED, timezone.now()
         booking.save()
         from predictions.services import predictions_cancel  # predictions depends on this module
@@ -370,34 +445,68 @@ class Ingested:
     replayed: bool
 
 
+def _replayed(event: InboundEvent, event_type: str, booking_id: str) -> Ingested:
+    InboundEvent.objects.filter(pk=event.pk).update(duplicates=F("duplicates") + 1)
+    logger.info("replayed %s for booking %s (event %s)", event_type, booking_id, event.pk)
+    return Ingested(event=event, replayed=True)
+
+
 def event_ingest(
-    *, event_type: str, data: dict, body: Any, header_key: str | None, respond: Callable[[EventResult], dict]
+    *,
+    event_type: str,
+    data: dict,
+    body: Any,
+    header_key: HeaderKey | None,
+    respond: Callable[[EventResult], dict],
 ) -> Ingested:
     """Apply one booking event exactly once and store the response that answers its replays.
 
-    `data` is the validated body; `body` the raw JSON (stored, and hashed for the key when no
-    header key is sent). `respond` builds the response inside the transaction, after the
-    cascade, so a replay returns byte-for-byte what the first delivery got.
+    `data` is the validated body; `body` the raw JSON (stored, and hashed to recognise a replay).
+    `header_key` is the platform's webhook-id or Idempotency-Key, when sent. `respond` builds the
+    response inside the transaction, after the cascade, so a replay returns byte-for-byte what the
+    first delivery got.
     """
-    key = idempotency_key_for(event_type=event_type, booking_id=data["booking_id"], body=body, header_key=header_key)
+    booking_id = data["booking_id"]
+    digest = body_digest(body)
+    key = _header_key_scoped(event_type, header_key) if header_key else None
     with transaction.atomic():
         vehicle = vehicle_lock(external_id=data["vehicle_id"])
-        existing = InboundEvent.objects.filter(idempotency_key=key).first()
+        if header_key:
+            existing = _replay_by_header(event_type=event_type, key=header_key, digest=digest)
+        else:
+            existing = _replay_by_body(vehicle=vehicle, event_type=event_type, booking_id=booking_id, digest=digest)
         if existing is not None:
-            InboundEvent.objects.filter(pk=existing.pk).update(duplicates=F("duplicates") + 1)
-            logger.info("replayed %s for booking %s (key %s)", event_type, data["booking_id"], key)
-            return Ingested(event=existing, replayed=True)
-        event = InboundEvent.objects.create(
-            event_type=event_type,
-            booking_external_id=data["booking_id"],
-            vehicle=vehicle,
-            idempotency_key=key,
-            body=body,
-        )
+            return _replayed(existing, event_type, booking_id)
+        fields = {
+            "event_type": event_type,
+            "booking_external_id": booking_id,
+            "vehicle": vehicle,
+            "idempotency_key": key,
+            "body_hash": digest,
+            "body": body,
+        }
+        if key is None:
+            event = InboundEvent.objects.create(**fields)
+        else:
+            try:
+                with transaction.atomic():  # a savepoint: the same key may be committing for another car now
+                    event = InboundEvent.objects.create(**fields)
+            except IntegrityError:
+                existing = _replay_by_header(event_type=event_type, key=header_key, digest=digest)
+                if existing is None:  # not a key clash after all: let the caller see the real error
+                    raise
+                return _replayed(existing, event_type, booking_id)
         result, pivot = HANDLERS[event_type](vehicle=vehicle, event=event, data=data)
         result.notes += bookings_upsert_future(
-            vehicle=vehicle, items=data.get("future_bookings", []), exclude=data["booking_id"]
+            vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking_id
         )
+        now = timezone.now()
+        clock = fleet_clock(now=now)
+        if result.observed_at is not None:  # this event's own level is news too (the cache learns it at commit)
+            clock = max(clock, min(result.observed_at, now))
+        marked = bookings_mark_no_show(vehicle=vehicle, clock=clock)
+        if marked:
+            result.notes.append(f"{marked} booking(s) of this car not picked up within the grace marked no-show")
         for _, issued in schedule_changed.send(sender=Vehicle, vehicle=vehicle, pivot=pivot, event=event):
             result.predictions += issued or []
         event.applied = result.applied
@@ -409,18 +518,35 @@ def event_ingest(
                 triggered_by=event_type,
                 metadata={
                     "vehicle_id": vehicle.external_id,
-                    "trigger_booking_id": data["booking_id"],
+                    "trigger_booking_id": booking_id,
                     "event_id": event.pk,
                 },
             )
     logger.info(
         "applied %s for booking %s on vehicle %s: %s",
         event_type,
-        data["booking_id"],
+        booking_id,
         data["vehicle_id"],
         "; ".join(result.notes) or "ok",
     )
     return Ingested(event=event, replayed=False)
+
+
+def bookings_mark_no_show(*, clock: datetime, vehicle: Vehicle | None = None) -> int:
+    """Mark scheduled bookings whose start passed more than NO_SHOW_GRACE_HOURS before `clock` as no-shows.
+
+    `clock` is the fleet's clock (`predictions.selectors.fleet_clock`), not the server's: a replayed stream
+    describes the past, where the server's clock would call every booking a no-show. A no-show is no longer
+    predicted, so it stops dragging every later event's cascade along; a late booking.started still applies.
+    For one car, call while holding its lock; without `vehicle`, the whole fleet (the hourly task).
+    """
+    hours = settings.NO_SHOW_GRACE_HOURS
+    if hours <= 0:
+        return 0
+    stale = Booking.objects.filter(status=BookingStatus.SCHEDULED, scheduled_start__lt=clock - timedelta(hours=hours))
+    if vehicle is not None:
+        stale = stale.filter(vehicle=vehicle)
+    return stale.update(status=BookingStatus.NO_SHOW, updated_at=timezone.now())
 
 
 def default_duration() -> timedelta:

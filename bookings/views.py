@@ -8,12 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from batterypred.api.errors import DomainError
-from batterypred.api.schema import ERROR_RESPONSE_409
+from batterypred.api.schema import ERROR_RESPONSE_409, ERROR_RESPONSE_422
 from batterypred.api.signatures import SIGNATURE_HEADER, SignatureError, verify_inbound
 from bookings import serializers as s
-from bookings.models import EventType
+from bookings.models import IDEMPOTENCY_KEY_MAX_CHARS, EventType
 from bookings.responses import respond
-from bookings.services import event_ingest
+from bookings.services import HeaderKey, event_ingest
 
 IDEMPOTENCY_HEADERS = [
     OpenApiParameter(
@@ -21,14 +21,20 @@ IDEMPOTENCY_HEADERS = [
         str,
         OpenApiParameter.HEADER,
         required=False,
-        description="Standard Webhooks message id; a replay with the same id is applied once.",
+        description=(
+            "Standard Webhooks message id; a replay with the same id is applied once and answered from the store. "
+            "The same id with another body is refused (422 idempotency_key_reused). At most 160 characters."
+        ),
     ),
     OpenApiParameter(
         "Idempotency-Key",
         str,
         OpenApiParameter.HEADER,
         required=False,
-        description="Alternative idempotency key. Without either, the event type, booking and body identify a replay.",
+        description=(
+            "Alternative idempotency key, with the same rules as webhook-id. Without either, an identical body is "
+            "a replay only while it is still the car's newest event (docs/events.md)."
+        ),
     ),
 ]
 
@@ -61,6 +67,23 @@ SIGNATURE_HEADERS = [
 ]
 
 
+def _header_key(request: Request) -> HeaderKey | None:
+    """The platform's idempotency key (webhook-id, else Idempotency-Key); refused when too long to store whole."""
+    for header in ("webhook-id", "Idempotency-Key"):
+        value = (request.headers.get(header) or "").strip()
+        if not value:
+            continue
+        if len(value) > IDEMPOTENCY_KEY_MAX_CHARS:
+            raise DomainError(
+                f"{header} must be at most {IDEMPOTENCY_KEY_MAX_CHARS} characters (it is never shortened, "
+                "so that two keys cannot collide).",
+                field=header,
+                code="invalid_idempotency_key",
+            )
+        return HeaderKey(value=value, header=header)
+    return None
+
+
 class BookingEventView(APIView):
     event_type: str
     request_serializer: type[serializers.Serializer]
@@ -83,9 +106,9 @@ class BookingEventView(APIView):
             ) from None
 
     def post(self, request: Request) -> Response:
+        header_key = _header_key(request)
         serializer = self.request_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        header_key = request.headers.get("webhook-id") or request.headers.get("Idempotency-Key")
         ingested = event_ingest(
             event_type=self.event_type,
             data=serializer.validated_data,
@@ -103,7 +126,7 @@ def _event_view(name: str, event_type: str, request_cls, response_cls, summary: 
 
     documented = extend_schema(
         request=request_cls,
-        responses={200: response_cls, 409: ERROR_RESPONSE_409},
+        responses={200: response_cls, 409: ERROR_RESPONSE_409, 422: ERROR_RESPONSE_422},
         parameters=IDEMPOTENCY_HEADERS + SIGNATURE_HEADERS,
         summary=summary,
         tags=["events"],

@@ -93,6 +93,10 @@ class Prediction(models.Model):
             ),
         ]
 
+    # Remarks about how a request was read (e.g. a late pick-up predicted from now), for the response that
+    # issues the prediction; not stored.
+    notes: list[str] = []
+
     def __str__(self) -> str:
         return self.prediction_id
 
@@ -101,5 +105,5 @@ class Prediction(models.Model):
 # calibration live in their own modules; imported here so Django sees their models.
 from predictions.calibration_models import IntervalCalibration  # noqa: E402, F401
 from predictions.drift_models import DriftCheck, DriftStatus  # noqa: E402, F401
-from predictions.outbox_models import CallbackAttempt, CallbackOutbox, EndpointCircuit  # noqa: E402, F401
+from predictions.outbox_models import CallbackAttempt, CallbackItem, CallbackOutbox, EndpointCircuit  # noqa: E402, F401
 from predictions.registry_models import ModelStatus, ModelVersion  # noqa: E402, F401

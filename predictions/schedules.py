@@ -26,6 +26,13 @@ SCHEDULES: dict[str, dict[str, Any]] = {
         "repeats": -1,
         "cluster": None,
     },
+    # Bookings whose start passed NO_SHOW_GRACE_HOURS ago without a pick-up become no-shows, also on quiet cars.
+    "bookings_no_shows_mark": {
+        "func": "bookings.tasks.no_shows_mark",
+        "schedule_type": "H",  # Schedule.HOURLY
+        "repeats": -1,
+        "cluster": None,
+    },
     # Retrain on the week's outcomes; promotes only a better challenger. Hours of CPU: the training cluster.
     "model_retrain_weekly": {
         "func": "learning.tasks.model_retrain_weekly",

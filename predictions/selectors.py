@@ -95,4 +95,5 @@ def prediction_body(p: Prediction, *, vehicle_external_id: str | None = None) ->
         "prediction_id": p.prediction_id,
         "model_version": p.model_version,
         "booking_start_time": iso(p.booking_start_time),
+        "notes": list(p.notes),
     }

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from batterypred.api.fields import AwareDateTimeField, BatteryField, ExternalIdField
+from batterypred.api.fields import AwareDateTimeField, BatteryField, ExternalIdField, ObservedAtField
 from bookings.serializers import AffectedBookingSerializer, ConfidenceIntervalSerializer
 from predictions.models import PredictionMethod
 from predictions.registry_models import ModelStatus
@@ -32,7 +32,7 @@ class PredictRequestSerializer(serializers.Serializer):
     current_battery_level = BatteryField(
         required=False, allow_null=True, help_text="Real-time mode: the level now. Omit for historical mode."
     )
-    current_timestamp = AwareDateTimeField(required=False, allow_null=True)
+    current_timestamp = ObservedAtField(required=False, allow_null=True)
     intermediate_bookings = IntermediateBookingSerializer(
         many=True, required=False, max_length=MAX_INTERMEDIATE_BOOKINGS
     )
@@ -47,8 +47,6 @@ class PredictRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"current_battery_level": ["Required with intermediate_bookings (real-time mode)."]}
             )
-        if now is not None and now > attrs["booking_start_time"]:
-            raise serializers.ValidationError({"booking_start_time": ["Must not be before current_timestamp."]})
         for index, item in enumerate(attrs.get("intermediate_bookings") or []):
             if item["ends_at"] > attrs["booking_start_time"]:
                 raise serializers.ValidationError(
@@ -85,7 +83,12 @@ class PredictResponseSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField()
     prediction_id = serializers.CharField()
     model_version = serializers.CharField()
-    booking_start_time = serializers.DateTimeField()
+    booking_start_time = serializers.DateTimeField(
+        help_text="The moment predicted for: the requested one, or current_timestamp when that pick-up has passed."
+    )
+    notes = serializers.ListField(
+        child=serializers.CharField(), help_text="How the request was read, e.g. a late pick-up predicted from now."
+    )
 
 
 class PredictBatchResponseSerializer(serializers.Serializer):

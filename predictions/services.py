@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from batterypred.api.errors import DomainError
+from batterypred.api.fields import iso
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
 from bookings.services import default_duration, reading_record, vehicle_lock
 from learning.selectors import (
@@ -197,8 +198,19 @@ def prediction_predict(
     reading, and drive through `intermediate_bookings` (or, when the caller sends none, the
     bookings we know between now and the start). Historical mode: start from the car's last
     known reading before the start and the bookings we know after it.
+
+    A pick-up whose time has already passed when the level is reported (the renter is late) is
+    predicted for the moment of the report, the earliest it can now happen; the returned
+    prediction's `notes` (not stored) say so.
     """
     now = timezone.now()
+    notes: list[str] = []
+    if current_battery_level is not None and current_timestamp is not None and booking_start_time < current_timestamp:
+        notes.append(
+            f"booking_start_time {iso(booking_start_time)} is before current_timestamp: the pick-up is late, so "
+            f"the level is predicted for {iso(current_timestamp)}, the earliest it can now happen"
+        )
+        booking_start_time = current_timestamp
     with transaction.atomic():
         vehicle = vehicle_lock(external_id=vehicle_id, with_pattern=True)
         booking = Booking.objects.filter(external_id=booking_id).first() if booking_id else None
@@ -251,6 +263,7 @@ def prediction_predict(
             origin=state.at,
             model_version=version,
         )
+    prediction.notes = notes
     return prediction
 
 

@@ -1,7 +1,8 @@
 """Strict serializer fields shared by every endpoint: ids, battery levels, aware timestamps."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -72,6 +73,28 @@ class AwareDateTimeField(serializers.DateTimeField):
             self.fail("out_of_range")
         if not EARLIEST <= value < LATEST:
             self.fail("out_of_range")
+        return value
+
+
+class ObservedAtField(AwareDateTimeField):
+    """A moment something was observed (a level read, a pick-up, a return): never ahead of the server's clock.
+
+    A level stamped in 2099 would be the car's newest reading forever, and every later prediction would start
+    from it. Clocks drift, so up to MAX_CLOCK_SKEW_SECONDS ahead is accepted. Scheduled times (a booking's
+    start) are not observations and use `AwareDateTimeField`.
+    """
+
+    default_error_messages = {
+        "in_future": "Must not be ahead of the server's clock ({now}) by more than {skew} seconds: "
+        "it reports something that has not happened yet.",
+    }
+
+    def enforce_timezone(self, value):
+        value = super().enforce_timezone(value)
+        now = timezone.now()
+        skew = settings.MAX_CLOCK_SKEW_SECONDS
+        if value > now + timedelta(seconds=skew):
+            self.fail("in_future", now=iso(now), skew=skew)
         return value
 
 

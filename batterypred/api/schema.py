@@ -44,10 +44,15 @@ ERROR_DESCRIPTIONS = {
     404: "No such object.",
     409: "The booking belongs to another car (`vehicle_id`); nothing was changed.",
     415: "The body is not `application/json`.",
+    422: (
+        "The webhook-id or Idempotency-Key was already used with another body (`idempotency_key_reused`); "
+        "nothing was applied."
+    ),
     429: "Too many requests for this API key; retry after the `Retry-After` header's seconds.",
 }
 
 ERROR_RESPONSE_409 = OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[409])
+ERROR_RESPONSE_422 = OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[422])
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 

@@ -163,7 +163,7 @@ def test_a_bad_item_fails_the_whole_batch_naming_it(post):
         ({"current_battery_level": -5}, "current_battery_level"),
         ({"booking_start_time": "2025-11-03 19:00"}, "booking_start_time"),
         ({"booking_start_time": "next tuesday"}, "booking_start_time"),
-        ({"current_timestamp": "2025-11-04T12:00:00Z"}, "booking_start_time"),
+        ({"current_timestamp": "2099-11-04T12:00:00Z"}, "current_timestamp"),
         ({"vehicle_id": None}, "vehicle_id"),
         ({"vehicle_id": 1.5}, "vehicle_id"),
         (

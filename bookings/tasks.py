@@ -1,0 +1,11 @@
+"""django-q2 tasks of the bookings app: thin, each calls one service (declared in `predictions/schedules.py`)."""
+
+from django.utils import timezone
+
+from bookings.services import bookings_mark_no_show
+from predictions.selectors import fleet_clock
+
+
+def no_shows_mark() -> int:
+    """Hourly: mark the fleet's bookings not picked up within the grace as no-shows (cars with no events too)."""
+    return bookings_mark_no_show(clock=fleet_clock(now=timezone.now()))
