@@ -21,6 +21,7 @@ from learning.ema import BASELINE_ALPHA, charging_rate_from_gap, ema_update
 from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
 from predictions.calibration import calibration_learn
 from predictions.models import Prediction, PredictionStatus
+from predictions.shadow import shadow_learn
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def user_pattern_for_update(*, user_id: str) -> UserPattern:
 def predictions_score(*, booking: Booking, actual: float, at_day) -> float | None:
     """Fill the actual level into every prediction of the booking; return the current one's error.
 
-    The predictions not scored yet also teach the interval calibration of their kinds.
+    The predictions not scored yet also teach the interval calibration of their kinds and score every
+    candidate predictor they recorded (shadow scoring).
 
     The current prediction (the latest before pick-up) is what Laravel showed, so it is the one
     counted in the daily accuracy metrics.
@@ -67,6 +69,11 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
     unscored = Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True)
     calibration_learn(
         scored=unscored.values_list("calibration_key", "confidence_lower", "confidence_upper"),
+        actual=actual,
+        at=timezone.now(),
+    )
+    shadow_learn(
+        scored=unscored.values_list("shadow_kind", "model_level", "pattern_level", "persistence_level"),
         actual=actual,
         at=timezone.now(),
     )

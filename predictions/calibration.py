@@ -44,11 +44,12 @@ LEAD_TIMES = ((6.0, "<6h"), (24.0, "6-24h"), (72.0, "24-72h"), (math.inf, ">72h"
 MARGINS_CACHE_KEY = "predictions:calibration_margins"
 
 
-def calibration_key(*, model: bool, trigger: str, own: bool, present: datetime, target: datetime) -> str:
-    """The kind of a prediction: who made it, on what trigger, for which booking, and how far ahead."""
+def calibration_key(*, predictor: str, trigger: str, own: bool, present: datetime, target: datetime) -> str:
+    """The kind of a prediction: who made it (model, pattern or persistence), on what trigger, for which booking,
+    and how far ahead."""
     hours = (target - present).total_seconds() / 3600.0
     lead = next(label for limit, label in LEAD_TIMES if hours < limit)
-    return f"{'model' if model else 'pattern'}|{trigger}{'' if own else ' (cascade)'}|{lead}"
+    return f"{predictor}|{trigger}{'' if own else ' (cascade)'}|{lead}"
 
 
 def calibration_margins() -> dict[str, tuple[float, float]]:

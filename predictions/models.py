@@ -50,6 +50,13 @@ class Prediction(models.Model):
     status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.PENDING)
     actual_battery = models.FloatField(null=True, blank=True)
     prediction_error = models.FloatField(null=True, blank=True, help_text="actual - predicted")
+    # Shadow scoring (predictions.shadow): which candidate served, the kind it was chosen for, and what every
+    # candidate said, so the pick-up scores them all.
+    served_by = models.CharField(max_length=16, blank=True, default="", db_default="")
+    shadow_kind = models.CharField(max_length=48, blank=True, default="", db_default="")
+    model_level = models.FloatField(null=True, blank=True, help_text="the champion model's level, when one served")
+    pattern_level = models.FloatField(null=True, blank=True, help_text="the pattern cascade's level")
+    persistence_level = models.FloatField(null=True, blank=True, help_text="the walk's starting level")
 
     class Meta:
         ordering = ["-predicted_at", "-id"]
@@ -107,3 +114,4 @@ from predictions.calibration_models import IntervalCalibration  # noqa: E402, F4
 from predictions.drift_models import DriftCheck, DriftStatus  # noqa: E402, F401
 from predictions.outbox_models import CallbackAttempt, CallbackItem, CallbackOutbox, EndpointCircuit  # noqa: E402, F401
 from predictions.registry_models import ModelStatus, ModelVersion  # noqa: E402, F401
+from predictions.shadow_models import PredictorScore  # noqa: E402, F401

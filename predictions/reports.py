@@ -16,6 +16,7 @@ from predictions.models import Prediction
 from predictions.physics import BASE_STD
 from predictions.registry_selectors import model_champion, model_version_body
 from predictions.services import MODEL_VERSION
+from predictions.shadow import shadow_report
 
 PATTERN_DESCRIPTION = (
     "Physics cascade through the car's schedule: idle drain and tapered charging while parked, "
@@ -136,6 +137,7 @@ def model_info() -> dict:
         "description": MODEL_DESCRIPTION if serving_model else PATTERN_DESCRIPTION,
         "serving": "model" if serving_model else "pattern_cascade",
         "champion": model_version_body(champion) if champion is not None else None,
+        "shadow_scoring": shadow_report(model_available=serving_model),
         "confidence_level": 0.95,
         "fleet_prior": {
             "idle_drain_per_hour": round(prior.idle_drain, 4),

@@ -96,4 +96,5 @@ def prediction_body(p: Prediction, *, vehicle_external_id: str | None = None) ->
         "model_version": p.model_version,
         "booking_start_time": iso(p.booking_start_time),
         "notes": list(p.notes),
+        "served_by": p.served_by,
     }

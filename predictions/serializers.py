@@ -89,6 +89,11 @@ class PredictResponseSerializer(serializers.Serializer):
     notes = serializers.ListField(
         child=serializers.CharField(), help_text="How the request was read, e.g. a late pick-up predicted from now."
     )
+    served_by = serializers.ChoiceField(
+        choices=["model", "pattern", "persistence", ""],
+        help_text="The candidate that shadow scoring chose for this kind of prediction (docs/models.md); "
+        "empty for predictions stored before shadow scoring.",
+    )
 
 
 class PredictBatchResponseSerializer(serializers.Serializer):
@@ -184,6 +189,17 @@ class ModelListQuerySerializer(serializers.Serializer):
     )
 
 
+class CandidateScoreSerializer(serializers.Serializer):
+    mae = serializers.FloatField(help_text="exponentially weighted mean absolute error, points")
+    bookings = serializers.IntegerField(help_text="scored bookings of this kind")
+
+
+class ShadowKindSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    serving = serializers.ChoiceField(choices=["model", "pattern", "persistence"])
+    candidates = serializers.DictField(child=CandidateScoreSerializer())
+
+
 class ModelInfoSerializer(serializers.Serializer):
     model_name = serializers.CharField()
     model_version = serializers.CharField()
@@ -196,6 +212,11 @@ class ModelInfoSerializer(serializers.Serializer):
         "artifact cannot be loaded).",
     )
     champion = ModelVersionSerializer(allow_null=True, help_text="The registry's champion; null when none.")
+    shadow_scoring = ShadowKindSerializer(
+        many=True,
+        help_text="Per kind of prediction (lead time | own or cascade | the car's last known state; then each lead "
+        "time and `*` for all): every candidate's weighted MAE on this fleet's pick-ups, and which one serves it.",
+    )
     confidence_level = serializers.FloatField()
     fleet_prior = serializers.DictField()
     statistics = serializers.DictField()

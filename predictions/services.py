@@ -37,10 +37,13 @@ from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.outbox import callback_enqueue
 from predictions.physics import Checkpoint, Rates, State, Trip, walk
 from predictions.selectors import fleet_clock, reading_latest
+from predictions.shadow import CANDIDATES, candidate_serving, shadow_kind, shadow_scores_cached
 
 logger = logging.getLogger(__name__)
 
 MODEL_VERSION = "pattern-cascade-1.0"  # recorded on predictions made without a trained model
+PERSISTENCE_VERSION = "carry-forward-1.0"  # recorded on predictions served by carrying the last level forward
+SERVED_VERSIONS = {"pattern": MODEL_VERSION, "persistence": PERSISTENCE_VERSION}
 PATTERN_PREFIX = "pattern_"
 NO_READING_STD = 25.0  # a car we never heard a level from: anything from nearly empty to full
 
@@ -91,18 +94,29 @@ def _method(*, has_reading: bool, real_time: bool, trips_before: int, model: boo
     return method if model else f"{PATTERN_PREFIX}{method}"
 
 
+@dataclass(frozen=True)
+class PatternPoint:
+    """The pattern walk's answer at one target, kept before the model re-prices it (a shadow candidate)."""
+
+    level: float
+    lower: float
+    upper: float
+
+
 def _predict_walk(
     *, vehicle: Vehicle, state: State, trips: list[Trip], targets: list[tuple[str, datetime]], rates: Rates
-) -> tuple[list[Checkpoint], str | None]:
+) -> tuple[list[Checkpoint], str | None, list[PatternPoint]]:
     """Walk the schedule with the pattern physics, then let the champion model re-price it when one serves.
 
-    Returns the checkpoints and the model version that priced them (None: the pattern cascade).
+    Returns the checkpoints, the model version that priced them (None: the pattern cascade) and the
+    pattern walk's own answers (the same as the checkpoints' without a model).
     """
     model = champion_model()
     trace: list[tuple] | None = [] if model is not None else None
     checkpoints = walk(state, trips, targets, rates, trace=trace)
+    patterns = [PatternPoint(c.level, c.lower, c.upper) for c in checkpoints]
     if model is None:
-        return checkpoints, None
+        return checkpoints, None, patterns
     book = feature_book_for(vehicle=vehicle, user_ids=[t.user_id for t in trips])
     points = ml_cascade.compose(
         model,
@@ -113,50 +127,87 @@ def _predict_walk(
         start_std=math.sqrt(state.variance),
     )
     ml_cascade.apply(points, checkpoints)
-    return checkpoints, model.version
+    return checkpoints, model.version, patterns
 
 
 def _new_prediction_id(booking_id: str, vehicle: Vehicle) -> str:
     return f"PRED_{booking_id or 'V' + vehicle.external_id}_{uuid.uuid4().hex[:12]}"
 
 
+@dataclass(frozen=True)
+class Served:
+    """What one candidate answers at one target: the level and its 95 % interval, before calibration."""
+
+    predictor: str
+    level: float
+    lower: float
+    upper: float
+
+
+def _candidates(checkpoint: Checkpoint, pattern: PatternPoint, start: State, model: bool) -> dict[str, Served]:
+    """Every candidate's answer at a checkpoint. Persistence carries the start level forward, with the default
+    candidate's interval width around it (calibration then fits its own margins)."""
+    default = Served("model" if model else "pattern", checkpoint.level, checkpoint.lower, checkpoint.upper)
+    persist = min(100.0, max(0.0, start.level))
+    answers = {
+        "pattern": Served("pattern", pattern.level, pattern.lower, pattern.upper),
+        "persistence": Served(
+            "persistence",
+            persist,
+            max(0.0, persist - (default.level - default.lower)),
+            min(100.0, persist + (default.upper - default.level)),
+        ),
+    }
+    if model:
+        answers["model"] = default
+    return answers
+
+
 def _store(
     *,
     vehicle: Vehicle,
     checkpoints: Sequence[Checkpoint],
-    methods: Sequence[str],
+    patterns: Sequence[PatternPoint],
+    start: State,
+    has_reading: bool,
+    real_time: bool,
     bookings: dict[str, Booking],
     user_ids: dict[str, str],
     trigger: str,
     event: InboundEvent | None,
     now: datetime,
-    origin: datetime,
     model_version: str | None,
 ) -> list[Prediction]:
     """Insert the predictions and make them their bookings' current ones (four queries).
 
-    Each interval is widened by what the scored outcomes taught about its kind of prediction
-    (`predictions.calibration`), whose lead time runs from the fleet's clock, or from `origin`
-    (when the walk's starting level was known) if that is newer. Call while holding the vehicle
-    lock: that is what keeps one current prediction per booking.
+    Each prediction is served by the candidate that shadow scoring picks for its kind
+    (`predictions.shadow`), and records every candidate's level so that its pick-up scores them
+    all. Each interval is then widened by what the scored outcomes taught about its kind
+    (`predictions.calibration`). Lead times run from the fleet's clock, or from the walk's start
+    (when the starting level was known) if that is newer. Call while holding the vehicle lock:
+    that is what keeps one current prediction per booking.
     """
     booking_ids = [c.booking_id for c in checkpoints if c.booking_id]
     if booking_ids:
         Prediction.objects.filter(booking_external_id__in=booking_ids, is_current=True).update(is_current=False)
     margins = calibration_margins_cached()
-    present = max(fleet_clock(now=now), origin)
+    scores = shadow_scores_cached()
+    model = model_version is not None
+    default = "model" if model else "pattern"
+    available = CANDIDATES if model else CANDIDATES[1:]
+    present = max(fleet_clock(now=now), start.at)
     rows = []
-    for checkpoint, method in zip(checkpoints, methods, strict=True):
-        level = round(checkpoint.level, 2)
+    for checkpoint, pattern in zip(checkpoints, patterns, strict=True):
         booking = bookings.get(checkpoint.booking_id)
+        own = event is None or checkpoint.booking_id == event.booking_external_id
+        kind = shadow_kind(own=own, present=present, target=checkpoint.at, charging=start.charging)
+        answers = _candidates(checkpoint, pattern, start, model)
+        served = answers[candidate_serving(scores, kind=kind, available=available, default=default)]
+        level = round(served.level, 2)
         key = calibration_key(
-            model=model_version is not None,
-            trigger=trigger,
-            own=event is None or checkpoint.booking_id == event.booking_external_id,
-            present=present,
-            target=checkpoint.at,
+            predictor=served.predictor, trigger=trigger, own=own, present=present, target=checkpoint.at
         )
-        lower, upper = interval_widened(checkpoint.level, checkpoint.lower, checkpoint.upper, margins.get(key))
+        lower, upper = interval_widened(served.level, served.lower, served.upper, margins.get(key))
         rows.append(
             Prediction(
                 prediction_id=_new_prediction_id(checkpoint.booking_id, vehicle),
@@ -169,13 +220,23 @@ def _store(
                 predicted_battery=level,
                 confidence_lower=min(round(lower, 2), level),
                 confidence_upper=max(round(upper, 2), level),
-                prediction_method=method,
-                model_version=model_version or MODEL_VERSION,
+                prediction_method=_method(
+                    has_reading=has_reading,
+                    real_time=real_time,
+                    trips_before=checkpoint.trips_before,
+                    model=served.predictor == "model",
+                ),
+                model_version=SERVED_VERSIONS.get(served.predictor) or model_version,
                 cascade_steps=checkpoint.steps,
                 trigger=trigger,
                 calibration_key=key,
                 trigger_event=event,
                 is_current=bool(checkpoint.booking_id),
+                served_by=served.predictor,
+                shadow_kind=kind,
+                model_level=answers["model"].level if model else None,
+                pattern_level=answers["pattern"].level,
+                persistence_level=answers["persistence"].level,
             )
         )
     return Prediction.objects.bulk_create(rows)
@@ -238,29 +299,25 @@ def prediction_predict(
         else:
             planned = _known_bookings(vehicle=vehicle, after=state.at, before=booking_start_time, exclude=booking_id)
         rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior_cached())
-        [checkpoint], version = _predict_walk(
+        checkpoints, version, patterns = _predict_walk(
             vehicle=vehicle,
             state=state,
             trips=_trips(planned, rates),
             targets=[(booking_id, booking_start_time)],
             rates=rates,
         )
-        method = _method(
-            has_reading=reading is not None,
-            real_time=real_time,
-            trips_before=checkpoint.trips_before,
-            model=version is not None,
-        )
         [prediction] = _store(
             vehicle=vehicle,
-            checkpoints=[checkpoint],
-            methods=[method],
+            checkpoints=checkpoints,
+            patterns=patterns,
+            start=state,
+            has_reading=reading is not None,
+            real_time=real_time,
             bookings={booking_id: booking} if booking else {},
             user_ids={booking_id: user_id},
             trigger=trigger,
             event=None,
             now=now,
-            origin=state.at,
             model_version=version,
         )
     prediction.notes = notes
@@ -305,27 +362,25 @@ def predictions_cascade(
     state = _state_from(reading, unknown_at=now)
     rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior_cached())
     trips = _trips((_planned(b) for b in bookings), rates)
-    checkpoints, version = _predict_walk(
+    checkpoints, version, patterns = _predict_walk(
         vehicle=vehicle,
         state=state,
         trips=trips,
         targets=[(b.external_id, b.scheduled_start) for b in targets],
         rates=rates,
     )
-    methods = [
-        _method(has_reading=reading is not None, real_time=True, trips_before=c.trips_before, model=version is not None)
-        for c in checkpoints
-    ]
     return _store(
         vehicle=vehicle,
         checkpoints=checkpoints,
-        methods=methods,
+        patterns=patterns,
+        start=state,
+        has_reading=reading is not None,
+        real_time=True,
         bookings={b.external_id: b for b in targets},
         user_ids={b.external_id: b.user_id for b in targets},
         trigger=trigger or (event.event_type if event else "cascade"),
         event=event,
         now=now,
-        origin=state.at,
         model_version=version,
     )
 

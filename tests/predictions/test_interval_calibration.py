@@ -35,12 +35,12 @@ def test_the_kind_of_a_prediction_names_its_method_trigger_booking_and_lead_time
     present = datetime(2026, 1, 5, 8, tzinfo=UTC)
     target = present + timedelta(hours=hours)
 
-    assert calibration_key(model=True, trigger="booking.ended", own=True, present=present, target=target) == (
+    assert calibration_key(predictor="model", trigger="booking.ended", own=True, present=present, target=target) == (
         f"model|booking.ended|{span}"
     )
-    assert calibration_key(model=False, trigger="booking.created", own=False, present=present, target=target) == (
-        f"pattern|booking.created (cascade)|{span}"
-    )
+    assert calibration_key(
+        predictor="pattern", trigger="booking.created", own=False, present=present, target=target
+    ) == (f"pattern|booking.created (cascade)|{span}")
 
 
 def test_each_side_moves_out_by_its_own_margin_never_past_the_level_and_within_0_and_100():

@@ -1,0 +1,161 @@
+"""Shadow scoring: every prediction also records what each candidate predictor would have said, and the fleet's
+own pick-ups decide which candidate serves each kind of prediction.
+
+Why: the bootstrap champion is trained on a simulated fleet. On a real fleet it can be worse than the pattern
+cascade it re-prices (cars left charging, chargers faster or slower than any simulated one), and far ahead any
+detailed predictor can lose to the last level carried forward, because the bookings that will be made in between
+are unknown. Nothing served may be worse on this fleet than its simplest candidate, and the service cannot know
+which is best without trying: so it tries all of them on every prediction, in the shadow.
+
+Candidates: `model` (the champion's Monte Carlo over the schedule, when one serves), `pattern` (the per-car EMA
+physics walk the model re-prices), `persistence` (the level the walk started from, carried forward). A kind is the
+lead time (hours from the present to the pick-up), whether the booking is the request's own or one re-predicted in
+a cascade, and whether the car was last known charging, parked unplugged, or unknown.
+
+When a booking is picked up, each of its predictions not yet scored adds, per kind, each candidate's absolute
+error (averaged over that booking's predictions of the kind: they err together) to an exponentially weighted MAE.
+Only outcomes already observed move the scores, and a prediction is served by what was learned before it was made.
+A kind is served by its default (the model when one serves, else the pattern cascade) until another candidate
+has been scored on MIN_BOOKINGS bookings of it and beats the default's MAE by SWITCH_MARGIN.
+
+DECAY, MIN_BOOKINGS and SWITCH_MARGIN were set by reasoning, not tuned on any benchmark world: a memory of about a
+hundred bookings per kind (a fleet's habits change over weeks), a first decision after a few dozen, and a margin
+that keeps two near-equal candidates from trading places on noise.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Case, F, FloatField, Q, Value, When
+
+from predictions.calibration import LEAD_TIMES
+from predictions.shadow_models import PredictorScore
+
+CANDIDATES = ("model", "pattern", "persistence")
+DECAY = 0.99
+MIN_BOOKINGS = 30
+SWITCH_MARGIN = 0.05
+SCORES_CACHE_KEY = "predictions:shadow_scores"
+
+
+def shadow_kind(*, own: bool, present: datetime, target: datetime, charging: bool | None) -> str:
+    """The kind of a prediction for shadow scoring: lead time, own booking or cascade, the car's last known state."""
+    hours = (target - present).total_seconds() / 3600.0
+    lead = next(label for limit, label in LEAD_TIMES if hours < limit)
+    state = "unknown" if charging is None else ("charging" if charging else "parked")
+    return f"{lead}|{'own' if own else 'cascade'}|{state}"
+
+
+@dataclass(frozen=True)
+class Score:
+    mae: float
+    bookings: int
+
+
+def shadow_scores() -> dict[tuple[str, str], Score]:
+    """Every (kind, candidate)'s score, in one query."""
+    return {
+        (row.kind, row.candidate): Score(mae=row.mae, bookings=row.bookings)
+        for row in PredictorScore.objects.filter(weight__gt=0)
+    }
+
+
+def shadow_scores_cached() -> dict[tuple[str, str], Score]:
+    """`shadow_scores()`, kept for CALIBRATION_CACHE_SECONDS per process; a process that learns forgets its copy."""
+    ttl = settings.CALIBRATION_CACHE_SECONDS
+    if ttl <= 0:
+        return shadow_scores()
+    return cache.get_or_set(SCORES_CACHE_KEY, shadow_scores, ttl)
+
+
+def kind_levels(kind: str) -> tuple[str, ...]:
+    """A kind and the coarser kinds it belongs to: `6-24h|own|parked`, then `6-24h`, then `*` (every prediction).
+
+    A fine kind may see few bookings (a car left charging, booked three days ahead, is rare); its decision then
+    rests on its lead time's record, and failing that on the whole fleet's, rather than on a handful of outcomes.
+    """
+    return (kind, kind.split("|", 1)[0], "*")
+
+
+def candidate_serving(
+    scores: dict[tuple[str, str], Score], *, kind: str, available: Iterable[str], default: str
+) -> str:
+    """Which candidate serves `kind`: the default, unless a well-scored other one beats it by SWITCH_MARGIN.
+
+    The decision is made at the finest level of `kind_levels` where the default has been scored on
+    MIN_BOOKINGS bookings; where it has not been anywhere (a new champion), the default serves for that trial.
+    """
+    available = tuple(available)
+    for level in kind_levels(kind):
+        scored = {c: s for c in available if (s := scores.get((level, c))) is not None and s.bookings >= MIN_BOOKINGS}
+        reference = scored.get(default)
+        if reference is None:
+            continue
+        best = min(scored, key=lambda c: scored[c].mae)
+        return best if scored[best].mae < reference.mae * (1 - SWITCH_MARGIN) else default
+    return default
+
+
+def shadow_learn(*, scored: Iterable[tuple[str, float | None, float | None, float | None]], actual: float, at) -> None:
+    """Add a picked-up booking's errors to every (kind, candidate) that predicted it, at every level of its kinds.
+
+    `scored` holds each unscored prediction's (kind, model level, pattern level, persistence level); a level is
+    None when that candidate did not run. One booking counts once per (kind, candidate): its predictions of one
+    kind err together, so their errors are averaged. Call inside the event's transaction: one insert of the
+    missing rows and one update of all of them with atomic expressions, so concurrent events for other cars
+    neither lose an update nor deadlock.
+    """
+    errors: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for kind, *levels in scored:
+        if not kind:
+            continue
+        for candidate, level in zip(CANDIDATES, levels, strict=True):
+            if level is not None:
+                for key in kind_levels(kind):
+                    errors[(key, candidate)].append(abs(actual - level))
+    if not errors:
+        return
+    cache.delete(SCORES_CACHE_KEY)
+    transaction.on_commit(lambda: cache.delete(SCORES_CACHE_KEY))
+    keys = sorted(errors)
+    PredictorScore.objects.bulk_create([PredictorScore(kind=k, candidate=c) for k, c in keys], ignore_conflicts=True)
+    added = Case(
+        *(When(kind=k, candidate=c, then=Value(sum(v) / len(v))) for (k, c), v in sorted(errors.items())),
+        output_field=FloatField(),
+    )
+    rows = Q()
+    for k, c in keys:
+        rows |= Q(kind=k, candidate=c)
+    PredictorScore.objects.filter(rows).update(
+        weight=F("weight") * DECAY + 1.0,
+        sum_abs_error=F("sum_abs_error") * DECAY + added,
+        bookings=F("bookings") + 1,
+        updated_at=at,
+    )
+
+
+def shadow_report(*, model_available: bool) -> list[dict]:
+    """Per kind: each candidate's score and what serves that kind now (for model info and the models page)."""
+    scores = shadow_scores()
+    default = "model" if model_available else "pattern"
+    available = CANDIDATES if model_available else CANDIDATES[1:]
+    kinds = sorted({kind for kind, _ in scores}, key=lambda k: (k == "*", "|" not in k, k))
+    return [
+        {
+            "kind": kind,
+            "serving": candidate_serving(scores, kind=kind, available=available, default=default),
+            "candidates": {
+                c: {"mae": round(s.mae, 3), "bookings": s.bookings}
+                for c in CANDIDATES
+                if (s := scores.get((kind, c))) is not None
+            },
+        }
+        for kind in kinds
+    ]

@@ -1,0 +1,128 @@
+"""Shadow scoring: every candidate is scored on the fleet's own pick-ups, and the best one serves each kind."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+
+import pytest
+
+from learning.simulation.fleet import FleetConfig, simulate
+from learning.training import model_promote, model_train
+from predictions.models import Prediction
+from predictions.shadow import MIN_BOOKINGS, Score, candidate_serving, kind_levels, shadow_report
+from predictions.shadow_models import PredictorScore
+from tests.modelling import SMALL_FLEET, SMALL_ROUNDS, fleet_outcomes
+from tests.seed_examples import CREATED, STARTED, URL
+
+pytestmark = pytest.mark.django_db
+
+
+def slow_charging(outcomes, factor: float = 0.25):
+    """The same fleet in a world whose chargers are `factor` as fast: every parked gain shrinks, and the levels
+    of the later bookings follow."""
+    by_car = defaultdict(list)
+    for o in outcomes:
+        by_car[o.vehicle_id].append(o)
+    shifted = []
+    for car in by_car.values():
+        car.sort(key=lambda o: o.start)
+        prev_true = prev_new = None
+        for o in car:
+            start = o.battery_at_start
+            if prev_true is not None:
+                change = o.battery_at_start - prev_true
+                start = prev_new + (change * factor if change > 0 else change)
+            start = min(100.0, max(0.0, start))
+            end = min(100.0, max(0.0, start - (o.battery_at_start - o.battery_at_end)))
+            shifted.append(dataclasses.replace(o, battery_at_start=start, battery_at_end=end))
+            prev_true, prev_new = o.battery_at_end, end
+    return shifted
+
+
+def test_a_champion_from_a_world_with_four_times_slower_chargers_loses_to_the_pattern_cascade(post, settings, tmp_path):
+    settings.MODEL_DIR = tmp_path
+    wrong = model_train(
+        outcomes=slow_charging(fleet_outcomes(SMALL_FLEET)), source="synthetic:slow", rounds=SMALL_ROUNDS
+    )
+    model_promote(version=wrong.version)
+
+    for call in simulate(FleetConfig(cars=10, renters=30, days=20, seed=5)).calls:  # a fleet it was not built on
+        assert post(call.path, call.body).status_code == 200
+
+    report = {row["kind"]: row for row in shadow_report(model_available=True)}
+    fleet = report["*"]
+    assert fleet["candidates"]["model"]["bookings"] < 300  # a few hundred scored bookings at most
+    assert fleet["serving"] == "pattern"
+    assert fleet["candidates"]["model"]["mae"] > fleet["candidates"]["pattern"]["mae"]
+    charging = [row for kind, row in report.items() if kind.endswith("|charging")]
+    assert charging and all(row["serving"] == "pattern" for row in charging)
+    # What was served once the scores had spoken: the later half of the scored predictions of cars left charging.
+    scored = list(Prediction.objects.filter(shadow_kind__endswith="|charging", actual_battery__isnull=False))
+    late = sorted(scored, key=lambda p: p.id)[len(scored) // 2 :]
+    by_pattern = sum(p.served_by == "pattern" for p in late) / len(late)
+    served = sum(abs(p.actual_battery - p.predicted_battery) for p in late) / len(late)
+    champion = sum(abs(p.actual_battery - p.model_level) for p in late) / len(late)
+    assert by_pattern >= 0.85
+    assert served < 0.5 * champion
+
+
+def test_a_pick_up_scores_every_candidate_with_what_it_said_before(post):
+    post(URL["created"], CREATED)
+    prediction = Prediction.objects.get(booking_external_id="BK123456", is_current=True)
+    assert (prediction.served_by, prediction.model_level) == ("pattern", None)  # no champion: the pattern serves
+    assert prediction.persistence_level == 65.5
+
+    post(URL["started"], STARTED)
+
+    actual = STARTED["actual_battery_at_start"]
+    scores = {(s.kind, s.candidate): s for s in PredictorScore.objects.all()}
+    assert {k for k, _ in scores} == set(kind_levels(prediction.shadow_kind))
+    for level in kind_levels(prediction.shadow_kind):
+        assert scores[(level, "pattern")].mae == pytest.approx(abs(actual - prediction.pattern_level))
+        assert scores[(level, "persistence")].mae == pytest.approx(abs(actual - 65.5))
+        assert scores[(level, "pattern")].bookings == 1
+    assert (level, "model") not in scores
+
+
+def score(mae: float, bookings: int = MIN_BOOKINGS) -> Score:
+    return Score(mae=mae, bookings=bookings)
+
+
+KIND = "6-24h|own|parked"
+ALL = ("model", "pattern", "persistence")
+
+
+@pytest.mark.parametrize(
+    ("scores", "serving"),
+    [
+        ({}, "model"),  # nothing scored yet: the default
+        ({(KIND, "model"): score(10), (KIND, "pattern"): score(5)}, "pattern"),
+        ({(KIND, "model"): score(10), (KIND, "pattern"): score(9.6)}, "model"),  # within the switch margin
+        ({(KIND, "model"): score(10), (KIND, "persistence"): score(4, MIN_BOOKINGS - 1)}, "model"),  # too few
+        ({(KIND, "model"): score(10), (KIND, "pattern"): score(6), (KIND, "persistence"): score(5)}, "persistence"),
+        # The fine kind is too new: its lead time's record decides, then the fleet's.
+        ({(KIND, "model"): score(1, 3), ("6-24h", "model"): score(10), ("6-24h", "pattern"): score(5)}, "pattern"),
+        ({("*", "model"): score(10), ("*", "persistence"): score(5)}, "persistence"),
+    ],
+)
+def test_which_candidate_serves(scores, serving):
+    assert candidate_serving(scores, kind=KIND, available=ALL, default="model") == serving
+
+
+def test_without_a_champion_the_model_never_serves():
+    scores = {(KIND, "model"): score(1), (KIND, "pattern"): score(10), (KIND, "persistence"): score(20)}
+
+    assert candidate_serving(scores, kind=KIND, available=ALL[1:], default="pattern") == "pattern"
+
+
+def test_model_info_shows_the_scores_and_what_serves_each_kind(api, post):
+    post(URL["created"], CREATED)
+    post(URL["started"], STARTED)
+
+    body = api.get("/api/v1/model/info").json()
+
+    rows = {row["kind"]: row for row in body["shadow_scoring"]}
+    assert rows["*"]["serving"] == "pattern"
+    assert set(rows["*"]["candidates"]) == {"pattern", "persistence"}
+    assert rows["*"]["candidates"]["pattern"]["bookings"] == 1
