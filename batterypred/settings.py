@@ -156,8 +156,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "APPEND_COMPONENTS": {"securitySchemes": {"ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
-    "SECURITY": [{"ApiKeyAuth": []}],
+    # The ApiKeyAuth security scheme comes from APIKeyAuthentication's extension (batterypred/api/schema.py).
     "COMPONENT_SPLIT_REQUEST": True,
     # Several `status` fields have their own choice sets: name each, so the event responses' enum keeps its name.
     "ENUM_NAME_OVERRIDES": {
