@@ -4,6 +4,7 @@ Every value has a safe development default so that `make run` works on a fresh c
 (DJANGO_DEBUG off) refuses to start without a real DJANGO_SECRET_KEY. See `.env.example`.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -225,8 +226,18 @@ HEALTH_TASK_QUEUE_BACKLOG_WARN = env.int("HEALTH_TASK_QUEUE_BACKLOG_WARN", defau
 HEALTH_OUTBOX_OLDEST_PENDING_WARN_SECONDS = env.int("HEALTH_OUTBOX_OLDEST_PENDING_WARN_SECONDS", default=900)
 HEALTH_OUTBOX_PENDING_WARN = env.int("HEALTH_OUTBOX_PENDING_WARN", default=1000)
 HEALTH_OUTBOX_FAILED_WINDOW_SECONDS = env.int("HEALTH_OUTBOX_FAILED_WINDOW_SECONDS", default=86400)
-# GET /metrics is open (meant for the internal network); when set, it needs `Authorization: Bearer <token>`.
+# GET /metrics: with METRICS_BEARER_TOKEN set it needs `Authorization: Bearer <token>` from anywhere; without,
+# it answers every address while DEBUG is on, and with DEBUG off only REMOTE_ADDR in METRICS_ALLOWED_NETWORKS
+# (behind a proxy REMOTE_ADDR is the proxy's). The service's own figures are read from the database at most once
+# per METRICS_CACHE_SECONDS per process (0: every scrape).
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+try:
+    for _network in METRICS_ALLOWED_NETWORKS:
+        ipaddress.ip_network(_network, strict=False)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {exc}") from exc
+METRICS_CACHE_SECONDS = env.int("METRICS_CACHE_SECONDS", default=15)
 
 # Weekly drift check (docs/models.md): recent window, reference span, minimum segments, PSI thresholds.
 DRIFT_WINDOW_DAYS = env.int("DRIFT_WINDOW_DAYS", default=7)
