@@ -2,13 +2,16 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Production settings unless told otherwise: no tracebacks, HTTPS only, a real key and the callback settings
+# required at start (docs/operations.md, "Production checklist").
+ENV DJANGO_DEBUG=0
 WORKDIR /app
 
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-RUN DJANGO_SECRET_KEY=collectstatic-only-build-key-not-used-at-runtime DJANGO_DEBUG=0 \
+RUN DJANGO_SECRET_KEY=collectstatic-only-build-key-never-used-at-runtime-8f3a1c ML_CALLBACKS_DISABLED=1 \
     python manage.py collectstatic --noinput -v0 \
     && useradd --create-home --uid 10001 app && mkdir -p data && chown -R app data
 USER app

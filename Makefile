@@ -1,8 +1,10 @@
-# The two commands: `make run` (set up everything, serve on :8000 with the worker) and `make test`.
+# The two commands: `make run` (set up everything, serve on 127.0.0.1:8000 with the worker) and `make test`.
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+# Where `make run` listens: loopback only by default (`make run HOST=0.0.0.0` for every interface).
+HOST ?= 127.0.0.1
 
 .PHONY: run test lint venv migrate apikey model bench bench-accuracy bench-training bench-load bench-pages clean
 
@@ -26,7 +28,7 @@ model: migrate
 
 run: model apikey
 	$(PY) manage.py collectstatic --noinput -v0
-	bash scripts/serve.sh $(PORT)
+	HOST=$(HOST) bash scripts/serve.sh $(PORT)
 
 # On SQLite the Postgres-only tests (row locks under concurrency) are deselected, and it says so;
 # .ci/run runs the suite on both databases.

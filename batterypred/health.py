@@ -2,8 +2,8 @@
 
 `GET /health` (liveness) answers without an API key so load balancers can probe it: the process runs and reaches
 its database. `GET /api/v1/health` (detailed) needs the API key, because it shows internals (model versions,
-callback backlog, queue sizes): database, model, task queue and callback outbox, each with its status and the
-figures it was judged by (see `batterypred.health_checks` and docs/operations.md).
+callback backlog, queue sizes): database, model, task queue, callback outbox and callback settings, each with its
+status and the figures it was judged by (see `batterypred.health_checks` and docs/operations.md).
 """
 
 from django.db import DatabaseError, connection
@@ -104,11 +104,24 @@ class OutboxCheckSerializer(_CheckSerializer):
         ref_name = "HealthOutboxCheck"
 
 
+class CallbacksCheckSerializer(_CheckSerializer):
+    enabled = serializers.BooleanField(help_text="Whether re-predictions are sent to Laravel, signed.")
+    disabled = serializers.BooleanField(help_text="ML_CALLBACKS_DISABLED: this deployment sends no callbacks.")
+    url_configured = serializers.BooleanField(help_text="Whether ML_CALLBACK_URL is set.")
+    secret_configured = serializers.BooleanField(help_text="Whether ML_WEBHOOK_SECRET is set.")
+
+    class Meta:
+        ref_name = "HealthCallbacksCheck"
+
+
 class HealthChecksSerializer(serializers.Serializer):
     database = DatabaseCheckSerializer()
     model = ModelCheckSerializer()
     task_queue = TaskQueueCheckSerializer()
     outbox = OutboxCheckSerializer()
+    callbacks = CallbacksCheckSerializer(
+        help_text="Callbacks configured: degraded when ML_CALLBACK_URL or ML_WEBHOOK_SECRET is empty."
+    )
 
     class Meta:
         ref_name = "HealthChecks"
@@ -135,7 +148,7 @@ class HealthDetailView(APIView):
     @extend_schema(
         tags=["health"],
         operation_id="health_detail",
-        summary="Database, serving model, task queue and callback outbox, each with its status.",
+        summary="Database, serving model, task queue, callback outbox and callback settings, each with its status.",
         responses={
             200: OpenApiResponse(HealthDetailSerializer, description="healthy or degraded: the service answers."),
             503: OpenApiResponse(HealthDetailSerializer, description="unhealthy: the database cannot be reached."),

@@ -8,7 +8,7 @@ status is decided in one place (`health_report`):
   load balancer or orchestrator should stop sending traffic to this process;
 - degraded (HTTP 200) when something needs an operator but predictions are still answered: a champion model
   that does not load (the pattern cascade answers instead), a task queue that is not running (callbacks stop
-  going out), a callback backlog or an open circuit;
+  going out), a callback backlog or an open circuit, callbacks not configured (Laravel hears nothing);
 - healthy otherwise.
 
 The thresholds are settings (see `docs/operations.md`), read on every call so tests and operators can change them.
@@ -252,6 +252,44 @@ def outbox_check(*, now: datetime | None = None) -> Check:
     return check
 
 
+def callbacks_check() -> Check:
+    """Whether re-predictions can reach Laravel at all: a callback URL and the secret that signs for it.
+
+    Without ML_CALLBACK_URL no outbox row is written, so the callbacks are lost for good (setting the URL later
+    does not bring them back); without ML_WEBHOOK_SECRET they are signed with an empty key, which Laravel's check
+    refuses, so each one fails after its retries. Either is degraded, in development too (production refuses to
+    start so, see settings). A deployment that wants no callbacks says so with ML_CALLBACKS_DISABLED=1: healthy.
+    Reads settings only, so it is reported even while the database is down.
+    """
+    url, secret = bool(settings.ML_CALLBACK_URL), bool(settings.ML_WEBHOOK_SECRET)
+    disabled = bool(settings.ML_CALLBACKS_DISABLED)
+    check: Check = {
+        "status": HEALTHY,
+        "enabled": url and secret and not disabled,
+        "disabled": disabled,
+        "url_configured": url,
+        "secret_configured": secret,
+    }
+    if disabled:
+        return check
+    if not url:
+        _not_healthy(
+            check,
+            DEGRADED,
+            "ML_CALLBACK_URL is empty: no callback is written, so Laravel never hears of a re-prediction and none "
+            "is kept to send later. Set ML_CALLBACK_URL and ML_WEBHOOK_SECRET, or ML_CALLBACKS_DISABLED=1 if "
+            "this deployment sends no callbacks.",
+        )
+    if not secret:
+        _not_healthy(
+            check,
+            DEGRADED,
+            "ML_WEBHOOK_SECRET is empty: callbacks would be signed with an empty key, which Laravel refuses. Set "
+            "it to Laravel's ML_WEBHOOK_SECRET.",
+        )
+    return check
+
+
 def _guarded(check: Any, name: str) -> Check:
     """Run one check; an unexpected error marks that check unhealthy rather than failing the whole report."""
     try:
@@ -273,7 +311,8 @@ def health_report_database_down(exc: BaseException | None = None) -> dict[str, A
     database: Check = {"status": UNHEALTHY, "vendor": connection.vendor}
     database["message"] = "The database cannot be reached" + (f": {_error(exc)}" if exc else ".")
     skipped: Check = {"status": UNKNOWN, "message": "Not checked: the database cannot be reached."}
-    return _report({"database": database, "model": dict(skipped), "task_queue": dict(skipped), "outbox": dict(skipped)})
+    checks = {"database": database, "model": dict(skipped), "task_queue": dict(skipped), "outbox": dict(skipped)}
+    return _report({**checks, "callbacks": _guarded(callbacks_check, "callbacks")})
 
 
 def _report(checks: dict[str, Check]) -> dict[str, Any]:
@@ -287,8 +326,8 @@ def _report(checks: dict[str, Check]) -> dict[str, Any]:
 
 
 def health_report() -> dict[str, Any]:
-    """Every check and the overall status. When the database is down the other checks are skipped (`unknown`):
-    each would only wait for its own connection timeout to report the same cause."""
+    """Every check and the overall status. When the database is down the checks that read it are skipped
+    (`unknown`): each would only wait for its own connection timeout to report the same cause."""
     database = _guarded(database_check, "database")
     if database["status"] == UNHEALTHY:
         report = health_report_database_down()
@@ -300,5 +339,6 @@ def health_report() -> dict[str, Any]:
             "model": _guarded(model_check, "model"),
             "task_queue": _guarded(task_queue_check, "task_queue"),
             "outbox": _guarded(outbox_check, "outbox"),
+            "callbacks": _guarded(callbacks_check, "callbacks"),
         }
     )

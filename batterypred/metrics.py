@@ -3,7 +3,14 @@
 The service's figures (predictions by method, events by type, scored error, the callback outbox, the serving
 model) are read from the database at scrape time by `ServiceCollector`, not counted in process memory: gunicorn
 runs several workers and a scrape reaches one of them, so only the database gives every scrape the same totals.
-They are plain aggregate queries (one GROUP BY per table), never loops over rows.
+They are aggregate queries (one GROUP BY per table), never loops over rows, but an aggregate over the predictions
+and events tables still reads every row: so each process renders them at most once per METRICS_CACHE_SECONDS
+and answers scrapes within that window from the Django cache (a failed collection is not kept).
+
+Who may scrape: with METRICS_BEARER_TOKEN set, whoever sends the token (from any address); without it, anyone
+while DEBUG is on, and with DEBUG off only a REMOTE_ADDR inside METRICS_ALLOWED_NETWORKS (loopback by default),
+like GitLab's monitoring IP allow-list. Behind a reverse proxy REMOTE_ADDR is the proxy's address, so allowing it
+allows everyone the proxy forwards: use the token then, or keep /metrics off the proxy.
 
 The collector lives in its own registry, exported beside django-prometheus' one: registering it in the global
 `REGISTRY` would run its queries at registration (REGISTRY describes collectors by collecting them) and would be
@@ -14,12 +21,14 @@ process (by the URLconf), so the collector is registered exactly once.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import os
 from collections.abc import Iterable, Iterator
 
 import prometheus_client
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -39,6 +48,7 @@ from predictions.services import MODEL_VERSION
 logger = logging.getLogger(__name__)
 
 PREFIX = "batterypred"
+CACHE_KEY = "metrics:service"
 PATTERN_KIND = "pattern-cascade"
 
 
@@ -187,7 +197,7 @@ SECTIONS = (_predictions, _events, _accuracy, _outbox, _model)
 
 
 class ServiceCollector(Collector):
-    """The service's own figures, read from the database on every scrape.
+    """The service's own figures, read from the database when rendered (see `service_figures` for the cache).
 
     A failing section (the database down, a table missing before `migrate`) is logged and reported as
     `batterypred_metrics_collect_success 0` rather than failing the scrape: the process and request metrics
@@ -224,20 +234,62 @@ def _base_registry() -> CollectorRegistry:
     return prometheus_client.REGISTRY
 
 
-def _authorized(request: HttpRequest) -> bool:
-    token = settings.METRICS_BEARER_TOKEN
-    if not token:
-        return True
+def service_figures() -> bytes:
+    """The service's own figures in the text format, rendered at most once per METRICS_CACHE_SECONDS per cache.
+
+    Prometheus scrapes every 15 to 60 s, often from two servers in a pair, and each scrape of every figure would
+    otherwise aggregate whole tables. A rendering in which a section failed is not cached: the next scrape retries.
+    """
+    ttl = settings.METRICS_CACHE_SECONDS
+    if ttl > 0:
+        cached = cache.get(CACHE_KEY)
+        if cached is not None:
+            return cached
+    families = list(SERVICE_REGISTRY.collect())
+    body = prometheus_client.generate_latest(_Collected(families))
+    success = families[-1].samples[0].value  # ServiceCollector reports batterypred_metrics_collect_success last
+    if ttl > 0 and success == 1:
+        cache.set(CACHE_KEY, body, ttl)
+    return body
+
+
+class _Collected:
+    """Families already collected, in the shape `generate_latest` reads (a registry's `collect`)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def _client_allowed(request: HttpRequest) -> bool:
+    """Whether REMOTE_ADDR lies in METRICS_ALLOWED_NETWORKS (an IPv4 address mapped into IPv6 counts as IPv4)."""
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(net, strict=False) for net in settings.METRICS_ALLOWED_NETWORKS)
+
+
+def _token_valid(request: HttpRequest, token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 @require_safe
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The scrape target. Open unless METRICS_BEARER_TOKEN is set; expose it only on the internal network."""
-    if not _authorized(request):
+    """The scrape target: the token when one is configured, else loopback and the allowed networks (DEBUG off)."""
+    token = settings.METRICS_BEARER_TOKEN
+    if token and not _token_valid(request, token):
         response = HttpResponse("A valid bearer token is required (METRICS_BEARER_TOKEN).\n", status=401)
         response["WWW-Authenticate"] = "Bearer"
         return response
-    body = prometheus_client.generate_latest(_base_registry()) + prometheus_client.generate_latest(SERVICE_REGISTRY)
+    if not token and not settings.DEBUG and not _client_allowed(request):
+        return HttpResponse(
+            "Metrics are served to METRICS_ALLOWED_NETWORKS only, or with METRICS_BEARER_TOKEN.\n", status=403
+        )
+    body = prometheus_client.generate_latest(_base_registry()) + service_figures()
     return HttpResponse(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)

@@ -1,12 +1,20 @@
 """Settings for batterypred, read from the environment (12-factor).
 
 Every value has a safe development default so that `make run` works on a fresh clone; production
-(DJANGO_DEBUG off) refuses to start without a real DJANGO_SECRET_KEY. See `.env.example`.
+(DJANGO_DEBUG off) refuses to start without a real DJANGO_SECRET_KEY and the callback settings, and runs HTTPS-only.
+See `.env.example` and the production checklist in docs/operations.md.
 """
 
+import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -16,14 +24,46 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 INSECURE_DEV_KEY = "django-insecure-development-only-key"
+# The value `.env.example` shows for DJANGO_SECRET_KEY: a copied example must never become a production key.
+EXAMPLE_SECRET_KEY = "change-me-to-a-random-string-of-at-least-50-characters"
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=INSECURE_DEV_KEY)
-if not DEBUG and (SECRET_KEY == INSECURE_DEV_KEY or len(SECRET_KEY) < 32):
-    raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY must be set to a random value of at least 32 characters when DJANGO_DEBUG is off."
-    )
+if not DEBUG:
+    # The same rule as Django's own deploy check (security.W009), so a key that starts is a key it accepts.
+    if SECRET_KEY in (INSECURE_DEV_KEY, EXAMPLE_SECRET_KEY):
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set to your own random value when DJANGO_DEBUG is off: this is the "
+            "development or .env.example placeholder."
+        )
+    if (
+        len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH
+        or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)
+    ):
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY must be set to a random value of at least {SECRET_KEY_MIN_LENGTH} characters "
+            f"({SECRET_KEY_MIN_UNIQUE_CHARACTERS}+ different ones, not starting with {SECRET_KEY_INSECURE_PREFIX!r}) "
+            "when DJANGO_DEBUG is off."
+        )
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+
+# --- HTTPS (docs/operations.md, "Production checklist") --------------------------------------------------
+# With DEBUG off every request is sent to HTTPS, browsers are told to stay there (HSTS) and the session and CSRF
+# cookies travel only over HTTPS; each can be switched off. Behind a TLS-terminating proxy set
+# DJANGO_SECURE_PROXY_SSL_HEADER=1 (the proxy sets X-Forwarded-Proto: https and strips the client's own), or
+# every request looks like plain HTTP and is redirected forever. The probes of load balancers and Prometheus
+# come over plain HTTP, often on loopback, and are answered without a redirect.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^api/v1/health$", r"^metrics$"]
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+# The admin's forms behind a proxy on another origin (scheme://host[:port], comma-separated).
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -38,6 +78,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "django_prometheus",
+    "axes",
     "bookings",
     "predictions",
     "learning",
@@ -45,7 +86,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First and last: request counts and latencies by view for /metrics (django-prometheus).
+    # First and next to last: request counts and latencies by view for /metrics (django-prometheus).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -56,7 +97,24 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last (django-axes): turns a locked-out admin login into its 429 before the request is counted.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin login throttling (django-axes): AxesStandaloneBackend refuses a locked-out login before the password is
+# checked; ModelBackend then authenticates as before. Failures are kept in the database (every web process sees
+# them) and listed in the admin (Axes > Access attempts), where deleting a row (or `manage.py axes_reset`) unlocks.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+# Comma-separated; `a+b` locks the combination. The default locks one username from one address, so an attacker
+# cannot lock staff out from elsewhere. The address is REMOTE_ADDR: behind a proxy, the proxy's.
+AXES_LOCKOUT_PARAMETERS = [
+    group.split("+") if "+" in group else group
+    for group in env.list("AXES_LOCKOUT_PARAMETERS", default=["username+ip_address"])
+]
+AXES_RESET_ON_SUCCESS = True  # a successful login forgets the failures before it
 
 ROOT_URLCONF = "batterypred.urls"
 WSGI_APPLICATION = "batterypred.wsgi.application"
@@ -163,8 +221,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "APPEND_COMPONENTS": {"securitySchemes": {"ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
-    "SECURITY": [{"ApiKeyAuth": []}],
+    # The ApiKeyAuth security scheme comes from APIKeyAuthentication's extension (batterypred/api/schema.py).
     "COMPONENT_SPLIT_REQUEST": True,
     # Several `status` fields have their own choice sets: name each, so the event responses' enum keeps its name.
     "ENUM_NAME_OVERRIDES": {
@@ -197,6 +254,17 @@ ML_WEBHOOK_SECRET = env.str("ML_WEBHOOK_SECRET", default="")
 # When set, the booking event webhooks refuse (401) a body not signed with it (X-ML-Signature or Standard Webhooks).
 ML_INBOUND_SECRET = env.str("ML_INBOUND_SECRET", default="")
 ML_CALLBACK_TIMEOUT_SECONDS = env.float("ML_CALLBACK_TIMEOUT_SECONDS", default=10.0)
+# Without a URL no callback is written, and without a secret Laravel cannot verify one: either way Laravel never
+# hears of a re-prediction. In production that is refused at start unless the deployment says it wants no
+# callbacks (ML_CALLBACKS_DISABLED=1); in any mode GET /api/v1/health reports it (the `callbacks` check).
+ML_CALLBACKS_DISABLED = env.bool("ML_CALLBACKS_DISABLED", default=False)
+if ML_CALLBACKS_DISABLED:
+    ML_CALLBACK_URL = ""  # disabled means disabled: nothing is queued for a URL left in the environment
+elif not DEBUG and not (ML_CALLBACK_URL and ML_WEBHOOK_SECRET):
+    raise ImproperlyConfigured(
+        "ML_CALLBACK_URL and ML_WEBHOOK_SECRET must both be set when DJANGO_DEBUG is off, or re-predictions never "
+        "reach Laravel; set ML_CALLBACKS_DISABLED=1 if this deployment sends no callbacks."
+    )
 
 # django-q2: the ORM broker by default (the task queue is a table), Redis when Q_REDIS_URL is set.
 # `timeout` (a task is killed after it) must stay below `retry` (an unacknowledged task is handed out
@@ -233,8 +301,18 @@ HEALTH_TASK_QUEUE_BACKLOG_WARN = env.int("HEALTH_TASK_QUEUE_BACKLOG_WARN", defau
 HEALTH_OUTBOX_OLDEST_PENDING_WARN_SECONDS = env.int("HEALTH_OUTBOX_OLDEST_PENDING_WARN_SECONDS", default=900)
 HEALTH_OUTBOX_PENDING_WARN = env.int("HEALTH_OUTBOX_PENDING_WARN", default=1000)
 HEALTH_OUTBOX_FAILED_WINDOW_SECONDS = env.int("HEALTH_OUTBOX_FAILED_WINDOW_SECONDS", default=86400)
-# GET /metrics is open (meant for the internal network); when set, it needs `Authorization: Bearer <token>`.
+# GET /metrics: with METRICS_BEARER_TOKEN set it needs `Authorization: Bearer <token>` from anywhere; without,
+# it answers every address while DEBUG is on, and with DEBUG off only REMOTE_ADDR in METRICS_ALLOWED_NETWORKS
+# (behind a proxy REMOTE_ADDR is the proxy's). The service's own figures are read from the database at most once
+# per METRICS_CACHE_SECONDS per process (0: every scrape).
 METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+try:
+    for _network in METRICS_ALLOWED_NETWORKS:
+        ipaddress.ip_network(_network, strict=False)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {exc}") from exc
+METRICS_CACHE_SECONDS = env.int("METRICS_CACHE_SECONDS", default=15)
 
 # Weekly drift check (docs/models.md): recent window, reference span, minimum segments, PSI thresholds.
 DRIFT_WINDOW_DAYS = env.int("DRIFT_WINDOW_DAYS", default=7)

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from batterypred.api.schema import CachedSchemaGenerator
 from batterypred.health import HealthDetailView, HealthView
 from batterypred.metrics import metrics_view
 from bookings import views as events
@@ -27,7 +28,7 @@ urlpatterns = [
     path("api/v1/events/booking-ended", events.BookingEndedView.as_view(), name="booking-ended"),
     path("api/v1/events/booking-modified", events.BookingModifiedView.as_view(), name="booking-modified"),
     path("api/v1/events/booking-cancelled", events.BookingCancelledView.as_view(), name="booking-cancelled"),
-    path("api/schema/", SpectacularAPIView.as_view(**docs), name="schema"),
+    path("api/schema/", SpectacularAPIView.as_view(generator_class=CachedSchemaGenerator, **docs), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **docs), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", **docs), name="redoc"),
 ]

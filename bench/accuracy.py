@@ -67,7 +67,7 @@ class Service:
 
     def __init__(self, workdir: Path, *, model: bool) -> None:
         self.env = server_env(f"sqlite:///{workdir / 'bench.sqlite3'}")
-        self.env |= {"MODEL_DIR": str(workdir / "models"), "ML_CALLBACK_URL": ""}
+        self.env |= {"MODEL_DIR": str(workdir / "models"), "ML_CALLBACK_URL": "", "ML_CALLBACKS_DISABLED": "1"}
         manage(self.env, "migrate", "--noinput", "-v0")
         self.key = api_key_create(self.env)
         if model:

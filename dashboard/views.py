@@ -111,7 +111,7 @@ def deliveries(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def deliveries_redeliver(request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm("predictions.change_callbackoutbox"):
+    if not request.user.has_perm("predictions.redeliver_callbackoutbox"):
         raise PermissionDenied
     ids = request.POST.getlist("outbox_id")
     try:

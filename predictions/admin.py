@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -6,7 +8,7 @@ from bookings.models import EventType
 from predictions.drift_models import DriftCheck
 from predictions.models import IntervalCalibration, Prediction
 from predictions.outbox import callback_redeliver
-from predictions.outbox_models import CallbackAttempt, CallbackOutbox, EndpointCircuit
+from predictions.outbox_models import CallbackAttempt, CallbackOutbox, CallbackStatus, EndpointCircuit
 from predictions.registry_admin import ModelVersionAdmin  # noqa: F401  (registers the model registry)
 from predictions.registry_models import ModelVersion
 from predictions.services import MODEL_VERSION
@@ -90,7 +92,12 @@ class CallbackAttemptInline(admin.TabularInline):
 
 @admin.register(CallbackOutbox)
 class CallbackOutboxAdmin(admin.ModelAdmin):
-    """Callbacks owed to Laravel. Rows are written by the event services; staff only watch and redeliver."""
+    """Callbacks owed to Laravel. Rows are written by the event services; staff only watch and redeliver.
+
+    Redelivering needs `predictions.redeliver_callbackoutbox`. A callback still owed (pending, or failed and so
+    redeliverable) is never deleted here, one by one or in bulk: it is Laravel's only copy of those predictions.
+    Delivered rows may be deleted by staff with the delete permission.
+    """
 
     list_display = ["id", "triggered_by", "status", "attempts", "next_attempt_at", "created_at", "delivered_at"]
     list_filter = ["status"]
@@ -120,7 +127,22 @@ class CallbackOutboxAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # the body is what was signed and must stay as it is; the action below is the only write
 
-    @admin.action(description="Redeliver now (failed or pending callbacks)")
+    def has_delete_permission(self, request: HttpRequest, obj: CallbackOutbox | None = None) -> bool:
+        if obj is not None and obj.status != CallbackStatus.DELIVERED:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[CallbackOutbox]) -> None:
+        """The bulk delete: its confirmation already refuses owed rows (`has_delete_permission`); never delete one."""
+        if queryset.exclude(status=CallbackStatus.DELIVERED).exists():
+            raise PermissionDenied("Callbacks still owed to Laravel (pending or failed) cannot be deleted.")
+        super().delete_queryset(request, queryset)
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        codename = get_permission_codename("redeliver", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    @admin.action(description="Redeliver now (failed or pending callbacks)", permissions=["redeliver"])
     def redeliver_now(self, request: HttpRequest, queryset: QuerySet[CallbackOutbox]) -> None:
         selected = list(queryset.values_list("pk", flat=True))
         reset = callback_redeliver(outbox_ids=selected)

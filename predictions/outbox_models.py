@@ -45,6 +45,8 @@ class CallbackOutbox(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "callback"
+        # Sending a callback again is a write to Laravel: its own permission, apart from viewing the outbox.
+        permissions = [("redeliver_callbackoutbox", "Can redeliver a callback now")]
         indexes = [
             models.Index(fields=["status", "next_attempt_at", "created_at"], name="callback_due"),
             models.Index(fields=["status", "delivered_at"], name="callback_last_delivered"),

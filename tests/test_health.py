@@ -51,6 +51,14 @@ def heartbeat_task(*, seconds_ago: float, success: bool = True) -> Task:
     )
 
 
+@pytest.fixture(autouse=True)
+def callbacks_configured(settings):
+    """A configured deployment: Laravel's receiver and the shared secret (the `callbacks` check is tested below)."""
+    settings.ML_CALLBACK_URL = "http://laravel.internal/api/ml/predictions-updated"
+    settings.ML_WEBHOOK_SECRET = "laravel-shared-secret"
+    settings.ML_CALLBACKS_DISABLED = False
+
+
 @pytest.fixture
 def cluster_running(db) -> Schedule:
     """The state a running default cluster leaves: the schedule due within the minute, its last run a success."""
@@ -100,7 +108,7 @@ def test_the_schema_documents_the_detailed_health_with_its_503():
     assert {"200", "503", "401"} <= set(operation["responses"])
     assert operation["security"] == [{"ApiKeyAuth": []}]
     checks = schema["components"]["schemas"]["HealthChecks"]["properties"]
-    assert set(checks) == {"database", "model", "task_queue", "outbox"}
+    assert set(checks) == {"database", "model", "task_queue", "outbox", "callbacks"}
 
 
 # --- healthy --------------------------------------------------------------------------------------
@@ -136,6 +144,13 @@ def test_a_running_service_with_no_backlog_is_healthy(api, cluster_running, sett
         "oldest_pending_age_seconds": None,
         "last_failure_at": None,
         "open_circuits": 0,
+    }
+    assert checks["callbacks"] == {
+        "status": "healthy",
+        "enabled": True,
+        "disabled": False,
+        "url_configured": True,
+        "secret_configured": True,
     }
 
 
@@ -313,6 +328,53 @@ def test_a_slow_database_degrades(api, cluster_running, settings):
     assert (code, body["status"], body["checks"]["database"]["status"]) == (200, "degraded", "degraded")
 
 
+@pytest.mark.parametrize(
+    ("unset", "says"),
+    [
+        ("ML_CALLBACK_URL", "no callback is written"),
+        ("ML_WEBHOOK_SECRET", "signed with an empty key"),
+    ],
+)
+def test_callbacks_without_a_url_or_a_secret_degrade(api, cluster_running, settings, unset, says):
+    setattr(settings, unset, "")
+
+    code, body = health(api)
+
+    assert (code, body["status"]) == (200, "degraded")
+    callbacks = body["checks"]["callbacks"]
+    assert (callbacks["status"], callbacks["enabled"]) == ("degraded", False)
+    assert unset in callbacks["message"] and says in callbacks["message"]
+    assert {name: check["status"] for name, check in body["checks"].items() if name != "callbacks"} == dict.fromkeys(
+        ["database", "model", "task_queue", "outbox"], "healthy"
+    )
+
+
+def test_callbacks_with_neither_name_both(api, cluster_running, settings):
+    settings.ML_CALLBACK_URL = settings.ML_WEBHOOK_SECRET = ""
+
+    callbacks = health(api)[1]["checks"]["callbacks"]
+
+    assert (callbacks["url_configured"], callbacks["secret_configured"]) == (False, False)
+    assert "ML_CALLBACK_URL" in callbacks["message"] and "ML_WEBHOOK_SECRET" in callbacks["message"]
+    assert "ML_CALLBACKS_DISABLED=1" in callbacks["message"]  # the way out for a deployment that wants none
+
+
+def test_a_deployment_that_opted_out_of_callbacks_is_healthy(api, cluster_running, settings):
+    settings.ML_CALLBACKS_DISABLED = True
+    settings.ML_CALLBACK_URL = settings.ML_WEBHOOK_SECRET = ""
+
+    code, body = health(api)
+
+    assert (code, body["status"]) == (200, "healthy")
+    assert body["checks"]["callbacks"] == {
+        "status": "healthy",
+        "enabled": False,
+        "disabled": True,
+        "url_configured": False,
+        "secret_configured": False,
+    }
+
+
 # --- unhealthy: the database ----------------------------------------------------------------------
 
 
@@ -332,6 +394,7 @@ def test_an_unreachable_database_is_a_503_and_skips_the_other_checks(api, monkey
     assert body["checks"]["database"]["status"] == "unhealthy"
     assert "connection refused" in body["checks"]["database"]["message"]
     assert {body["checks"][name]["status"] for name in ("model", "task_queue", "outbox")} == {"unknown"}
+    assert body["checks"]["callbacks"]["status"] == "healthy"  # settings only: still judged
 
 
 def test_a_database_failure_while_checking_the_key_is_a_503_not_a_500(api, monkeypatch):

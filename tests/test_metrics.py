@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.core.cache import cache
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from batterypred import metrics
@@ -41,6 +44,13 @@ def value(samples: Samples, name: str, **labels) -> float:
 
 def names(samples: Samples) -> set[str]:
     return {name for name, _ in samples}
+
+
+@pytest.fixture(autouse=True)
+def _figures_read_fresh(settings):
+    """Most tests here change the database between scrapes and read the figures as they are now; the cache
+    window (METRICS_CACHE_SECONDS) is tested on its own below."""
+    settings.METRICS_CACHE_SECONDS = 0
 
 
 @pytest.fixture
@@ -230,3 +240,96 @@ def test_metrics_is_not_an_api_operation_in_the_schema():
 
     assert "/metrics" not in schema["paths"]
     assert "/api/v1/health" in schema["paths"]
+
+
+# --- the cache window ---------------------------------------------------------------------------------------
+
+
+def test_a_second_scrape_within_the_cache_window_runs_no_query(settings, django_assert_num_queries):
+    settings.METRICS_CACHE_SECONDS = 15
+    CallbackOutboxFactory(status=CallbackStatus.PENDING)
+    with CaptureQueriesContext(connection) as first:
+        assert value(scrape(), "batterypred_outbox_callbacks", status="pending") == 1
+    assert len(first.captured_queries) >= 5  # the first scrape reads every table
+
+    CallbackOutboxFactory(status=CallbackStatus.PENDING)
+    with django_assert_num_queries(0):
+        samples = scrape()
+    assert value(samples, "batterypred_outbox_callbacks", status="pending") == 1  # as collected, within 15 s
+    assert "django_http_requests_total_by_view_transport_method_total" in names(samples)  # never cached
+
+    cache.delete(metrics.CACHE_KEY)  # the window has passed
+    assert value(scrape(), "batterypred_outbox_callbacks", status="pending") == 2
+
+
+def test_a_collection_that_failed_is_not_kept(settings, monkeypatch):
+    settings.METRICS_CACHE_SECONDS = 15
+
+    def broken():
+        raise RuntimeError("database restarting")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(metrics, "SECTIONS", (broken, *metrics.SECTIONS[1:]))
+    assert value(scrape(), "batterypred_metrics_collect_success") == 0
+    monkeypatch.undo()
+    settings.METRICS_CACHE_SECONDS = 15
+
+    assert value(scrape(), "batterypred_metrics_collect_success") == 1
+
+
+def test_with_a_zero_window_every_scrape_reads_the_database(settings):
+    settings.METRICS_CACHE_SECONDS = 0
+    scrape()
+    with CaptureQueriesContext(connection) as again:
+        scrape()
+    assert len(again.captured_queries) >= 5
+
+
+# --- who may scrape ---------------------------------------------------------------------------------------
+
+
+def status_from(address: str, **headers) -> int:
+    return Client().get("/metrics", REMOTE_ADDR=address, **headers).status_code
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
+def test_with_debug_off_loopback_may_scrape(settings, address):
+    settings.DEBUG = False
+
+    assert status_from(address) == 200
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "192.168.0.7", "2001:db8::1", "::ffff:10.1.2.3", "not-an-ip", ""])
+def test_with_debug_off_other_addresses_are_refused(settings, address):
+    settings.DEBUG = False
+
+    response = Client().get("/metrics", REMOTE_ADDR=address)
+
+    assert response.status_code == 403
+    assert b"METRICS_ALLOWED_NETWORKS" in response.content
+    assert b"batterypred_" not in response.content
+
+
+def test_configured_networks_may_scrape_and_replace_the_default(settings):
+    settings.DEBUG = False
+    settings.METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8", "2001:db8::/32"]
+
+    assert status_from("10.1.2.3") == 200
+    assert status_from("2001:db8::1") == 200
+    assert status_from("11.0.0.1") == 403
+    assert status_from("127.0.0.1") == 403  # the list is the whole allow-list
+
+
+def test_with_debug_on_any_address_may_scrape(settings):
+    settings.DEBUG = True
+
+    assert status_from("192.168.0.7") == 200
+
+
+def test_a_bearer_token_is_required_from_anywhere_and_admits_any_address(settings):
+    settings.DEBUG = False
+    settings.METRICS_BEARER_TOKEN = "scrape-secret"
+
+    assert status_from("127.0.0.1") == 401  # loopback too needs it
+    assert status_from("10.1.2.3", HTTP_AUTHORIZATION="Bearer wrong") == 401
+    assert status_from("10.1.2.3", HTTP_AUTHORIZATION="Bearer scrape-secret") == 200

@@ -55,3 +55,47 @@ def test_docs_pages_load_their_scripts_from_the_app(page):
     assert assets
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
+
+
+def test_the_schema_is_generated_once_per_process_and_served_byte_for_byte_the_same(monkeypatch):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from batterypred.api.schema import CachedSchemaGenerator
+
+    CachedSchemaGenerator.forget()
+    builds = []
+    generate = SchemaGenerator.get_schema
+
+    def counted(self, *args, **kwargs):
+        builds.append(1)
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", counted)
+    client = Client()
+
+    first = client.get("/api/schema/")
+    second = client.get("/api/schema/")
+    as_json = client.get("/api/schema/?format=json")
+
+    assert first.status_code == second.status_code == as_json.status_code == 200
+    assert len(builds) == 1  # the second request and the JSON rendering reuse the generated document
+    assert second.content == first.content
+    assert yaml.safe_load(as_json.content) == yaml.safe_load(first.content)
+    assert second["Content-Disposition"] == first["Content-Disposition"]
+
+    CachedSchemaGenerator.forget()
+    fresh = client.get("/api/schema/")
+    assert len(builds) == 2
+    assert fresh.content == first.content  # what is cached is exactly what generation gives
+
+
+def test_an_unknown_language_shares_the_default_schema_and_cannot_grow_the_cache():
+    from batterypred.api.schema import CachedSchemaGenerator
+
+    CachedSchemaGenerator.forget()
+    client = Client()
+    default = client.get("/api/schema/").content
+    for code in ["zz", "xx-yy", "qq-" + "a" * 20]:
+        assert client.get(f"/api/schema/?lang={code}").content == default
+
+    assert len(CachedSchemaGenerator._schemas) <= 2  # the active language and LANGUAGE_CODE, never one per value
