@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('predictions', '0006_interval_calibration'),
+        ('predictions', '0008_shadow_scoring'),
     ]
 
     operations = [
