@@ -147,7 +147,9 @@ class InboundEvent(models.Model):
     booking_external_id = models.CharField(max_length=64, db_index=True)
     vehicle = models.ForeignKey(Vehicle, on_delete=models.CASCADE, related_name="events")
     idempotency_key = models.CharField(max_length=200, unique=True)
-    body = models.JSONField()
+    body = models.JSONField(
+        null=True, blank=True, help_text="As received; emptied after RETENTION_INBOUND_BODY_DAYS (the key stays)."
+    )
     response = models.JSONField(null=True, blank=True)
     applied = models.BooleanField(default=True, help_text="False when the event could not move the booking.")
     received_at = models.DateTimeField(auto_now_add=True)
@@ -158,6 +160,8 @@ class InboundEvent(models.Model):
         indexes = [
             models.Index(fields=["event_type", "-received_at"]),
             models.Index(fields=["-received_at", "-id"], name="inbound_event_newest_first"),
+            # Retention (predictions/retention.py) finds the bodies still stored that have outlived their window.
+            models.Index(fields=["received_at"], condition=Q(body__isnull=False), name="inbound_event_body_kept"),
         ]
 
     def __str__(self) -> str:
