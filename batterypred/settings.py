@@ -228,6 +228,8 @@ SPECTACULAR_SETTINGS = {
         "StatusEnum": ["success", "ignored"],
         "HealthStatusEnum": "batterypred.health_checks.OVERALL_STATUSES",
         "HealthCheckStatusEnum": "batterypred.health_checks.CHECK_STATUSES",
+        "ModelServingEnum": ["model", "pattern_cascade"],
+        "CandidateEnum": "predictions.shadow.CANDIDATES",
     },
 }
 
@@ -333,3 +335,33 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Retention (docs/operations.md, "Retention") ---------------------------------------------------------
+# How many days each kind of row is kept before the daily `retention_daily` task (or `manage.py prune_data`)
+# removes it; 0 keeps it forever. Scored and current predictions, outcomes, readings, bookings and callbacks
+# still owed (pending or failed) are never removed, whatever these say.
+# An inbound event's body (up to 1 MB) is blanked after RETENTION_INBOUND_BODY_DAYS; the row, with its
+# idempotency key and stored response, stays for RETENTION_INBOUND_EVENT_DAYS, and then goes only once its
+# booking is completed or cancelled (a replay applied as new then changes nothing).
+RETENTION_INBOUND_BODY_DAYS = env.int("RETENTION_INBOUND_BODY_DAYS", default=30)
+RETENTION_INBOUND_EVENT_DAYS = env.int("RETENTION_INBOUND_EVENT_DAYS", default=180)
+# Predictions that are no longer a booking's current one, once scored or cancelled (their lesson is in
+# the interval calibration by then), and what-if predictions made without a booking id.
+RETENTION_SUPERSEDED_PREDICTION_DAYS = env.int("RETENTION_SUPERSEDED_PREDICTION_DAYS", default=90)
+# Delivered callbacks, with their attempt log.
+RETENTION_DELIVERED_CALLBACK_DAYS = env.int("RETENTION_DELIVERED_CALLBACK_DAYS", default=30)
+# Rows removed per transaction: short transactions, so a first run on a big table never holds long locks.
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+# One run of the daily task stops starting batches after this (it must finish within Q_CLUSTER's 60 s
+# timeout); what is left is done by another run queued at once.
+RETENTION_TASK_BUDGET_SECONDS = env.float("RETENTION_TASK_BUDGET_SECONDS", default=40.0)
+for _name in (
+    "RETENTION_INBOUND_BODY_DAYS",
+    "RETENTION_INBOUND_EVENT_DAYS",
+    "RETENTION_SUPERSEDED_PREDICTION_DAYS",
+    "RETENTION_DELIVERED_CALLBACK_DAYS",
+):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} must be 0 (keep forever) or a number of days, not {globals()[_name]}")
+if RETENTION_BATCH_SIZE < 1:
+    raise ImproperlyConfigured(f"RETENTION_BATCH_SIZE must be at least 1, not {RETENTION_BATCH_SIZE}")

@@ -32,6 +32,8 @@ class BookingStatus(models.TextChoices):
 
 # Not picked up yet: the statuses that booking.started, .ended, .modified and .cancelled may still move.
 NOT_STARTED = (BookingStatus.SCHEDULED, BookingStatus.NO_SHOW)
+# The statuses no event can move a booking out of.
+FINAL_STATUSES = (BookingStatus.COMPLETED, BookingStatus.CANCELLED)
 
 
 class Booking(models.Model):
@@ -152,7 +154,9 @@ class InboundEvent(models.Model):
     body_hash = models.CharField(
         max_length=64, blank=True, default="", db_default="", help_text="SHA-256 of the body's canonical JSON."
     )
-    body = models.JSONField()
+    body = models.JSONField(
+        null=True, blank=True, help_text="As received; emptied after RETENTION_INBOUND_BODY_DAYS (the key stays)."
+    )
     response = models.JSONField(null=True, blank=True)
     applied = models.BooleanField(default=True, help_text="False when the event could not move the booking.")
     received_at = models.DateTimeField(auto_now_add=True)
@@ -165,6 +169,8 @@ class InboundEvent(models.Model):
             models.Index(fields=["-received_at", "-id"], name="inbound_event_newest_first"),
             # The replay check without a header key: the car's newest event.
             models.Index(fields=["vehicle", "-id"], name="inbound_event_vehicle_newest"),
+            # Retention (predictions/retention.py) finds the bodies still stored that have outlived their window.
+            models.Index(fields=["received_at"], condition=Q(body__isnull=False), name="inbound_event_body_kept"),
         ]
 
     def __str__(self) -> str:

@@ -83,6 +83,9 @@ class Prediction(models.Model):
                 ],
                 name="prediction_scored_by_start",
             ),
+            # Retention (predictions/retention.py) finds the superseded predictions that have outlived their
+            # window without walking every booking's current one.
+            models.Index(fields=["predicted_at"], condition=Q(is_current=False), name="prediction_superseded_at"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -48,6 +48,13 @@ SCHEDULES: dict[str, dict[str, Any]] = {
         "repeats": -1,
         "cluster": "training",
     },
+    # Retention (predictions/retention.py): old inbound bodies, events, superseded predictions, delivered callbacks.
+    "retention_daily": {
+        "func": "predictions.tasks.retention_daily",
+        "schedule_type": "D",  # Schedule.DAILY
+        "repeats": -1,
+        "cluster": None,
+    },
 }
 # A schedule listed here first runs this long after it is created (the others are due at once): a fresh
 # install has no outcomes to retrain on, and a retrain right after every deploy would only burn CPU.

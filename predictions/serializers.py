@@ -7,6 +7,7 @@ from bookings.serializers import AffectedBookingSerializer, ConfidenceIntervalSe
 from predictions.models import PredictionMethod
 from predictions.registry_models import ModelStatus
 from predictions.registry_selectors import MODELS_LIMIT_DEFAULT, MODELS_LIMIT_MAX
+from predictions.shadow import CANDIDATES
 
 MAX_INTERMEDIATE_BOOKINGS = 200
 MAX_BATCH = 500
@@ -89,10 +90,10 @@ class PredictResponseSerializer(serializers.Serializer):
     notes = serializers.ListField(
         child=serializers.CharField(), help_text="How the request was read, e.g. a late pick-up predicted from now."
     )
-    served_by = serializers.ChoiceField(
-        choices=["model", "pattern", "persistence", ""],
-        help_text="The candidate that shadow scoring chose for this kind of prediction (docs/models.md); "
-        "empty for predictions stored before shadow scoring.",
+    served_by = serializers.CharField(
+        allow_blank=True,
+        help_text="The candidate that shadow scoring chose for this kind of prediction: model, pattern or "
+        "persistence (docs/models.md); empty for predictions stored before shadow scoring.",
     )
 
 
@@ -196,7 +197,7 @@ class CandidateScoreSerializer(serializers.Serializer):
 
 class ShadowKindSerializer(serializers.Serializer):
     kind = serializers.CharField()
-    serving = serializers.ChoiceField(choices=["model", "pattern", "persistence"])
+    serving = serializers.ChoiceField(choices=CANDIDATES)
     candidates = serializers.DictField(child=CandidateScoreSerializer())
 
 

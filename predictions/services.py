@@ -101,6 +101,7 @@ class PatternPoint:
     level: float
     lower: float
     upper: float
+    steps: tuple[tuple[float, float], ...] = ()  # each step's (battery_change, battery_after), when a model re-prices
 
 
 def _predict_walk(
@@ -114,9 +115,12 @@ def _predict_walk(
     model = champion_model()
     trace: list[tuple] | None = [] if model is not None else None
     checkpoints = walk(state, trips, targets, rates, trace=trace)
-    patterns = [PatternPoint(c.level, c.lower, c.upper) for c in checkpoints]
     if model is None:
-        return checkpoints, None, patterns
+        return checkpoints, None, [PatternPoint(c.level, c.lower, c.upper) for c in checkpoints]
+    patterns = [
+        PatternPoint(c.level, c.lower, c.upper, tuple((s["battery_change"], s["battery_after"]) for s in c.steps))
+        for c in checkpoints
+    ]
     book = feature_book_for(vehicle=vehicle, user_ids=[t.user_id for t in trips])
     points = ml_cascade.compose(
         model,
@@ -161,6 +165,16 @@ def _candidates(checkpoint: Checkpoint, pattern: PatternPoint, start: State, mod
     if model:
         answers["model"] = default
     return answers
+
+
+def _steps_of(served: Served, checkpoint: Checkpoint, pattern: PatternPoint) -> list[dict]:
+    """The steps of the walk that served: the pattern's own numbers when it serves beside a model."""
+    if served.predictor != "pattern" or not pattern.steps:
+        return checkpoint.steps
+    return [
+        {**step, "battery_change": round(change, 2), "battery_after": round(after, 2)}
+        for step, (change, after) in zip(checkpoint.steps, pattern.steps, strict=True)
+    ]
 
 
 def _store(
@@ -227,7 +241,7 @@ def _store(
                     model=served.predictor == "model",
                 ),
                 model_version=SERVED_VERSIONS.get(served.predictor) or model_version,
-                cascade_steps=checkpoint.steps,
+                cascade_steps=_steps_of(served, checkpoint, pattern),
                 trigger=trigger,
                 calibration_key=key,
                 trigger_event=event,

@@ -6,7 +6,15 @@ Queued only through `batterypred.queue.queue_on_commit`; periodic ones are decla
 
 from __future__ import annotations
 
-from predictions import outbox, services
+import time
+
+from django.conf import settings
+from django.utils import timezone
+
+from batterypred.queue import queue_on_commit
+from predictions import outbox, retention, services
+
+RETENTION_TASK = "predictions.tasks.retention_daily"
 
 
 def callback_deliver(outbox_id: str) -> str:
@@ -28,3 +36,16 @@ def callbacks_dispatch_due() -> dict[str, int]:
 def predictions_reprice_all(triggered_by: str = "model_promoted") -> int:
     """After a promotion: every scheduled booking re-priced by the new champion, and Laravel told."""
     return services.predictions_reprice_all(triggered_by=triggered_by)
+
+
+def retention_daily() -> dict[str, int | None]:
+    """Daily: remove what has outlived its retention window (`predictions.retention`).
+
+    One run stops starting batches after RETENTION_TASK_BUDGET_SECONDS (below the cluster's 60 s task
+    timeout); when rows are left, as on a first run over a big table, another run is queued at once.
+    """
+    now = timezone.now()
+    report = retention.retention_run(now=now, deadline=time.monotonic() + settings.RETENTION_TASK_BUDGET_SECONDS)
+    if any(report.values()) and retention.retention_backlog(now=now):
+        queue_on_commit(RETENTION_TASK)
+    return report

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import factory
 from django.utils import timezone
 
-from bookings.models import BatteryReading, Booking, BookingStatus, ReadingSource, Vehicle
-from learning.models import UserPattern, VehiclePattern
+from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
+from learning.models import BookingOutcome, UserPattern, VehiclePattern
 
 T0 = datetime(2025, 11, 3, 8, 0, tzinfo=UTC)
 
@@ -98,3 +98,59 @@ class CallbackOutboxFactory(factory.django.DjangoModelFactory):
     status = "pending"
     created_at = factory.LazyAttribute(lambda o: timezone.now() - o.age)
     next_attempt_at = factory.LazyAttribute(lambda o: o.created_at if o.status == "pending" else None)
+
+
+class CallbackAttemptFactory(factory.django.DjangoModelFactory):
+    """One finished attempt of a callback (200 unless told)."""
+
+    class Meta:
+        model = "predictions.CallbackAttempt"
+
+    outbox = factory.SubFactory(CallbackOutboxFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    started_at = factory.LazyAttribute(lambda a: a.outbox.created_at)
+    webhook_timestamp = factory.LazyAttribute(lambda a: int(a.started_at.timestamp()))
+    duration_ms = 12
+    status_code = 200
+
+
+class InboundEventFactory(factory.django.DjangoModelFactory):
+    """A stored webhook received `age` ago (its `received_at` is set after the insert: the field is auto_now_add)."""
+
+    class Meta:
+        model = InboundEvent
+
+    class Params:
+        age = timedelta(0)
+
+    event_type = "booking.created"
+    booking_external_id = factory.Sequence(lambda n: f"BKE{n}")
+    vehicle = factory.SubFactory(VehicleFactory)
+    idempotency_key = factory.Sequence(lambda n: f"evt-f{n}")
+    body = factory.LazyAttribute(lambda e: {"booking_id": e.booking_external_id, "vehicle_id": e.vehicle.external_id})
+    response = factory.LazyAttribute(lambda e: {"status": "success", "booking_id": e.booking_external_id})
+    received_at = factory.LazyAttribute(lambda e: timezone.now() - e.age)
+
+    @classmethod
+    def _create(cls, model_class, *args, received_at, **kwargs):
+        event = super()._create(model_class, *args, **kwargs)
+        model_class.objects.filter(pk=event.pk).update(received_at=received_at)
+        event.received_at = received_at
+        return event
+
+
+class BookingOutcomeFactory(factory.django.DjangoModelFactory):
+    """The outcome of a completed booking, as `booking.ended` records it."""
+
+    class Meta:
+        model = BookingOutcome
+
+    booking = factory.SubFactory(BookingFactory, status=BookingStatus.COMPLETED)
+    vehicle = factory.LazyAttribute(lambda o: o.booking.vehicle)
+    user_id = factory.LazyAttribute(lambda o: o.booking.user_id)
+    starts_at = factory.LazyAttribute(lambda o: o.booking.scheduled_start)
+    ends_at = factory.LazyAttribute(lambda o: o.booking.scheduled_end)
+    duration_hours = 2.0
+    battery_at_start = 80.0
+    battery_at_end = 70.0
+    battery_drain = 10.0

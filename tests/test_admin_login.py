@@ -22,9 +22,7 @@ def staff(settings, django_user_model):
 
 
 def attempt(client: Client, password: str, *, username: str = "ops", address: str = "10.0.0.5"):
-    return client.post(
-        LOGIN, {"username": username, "password": password, "next": "/admin/"}, REMOTE_ADDR=address
-    )
+    return client.post(LOGIN, {"username": username, "password": password, "next": "/admin/"}, REMOTE_ADDR=address)
 
 
 def logged_in(client: Client) -> bool:

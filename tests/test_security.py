@@ -233,7 +233,10 @@ def test_production_is_https_only_and_the_proxy_switches_are_read_from_the_envir
     assert default["SECURE_PROXY_SSL_HEADER"] is None and default["CSRF_TRUSTED_ORIGINS"] == []
 
     behind_proxy = _production_settings(
-        {"DJANGO_SECURE_PROXY_SSL_HEADER": "1", "DJANGO_CSRF_TRUSTED_ORIGINS": "https://ml.example.com,https://b.example"}
+        {
+            "DJANGO_SECURE_PROXY_SSL_HEADER": "1",
+            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://ml.example.com,https://b.example",
+        }
     )
     assert behind_proxy["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert behind_proxy["CSRF_TRUSTED_ORIGINS"] == ["https://ml.example.com", "https://b.example"]

@@ -125,6 +125,8 @@ def test_a_booking_not_picked_up_within_the_grace_becomes_a_no_show_and_leaves_t
 
     assert Booking.objects.get(external_id="BK789").status == BookingStatus.NO_SHOW
     assert body["affected_bookings"] == []
+    # never to be scored unless picked up late, so retention may remove the superseded ones
+    assert set(Prediction.objects.filter(booking_external_id="BK789").values_list("status", flat=True)) == {"cancelled"}
     assert any("no-show" in note for note in body["notes"])
     issued = Prediction.objects.filter(booking_external_id="BK789").count()
     post(

@@ -65,6 +65,11 @@ def test_a_champion_from_a_world_with_four_times_slower_chargers_loses_to_the_pa
     champion = sum(abs(p.actual_battery - p.model_level) for p in late) / len(late)
     assert by_pattern >= 0.85
     assert served < 0.5 * champion
+    # A prediction served by the pattern cascade beside a champion shows the pattern walk's steps, which end at it.
+    walked = [p for p in late if p.served_by == "pattern" and p.cascade_steps]
+    assert walked and all(
+        p.cascade_steps[-1]["battery_after"] == pytest.approx(p.predicted_battery, abs=0.011) for p in walked
+    )
 
 
 def test_a_pick_up_scores_every_candidate_with_what_it_said_before(post):
