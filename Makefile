@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint venv migrate apikey model bench bench-accuracy bench-training bench-load bench-pages clean
+.PHONY: run test test-deps lint venv migrate apikey model bench bench-accuracy bench-training bench-load bench-pages \
+	clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,12 @@ run: model apikey
 # .ci/run runs the suite on both databases.
 ON_POSTGRES := $(filter postgres%,$(DATABASE_URL))
 
-test: venv
+# php-cli and chromium (the PHP signature and browser tests) are installed with apt-get when missing, as root or with
+# password-less sudo; otherwise make test stops at once and prints the command to run.
+test-deps:
+	@bash scripts/test_deps.sh
+
+test: test-deps venv
 	$(PY) -m ruff check .
 	@$(if $(ON_POSTGRES),echo "Testing on Postgres",echo "Testing on SQLite (Postgres-only tests deselected: set DATABASE_URL=postgres://... to run them)")
 	$(PY) -m pytest $(if $(ON_POSTGRES),,-m "not postgres") $(PYTEST_ARGS)
