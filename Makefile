@@ -6,7 +6,8 @@ PORT ?= 8000
 # Where `make run` listens: loopback only by default (`make run HOST=0.0.0.0` for every interface).
 HOST ?= 127.0.0.1
 
-.PHONY: run test lint venv migrate apikey model bench bench-accuracy bench-training bench-load bench-pages clean
+.PHONY: run test test-deps lint venv migrate apikey model bench bench-accuracy bench-training bench-load bench-pages \
+	bench-fuzz clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +35,12 @@ run: model apikey
 # .ci/run runs the suite on both databases.
 ON_POSTGRES := $(filter postgres%,$(DATABASE_URL))
 
-test: venv
+# php-cli and chromium (the PHP signature and browser tests) are installed with apt-get when missing, as root or with
+# password-less sudo; otherwise make test stops at once and prints the command to run.
+test-deps:
+	@bash scripts/test_deps.sh
+
+test: test-deps venv
 	$(PY) -m ruff check .
 	@$(if $(ON_POSTGRES),echo "Testing on Postgres",echo "Testing on SQLite (Postgres-only tests deselected: set DATABASE_URL=postgres://... to run them)")
 	$(PY) -m pytest $(if $(ON_POSTGRES),,-m "not postgres") $(PYTEST_ARGS)
@@ -55,6 +61,11 @@ bench-training: venv
 bench-load: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/load.py $(BENCH_ARGS)
+
+# The schemathesis test with 1000 examples per operation on SQLite and on Postgres, counting every 5xx and failed
+# check (5 to 10 minutes per database on 2 cores): see bench/schemathesis_deep.py. BENCH_ARGS="--examples 200" for less.
+bench-fuzz: venv
+	$(PY) bench/schemathesis_deep.py $(BENCH_ARGS)
 
 # Staff pages and admin changelists with a year of data for 500 cars (seeds Postgres in ~4 minutes): see bench/pages.py.
 bench-pages: venv

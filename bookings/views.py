@@ -102,7 +102,7 @@ class BookingEventView(APIView):
             verify_inbound(secret, request.headers, request.body)
         except SignatureError as error:
             raise DomainError(
-                str(error), field=SIGNATURE_HEADER, code="invalid_signature", status_code=status.HTTP_401_UNAUTHORIZED
+                str(error), field=error.header, code="invalid_signature", status_code=status.HTTP_401_UNAUTHORIZED
             ) from None
 
     def post(self, request: Request) -> Response:

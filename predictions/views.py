@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +15,17 @@ from predictions.registry_selectors import model_versions_list
 from predictions.reports import model_info, vehicle_timeline
 from predictions.selectors import prediction_body, prediction_current
 from predictions.services import prediction_predict
+
+
+def _path_id(name: str, value: str) -> str:
+    """An id from the URL path, refused with a 400 naming it when no id could hold it.
+
+    `%00` in the path arrives as a NUL character, which Postgres refuses in a query parameter: the lookup failed
+    with a 500 (and Laravel retries a 5xx). Ids in bodies are refused by the JSON parser for the same reason.
+    """
+    if "\x00" in value:
+        raise ValidationError({name: ["Must not contain NUL (%00) characters."]})
+    return value
 
 
 def _predict(data: dict, trigger: str):
@@ -75,7 +86,7 @@ class PredictionDetailView(APIView):
         summary="The booking's current prediction.",
     )
     def get(self, request: Request, booking_id: str) -> Response:
-        prediction = prediction_current(booking_id=booking_id)
+        prediction = prediction_current(booking_id=_path_id("booking_id", booking_id))
         if prediction is None:
             raise NotFound(f"No prediction for booking {booking_id}.")
         body = prediction_body(prediction)
@@ -104,7 +115,7 @@ class VehicleTimelineView(APIView):
     def get(self, request: Request, vehicle_id: str) -> Response:
         query = s.TimelineQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        vehicle = get_object_or_404(Vehicle, external_id=vehicle_id.strip())
+        vehicle = get_object_or_404(Vehicle, external_id=_path_id("vehicle_id", vehicle_id).strip())
         return Response(vehicle_timeline(vehicle=vehicle, days=query.validated_data["days"]))
 
 

@@ -4,14 +4,22 @@ Each operation must never answer 5xx, and every answer must be one the schema de
 type, body shape). The schema is the contract Laravel codes against, so a mismatch is a bug in the schema or the
 view. By default examples are bounded and derandomized so CI is reproducible and quick; set
 SCHEMATHESIS_MAX_EXAMPLES (e.g. 500) to search harder, with fresh random examples on every run.
+
+SCHEMATHESIS_SURVEY=<file.jsonl> (used by bench/schemathesis_deep.py) counts instead of stopping: each example's
+answer and failed checks go to the file as one JSON line (a 5xx with the request and the server's traceback), and
+the test never fails on a check, so every example runs rather than the search ending at the first failure. Each
+example then runs in a savepoint that a 5xx rolls back, so one failed query cannot turn every later answer into a
+500 on Postgres.
 """
 
+import json
 import os
+import traceback
 
 import pytest
 import schemathesis
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
+from django.core.signals import got_request_exception, request_finished, request_started
+from django.db import close_old_connections, transaction
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -26,6 +34,7 @@ from tests.seed_examples import PREDICT_REAL_TIME, URL
 
 SEARCH_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES")
 MAX_EXAMPLES = int(SEARCH_EXAMPLES or 25)
+SURVEY = os.environ.get("SCHEMATHESIS_SURVEY")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
@@ -55,7 +64,55 @@ def _keep_the_test_transaction():
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_api_answers_within_its_schema(case, api_key):
+    if SURVEY:
+        _survey(case, api_key, SURVEY)
+        return
     case.call_and_validate(headers={"X-API-Key": api_key}, checks=CHECKS)
+
+
+def _survey(case, api_key: str, path: str) -> None:
+    """Call and check one example, append what happened to the survey file, raise nothing."""
+    tracebacks: list[str] = []
+
+    def _keep_traceback(sender, **kwargs):
+        tracebacks.append(traceback.format_exc())
+
+    got_request_exception.connect(_keep_traceback)
+    try:
+        # A savepoint per example, undone after a 5xx: on Postgres a failed query leaves the test's transaction
+        # aborted, and every later example would count the same bug again as its own 500.
+        with transaction.atomic():
+            response = case.call(headers={"X-API-Key": api_key})
+            if response.status_code >= 500:
+                transaction.set_rollback(True)
+    finally:
+        got_request_exception.disconnect(_keep_traceback)
+    failed: list[str] = []
+    try:
+        case.validate_response(response, checks=CHECKS, headers={"X-API-Key": api_key})
+    except BaseExceptionGroup as group:
+        failed = [getattr(failure, "title", type(failure).__name__) for failure in group.exceptions]
+    except Exception as failure:  # noqa: BLE001 - a check's failure is what the survey records
+        failed = [getattr(failure, "title", type(failure).__name__)]
+    record = {
+        "operation": case.operation.label,
+        "method": case.method.upper(),
+        "status": response.status_code,
+        "failed": failed,
+    }
+    if response.status_code >= 500 or failed:
+        request = response.request
+        body = request.body
+        record["request"] = {
+            "method": request.method,
+            "url": request.url,
+            "headers": {k: v for k, v in request.headers.items() if k.lower() != "x-api-key"},
+            "body": body.decode("utf-8", "backslashreplace") if isinstance(body, bytes) else body,
+        }
+        record["response"] = response.content[:2000].decode("utf-8", "backslashreplace")
+        record["traceback"] = tracebacks[-1] if tracebacks else None
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(record) + "\n")
 
 
 # Regressions the property-based run found, pinned as plain examples so they are checked on every run.

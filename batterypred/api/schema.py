@@ -6,7 +6,8 @@ view (and forget them on the next one), this schema class derives them from what
 
 - 401 when the view needs an API key (and, on the event webhooks, a signature when ML_INBOUND_SECRET is set);
 - 429 when the view is rate limited;
-- 400 when it reads a body or query parameters (validation), 415 when it reads a body (wrong Content-Type);
+- 400 when it reads a body, query parameters or a path id (validation), 415 when it reads a body (wrong
+  Content-Type);
 - 404 when its path names an object.
 
 Answers that depend on the business rules (409 for a booking that belongs to another car) are declared on the
@@ -44,7 +45,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 ERROR_DESCRIPTIONS = {
-    400: "The body or a query parameter is invalid; `fields` says which and why. Nothing was changed.",
+    400: "The body, a query parameter or a path id is invalid; `fields` says which and why. Nothing was changed.",
     401: "No API key in X-API-Key, or an unknown, revoked or expired one.",
     404: "No such object.",
     409: "The booking belongs to another car (`vehicle_id`); nothing was changed.",
@@ -93,7 +94,7 @@ class AutoSchema(SpectacularAutoSchema):
         codes = []
         parameters = operation.get("parameters", [])
         has_body = self.method in BODY_METHODS
-        if has_body or any(p.get("in") == "query" for p in parameters):
+        if has_body or any(p.get("in") in ("query", "path") for p in parameters):
             codes.append(400)
         if not all(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
             codes.append(401)

@@ -11,13 +11,17 @@ Two schemes are supported because the contract names both (see `shared/ARCHITECT
 One configured secret serves both: the hex header keys with it as written (as PHP does), the Standard
 Webhooks signature with its decoded bytes when it is a `whsec_` secret.
 
-Every comparison uses `hmac.compare_digest` so that timing does not leak how much of a guess was right.
+Every comparison uses `hmac.compare_digest` so that timing does not leak how much of a guess was right. It takes
+only ASCII strings, so each signature header is first checked to be printable ASCII of a sane length: anything else
+(a stray `é`, a megabyte of hex, a 400-digit timestamp that overflows the clock check) is a refused signature, a
+401 naming the header, never an exception and a 500 that the sender would retry forever.
 """
 
 import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 
@@ -27,10 +31,32 @@ WEBHOOK_TIMESTAMP_HEADER = "webhook-timestamp"
 WEBHOOK_SIGNATURE_HEADER = "webhook-signature"
 TIMESTAMP_TOLERANCE_SECONDS = 5 * 60
 WHSEC_PREFIX = "whsec_"
+# Far above any real value (64 hex characters; a few `v1,<44 base64>` entries during key rotation; 10 digits).
+MAX_HEADER_CHARS = 1000
+TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
 class SignatureError(Exception):
-    """The request's signature is missing or wrong; the message says which, without revealing the expected value."""
+    """The request's signature is missing or wrong; the message says which, without revealing the expected value.
+
+    `header` names the header to blame (the error body's field).
+    """
+
+    def __init__(self, message: str, *, header: str = SIGNATURE_HEADER) -> None:
+        super().__init__(message)
+        self.header = header
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """The header's value, or None when absent; `SignatureError` naming it unless it is printable ASCII, not huge."""
+    value = headers.get(name)
+    if not value:
+        return None
+    if len(value) > MAX_HEADER_CHARS:
+        raise SignatureError(f"{name} is longer than {MAX_HEADER_CHARS} characters.", header=name)
+    if not (value.isascii() and value.isprintable()):
+        raise SignatureError(f"{name} must be printable ASCII.", header=name)
+    return value
 
 
 def standard_key(secret: str) -> bytes:
@@ -73,7 +99,8 @@ def standard_headers(secret: str, msg_id: str, body: bytes, timestamp: int | Non
 
 def verify_hex(secret: str, body: bytes, signature: str) -> bool:
     """True when `signature` is the hex HMAC of `body` (case-insensitive hex, surrounding spaces ignored)."""
-    return hmac.compare_digest(sign_hex(secret, body), signature.strip().lower())
+    candidate = signature.strip().lower()
+    return candidate.isascii() and hmac.compare_digest(sign_hex(secret, body), candidate)
 
 
 def verify_standard(
@@ -88,21 +115,26 @@ def verify_standard(
 ) -> None:
     """Check a Standard Webhooks signature; raise `SignatureError` saying why it is not acceptable.
 
-    The header may carry several space-separated `v1,<sig>` entries (key rotation); one match suffices.
+    The header may carry several space-separated `v1,<sig>` entries (key rotation); one match suffices. The
+    timestamp must be ASCII digits (`int()` would also take `" 1_614_265_330"` or Arabic-Indic digits, which are not
+    what the sender signed, and a 400-digit number that overflows the clock arithmetic).
     """
-    try:
-        ts = int(timestamp)
-    except (TypeError, ValueError):
-        raise SignatureError("webhook-timestamp is not an integer number of seconds.") from None
+    if not isinstance(timestamp, str) or not TIMESTAMP.fullmatch(timestamp):
+        raise SignatureError(
+            "webhook-timestamp is not an integer number of seconds.", header=WEBHOOK_TIMESTAMP_HEADER
+        )
+    ts = int(timestamp)
     current = time.time() if now is None else now
     if abs(current - ts) > tolerance:
-        raise SignatureError("webhook-timestamp is more than 5 minutes away from the server's clock.")
+        raise SignatureError(
+            "webhook-timestamp is more than 5 minutes away from the server's clock.", header=WEBHOOK_TIMESTAMP_HEADER
+        )
     expected = standard_signature(secret, msg_id, ts, body).split(",", 1)[1]
     for entry in signature_header.split():
         version, _, value = entry.partition(",")
-        if version == "v1" and hmac.compare_digest(expected, value):
+        if version == "v1" and value.isascii() and hmac.compare_digest(expected, value):
             return
-    raise SignatureError("webhook-signature does not match the body.")
+    raise SignatureError("webhook-signature does not match the body.", header=WEBHOOK_SIGNATURE_HEADER)
 
 
 def verify_inbound(secret: str, headers: Mapping[str, str], body: bytes, *, now: float | None = None) -> None:
@@ -112,18 +144,20 @@ def verify_inbound(secret: str, headers: Mapping[str, str], body: bytes, *, now:
     it is what the Laravel side sends; the Standard Webhooks headers are the alternative. An empty secret means
     verification is switched off, which the caller decides; this function always checks.
     """
-    hex_signature = headers.get(SIGNATURE_HEADER)
-    standard = headers.get(WEBHOOK_SIGNATURE_HEADER)
+    hex_signature = _header(headers, SIGNATURE_HEADER)
+    standard = _header(headers, WEBHOOK_SIGNATURE_HEADER)
     if hex_signature:
         if verify_hex(secret, body, hex_signature):
             return
         if not standard:
             raise SignatureError(f"{SIGNATURE_HEADER} does not match the body.")
     if standard:
-        msg_id = headers.get(WEBHOOK_ID_HEADER)
-        timestamp = headers.get(WEBHOOK_TIMESTAMP_HEADER)
+        msg_id = _header(headers, WEBHOOK_ID_HEADER)
+        timestamp = _header(headers, WEBHOOK_TIMESTAMP_HEADER)
         if not msg_id or not timestamp:
-            raise SignatureError("webhook-signature needs the webhook-id and webhook-timestamp headers.")
+            raise SignatureError(
+                "webhook-signature needs the webhook-id and webhook-timestamp headers.", header=WEBHOOK_SIGNATURE_HEADER
+            )
         verify_standard(secret, msg_id, timestamp, standard, body, now=now)
         return
     raise SignatureError(f"The request is not signed: send {SIGNATURE_HEADER} or the Standard Webhooks headers.")

@@ -29,12 +29,12 @@ def send(api):
     return _send
 
 
-def assert_refused(response, reason: str) -> None:
+def assert_refused(response, reason: str, field: str = "X-ML-Signature") -> None:
     assert response.status_code == 401, response.content
     body = response.json()
     assert body["status"] == "error" and body["error"] == "invalid_signature"
     assert reason in body["detail"]
-    assert "X-ML-Signature" in body["fields"]
+    assert field in body["fields"], body["fields"]
     assert not InboundEvent.objects.exists() and not Booking.objects.exists()
 
 
@@ -111,7 +111,7 @@ def test_stale_standard_webhooks_timestamp_is_refused(send):
         "webhook-signature": standard_signature(SECRET, "msg_1", stale, BODY),
     }
 
-    assert_refused(send(URL["created"], BODY, headers), "more than 5 minutes")
+    assert_refused(send(URL["created"], BODY, headers), "more than 5 minutes", field="webhook-timestamp")
 
 
 @override_settings(ML_INBOUND_SECRET=SECRET)
@@ -123,7 +123,7 @@ def test_standard_webhooks_signature_for_another_message_id_is_refused(send):
         "webhook-signature": standard_signature(SECRET, "msg_1", now, BODY),
     }
 
-    assert_refused(send(URL["created"], BODY, headers), "webhook-signature does not match")
+    assert_refused(send(URL["created"], BODY, headers), "webhook-signature does not match", field="webhook-signature")
 
 
 def test_whsec_secret_is_base64_decoded_as_the_spec_says():
@@ -155,3 +155,56 @@ def test_the_hex_header_keys_a_whsec_secret_as_written_as_php_does():
     verify_inbound(secret, {"X-ML-Signature": as_php}, BODY)
     with pytest.raises(SignatureError):
         verify_inbound(secret, {"X-ML-Signature": sign_hex("raw-key", BODY)}, BODY)
+
+
+ARABIC_INDIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+def standard_headers_for(timestamp: str, signature: str | None = None, msg_id: str = "msg_1") -> dict[str, str]:
+    """Standard Webhooks headers signed for now and msg_id, with the given timestamp header (and signature)."""
+    now = int(time.time())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": signature or standard_signature(SECRET, msg_id, now, BODY),
+    }
+
+
+@override_settings(ML_INBOUND_SECRET=SECRET)
+@pytest.mark.parametrize(
+    ("headers", "header", "reason"),
+    [
+        ({"X-ML-Signature": "é" * 64}, "X-ML-Signature", "printable ASCII"),
+        ({"X-ML-Signature": "a" * 100_000}, "X-ML-Signature", "longer than 1000"),
+        (standard_headers_for(str(int(time.time())), signature="v1,é"), "webhook-signature", "printable ASCII"),
+        (
+            standard_headers_for(str(int(time.time())), signature="v1," + "A" * 100_000),
+            "webhook-signature",
+            "longer than 1000",
+        ),
+        (standard_headers_for("9" * 400), "webhook-timestamp", "not an integer"),
+        (
+            standard_headers_for(str(int(time.time())).translate(ARABIC_INDIC_DIGITS)),
+            "webhook-timestamp",
+            "printable ASCII",
+        ),
+        (standard_headers_for(str(int(time.time())), msg_id="msg_é"), "webhook-id", "printable ASCII"),
+    ],
+    ids=[
+        "non-ascii-hex",
+        "long-hex",
+        "non-ascii-standard",
+        "long-standard",
+        "huge-timestamp",
+        "non-ascii-digits-timestamp",
+        "non-ascii-id",
+    ],
+)
+def test_a_malformed_signature_header_is_a_401_naming_it_never_a_500(send, headers, header, reason):
+    """Non-ASCII or absurdly long signature headers used to raise inside the comparison (TypeError) or the clock
+    check (OverflowError): a 500, which Laravel retries forever. They are refused like any wrong signature, and so
+    are a timestamp in other digits than ASCII and a non-ASCII webhook-id, which `int()` and UTF-8 used to accept
+    although over HTTP (Latin-1 headers) they cannot be the bytes the sender signed."""
+    response = send(URL["created"], BODY, headers)
+
+    assert_refused(response, reason, field=header)

@@ -2,7 +2,7 @@
 check the charts were drawn with data points. Screenshots go to `artifacts/screenshots/` (or
 `$SCREENSHOT_DIR`) for a human to look at.
 
-Debian's chromium drives the pages through Playwright (`.ci/run` installs chromium when it is missing).
+Debian's chromium drives the pages through Playwright (`make test` installs chromium when it is missing).
 A missing browser fails the test rather than skipping it: the charts must be proven, not assumed.
 """
 
@@ -104,7 +104,7 @@ def seeded_car(transactional_db) -> str:
 @pytest.fixture
 def browser_page(live_server, seeded_car, monkeypatch):
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not found at {CHROMIUM}: install Debian's chromium package (.ci/run does)")
+        pytest.fail(f"chromium not found at {CHROMIUM}: install Debian's chromium package (make test does)")
     # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes stay synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright

@@ -3,7 +3,7 @@
 The seed's MLCallbackController (and spatie/laravel-webhook-client) verify with
 `hash_equals(hash_hmac('sha256', $request->getContent(), $secret), $request->header('X-ML-Signature'))`.
 These tests run exactly that in `php`, so a difference in key handling, encoding or hex case fails here.
-php-cli is required: `.ci/run` installs it; a machine without it fails these tests rather than skip them.
+php-cli is required: `make test` installs it (scripts/test_deps.sh); without it these tests fail rather than skip.
 """
 
 import json
@@ -55,7 +55,7 @@ def php(code: str, stdin: bytes, **env: str) -> list[str]:
     if binary is None:
         pytest.fail(
             "php-cli is not installed, so the Laravel-compatibility golden vectors cannot run: "
-            "apt-get install -y php-cli (.ci/run installs it when missing)"
+            "apt-get install -y php-cli (make test installs it when missing)"
         )
     done = subprocess.run(
         [binary, "-r", code], input=stdin, capture_output=True, env={"PATH": "/usr/bin:/bin", **env}, timeout=30
