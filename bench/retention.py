@@ -54,7 +54,7 @@ MB = 1024 * 1024
 GROUPS: list[tuple[str, list[str]]] = [
     ("inbound events", ["bookings_inboundevent"]),
     ("predictions", ["predictions_prediction"]),
-    ("outbox + attempts", ["predictions_callbackoutbox", "predictions_callbackattempt"]),
+    ("outbox + attempts", ["predictions_callbackoutbox", "predictions_callbackattempt", "predictions_callbackitem"]),
     ("readings", ["bookings_batteryreading"]),
     ("bookings", ["bookings_booking"]),
     ("outcomes", ["learning_bookingoutcome"]),

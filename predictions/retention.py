@@ -77,8 +77,12 @@ def predictions_superseded_prunable(*, older_than: datetime) -> QuerySet[Predict
 
 
 def callbacks_delivered_prunable(*, older_than: datetime) -> QuerySet[CallbackOutbox]:
-    """Callbacks delivered before `older_than` (index `callback_last_delivered`). Pending and failed stay."""
-    return CallbackOutbox.objects.filter(status=CallbackStatus.DELIVERED, delivered_at__lt=older_than)
+    """Callbacks delivered before `older_than` (index `callback_last_delivered`), and superseded ones written before
+    it (never sent: newer numbers went instead). Pending and failed stay."""
+    return CallbackOutbox.objects.filter(
+        Q(status=CallbackStatus.DELIVERED, delivered_at__lt=older_than)
+        | Q(status=CallbackStatus.SUPERSEDED, created_at__lt=older_than)
+    )
 
 
 # --- removing it, in batches (services) -----------------------------------------------------------------------
@@ -154,7 +158,7 @@ def callbacks_delivered_prune(*, older_than: datetime, batch: int, deadline: flo
 
     callbacks = _in_batches(
         callbacks_delivered_prunable(older_than=older_than),
-        order_by="delivered_at",
+        order_by="created_at",
         batch=batch,
         deadline=deadline,
         apply=delete,

@@ -120,9 +120,7 @@ def verify_standard(
     what the sender signed, and a 400-digit number that overflows the clock arithmetic).
     """
     if not isinstance(timestamp, str) or not TIMESTAMP.fullmatch(timestamp):
-        raise SignatureError(
-            "webhook-timestamp is not an integer number of seconds.", header=WEBHOOK_TIMESTAMP_HEADER
-        )
+        raise SignatureError("webhook-timestamp is not an integer number of seconds.", header=WEBHOOK_TIMESTAMP_HEADER)
     ts = int(timestamp)
     current = time.time() if now is None else now
     if abs(current - ts) > tolerance:

@@ -17,7 +17,7 @@ from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent
 from learning.models import BookingOutcome
 from predictions import retention, tasks
 from predictions.models import Prediction, PredictionStatus
-from predictions.outbox_models import CallbackAttempt, CallbackOutbox, CallbackStatus
+from predictions.outbox_models import CallbackAttempt, CallbackItem, CallbackOutbox, CallbackStatus
 from predictions.retention import retention_backlog, retention_run
 from predictions.schedules import schedules_declare
 from tests.factories import (
@@ -84,6 +84,18 @@ def test_delivered_callbacks_older_than_their_window_go_with_their_attempts():
     assert (report["delivered_callbacks"], report["callback_attempts"]) == (1, 3)
     assert not exists(old) and not CallbackAttempt.objects.filter(outbox_id=old.pk).exists()
     assert exists(young) and CallbackAttempt.objects.filter(outbox=young).count() == 2
+
+
+def test_superseded_callbacks_go_after_the_same_window_with_their_items():
+    old = CallbackOutboxFactory(age=31 * DAY, status=CallbackStatus.SUPERSEDED)
+    CallbackItem.objects.create(outbox=old, booking_external_id="BK1", sequence=7)
+    young = CallbackOutboxFactory(age=29 * DAY, status=CallbackStatus.SUPERSEDED)
+
+    report = retention_run(now=timezone.now())
+
+    assert report["delivered_callbacks"] == 1
+    assert not exists(old) and not CallbackItem.objects.filter(outbox_id=old.pk).exists()
+    assert exists(young)
 
 
 def test_superseded_predictions_older_than_their_window_go_once_scored_or_cancelled():
