@@ -84,6 +84,9 @@ def configure(database_url: str) -> None:
             "DJANGO_SETTINGS_MODULE": "batterypred.settings",
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": "".join(secrets.choice(alphabet) for _ in range(50)),
+            # Production settings, on plain HTTP in-process: no redirect to HTTPS, no secure-only cookies.
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
+            "DJANGO_SECURE_COOKIES": "0",
             "API_RATE_LIMIT": "1000000/min",
             "LOG_LEVEL": "WARNING",
             "ML_CALLBACK_URL": CALLBACK_URL,
@@ -147,7 +150,7 @@ def replay(cars: int, days: int, seed: int) -> dict[str, float]:
     started, errors = time.monotonic(), 0
     for i, call in enumerate(sim.calls, start=1):
         response = client.post(call.path, data=json.dumps(call.body), content_type="application/json")
-        if response.status_code >= 500:
+        if response.status_code >= 500 or 300 <= response.status_code < 400:  # a redirect stores nothing either
             raise BenchError(f"{call.path} answered {response.status_code}: {response.content[:500]!r}")
         errors += response.status_code >= 400
         if i % DISPATCH_EVERY == 0 or i == len(sim.calls):
