@@ -23,12 +23,13 @@ from dashboard.selectors.deliveries import (
     inbound_events_recent,
     outbox_summary,
 )
-from dashboard.selectors.models_page import HOLDOUT_COLUMNS, models_overview
+from dashboard.selectors.models_page import HOLDOUT_COLUMNS, models_overview, shadow_rows
 from dashboard.selectors.operations import idle_drain_jumps, low_battery_threshold, low_battery_upcoming
 from dashboard.selectors.timeline import car_timeline
 from dashboard.services import model_retrain_request
 from learning.drift import drift_settings
 from predictions.outbox import callback_redeliver
+from predictions.shadow import CANDIDATES
 
 DEFAULT_OPERATIONS_DAYS = 3
 
@@ -74,6 +75,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
         "models.html",
         "Models",
         overview=models_overview(),
+        shadow=shadow_rows(),
+        candidates=CANDIDATES,
         holdout_columns=[title for _, title in HOLDOUT_COLUMNS],
         drift_thresholds=drift_settings(),
     )

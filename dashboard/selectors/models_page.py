@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from predictions.drift_models import DriftCheck
 from predictions.registry_models import ModelStatus, ModelVersion
 from predictions.registry_selectors import drift_latest_by_version, model_champion
+from predictions.shadow import CANDIDATES, shadow_report
 
 MODELS_PAGE_LIMIT = 30
 # The holdout figures shown as columns, in order: (key in holdout_metrics, column title).
@@ -87,3 +88,19 @@ def models_overview(*, limit: int = MODELS_PAGE_LIMIT) -> ModelsOverview:
         for m in models
     ]
     return ModelsOverview(rows=rows, champion=champion, champion_serving=serving, total=ModelVersion.objects.count())
+
+
+@dataclass(frozen=True)
+class ShadowRow:
+    kind: str
+    serving: str
+    cells: list[dict | None]  # one per candidate, in `CANDIDATES` order: {"mae", "bookings"} or None
+
+
+def shadow_rows() -> list[ShadowRow]:
+    """Every kind's shadow scores as table rows, one cell per candidate (`predictions.shadow`)."""
+    _, serving = model_champion()
+    return [
+        ShadowRow(kind=row["kind"], serving=row["serving"], cells=[row["candidates"].get(c) for c in CANDIDATES])
+        for row in shadow_report(model_available=serving)
+    ]

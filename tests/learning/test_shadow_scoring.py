@@ -131,3 +131,18 @@ def test_model_info_shows_the_scores_and_what_serves_each_kind(api, post):
     assert rows["*"]["serving"] == "pattern"
     assert set(rows["*"]["candidates"]) == {"pattern", "persistence"}
     assert rows["*"]["candidates"]["pattern"]["bookings"] == 1
+
+
+def test_the_models_page_shows_every_kinds_scores_and_what_serves_it(post, admin_client):
+    post(URL["created"], CREATED)
+    post(URL["started"], STARTED)
+
+    response = admin_client.get("/admin/dashboard/models/")
+
+    rows = {row.kind: row for row in response.context["shadow"]}
+    fleet = rows["*"]
+    assert fleet.serving == "pattern"
+    assert fleet.cells[0] is None  # no champion: the model candidate never ran
+    assert fleet.cells[1]["bookings"] == 1 and fleet.cells[2]["bookings"] == 1
+    html = response.content.decode()
+    assert 'id="shadow-table"' in html and "<td>*</td>" in html
