@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from batterypred.api.errors import DomainError
@@ -126,15 +126,32 @@ def _replay_by_header(*, event_type: str, key: HeaderKey, digest: str) -> Inboun
     return existing
 
 
-def _replay_by_body(*, vehicle: Vehicle, event_type: str, booking_id: str, digest: str) -> InboundEvent | None:
-    """Without a header key: the same body again is a replay only while it is still the car's newest event.
+def _legacy_body_key(event_type: str, booking_id: str, body: Any) -> str:
+    """The key events without a header were stored under before `body_hash` existed (still matched)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{event_type}:body:{hashlib.sha256(f'{event_type}|{booking_id}|{canonical}'.encode()).hexdigest()}"
 
-    A retried delivery (the response was lost) arrives before anything else happens to the car, so it is
-    answered from the store. Once any other event for the car has been applied, an identical body may be a
-    legitimate repeat (modified to 10:00, to 11:00, back to 10:00) and is applied again: applying is always
-    safe, because statuses only move forward (a second booking.started or .ended finds the booking moved on
-    and learns nothing), while answering it as a replay would drop a change.
+
+def _replay_by_body(
+    *, vehicle: Vehicle, event_type: str, booking_id: str, body: Any, digest: str
+) -> InboundEvent | None:
+    """Without a header key: the earlier delivery this identical body repeats, if it is a replay.
+
+    `booking.created`, `.started`, `.ended` and `.cancelled` happen once per booking, so the same body for the
+    same booking again can only be a retry, however late: it is always answered from the store (a late retry of
+    `created` must not put back times a later `modified` changed). `booking.modified` may legitimately repeat
+    (to 10:00, to 11:00, back to 10:00): it is a replay only while it is still the car's newest event, and
+    applied again otherwise. Applying is always safe for learning, because statuses only move forward.
     """
+    if event_type != EventType.MODIFIED:
+        return (
+            InboundEvent.objects.filter(event_type=event_type, booking_external_id=booking_id)
+            .filter(
+                Q(body_hash=digest) | Q(body_hash="", idempotency_key=_legacy_body_key(event_type, booking_id, body))
+            )
+            .order_by("-id")
+            .first()
+        )
     newest = InboundEvent.objects.filter(vehicle=vehicle).order_by("-id").first()
     if (
         newest is not None
@@ -479,7 +496,9 @@ def event_ingest(
         if header_key:
             existing = _replay_by_header(event_type=event_type, key=header_key, digest=digest)
         else:
-            existing = _replay_by_body(vehicle=vehicle, event_type=event_type, booking_id=booking_id, digest=digest)
+            existing = _replay_by_body(
+                vehicle=vehicle, event_type=event_type, booking_id=booking_id, body=body, digest=digest
+            )
         if existing is not None:
             return _replayed(existing, event_type, booking_id)
         fields = {
@@ -537,29 +556,48 @@ def event_ingest(
     return Ingested(event=event, replayed=False)
 
 
-def bookings_mark_no_show(*, clock: datetime, vehicle: Vehicle | None = None) -> int:
-    """Mark scheduled bookings whose start passed more than NO_SHOW_GRACE_HOURS before `clock` as no-shows.
+def bookings_mark_no_show(*, clock: datetime, vehicle: Vehicle) -> int:
+    """Mark the car's scheduled bookings whose start passed more than NO_SHOW_GRACE_HOURS before `clock` as no-shows.
 
     `clock` is the fleet's clock (`predictions.selectors.fleet_clock`), not the server's: a replayed stream
     describes the past, where the server's clock would call every booking a no-show. A no-show is no longer
     predicted, so it stops dragging every later event's cascade along; a late booking.started still applies.
-    For one car, call while holding its lock; without `vehicle`, the whole fleet (the hourly task).
+    Call while holding the car's lock (an event does; `bookings_mark_no_show_fleet` takes it per car), so no
+    event of the car can start, move or end one of these bookings in between.
     """
     hours = settings.NO_SHOW_GRACE_HOURS
     if hours <= 0:
         return 0
-    stale = Booking.objects.filter(status=BookingStatus.SCHEDULED, scheduled_start__lt=clock - timedelta(hours=hours))
-    if vehicle is not None:
-        stale = stale.filter(vehicle=vehicle)
+    stale = Booking.objects.filter(
+        vehicle=vehicle, status=BookingStatus.SCHEDULED, scheduled_start__lt=clock - timedelta(hours=hours)
+    )
     ids = list(stale.values_list("external_id", flat=True))
     if not ids:
         return 0
-    # Their predictions will not be scored unless a late pick-up comes (which scores them anyway): cancelled,
-    # so that retention may remove the superseded ones.
+    marked = stale.filter(external_id__in=ids).update(status=BookingStatus.NO_SHOW, updated_at=timezone.now())
+    # Their predictions will not be scored unless a late pick-up comes: cancelled, so that retention may remove
+    # the superseded ones.
     Prediction.objects.filter(booking_external_id__in=ids, status=PredictionStatus.PENDING).update(
         status=PredictionStatus.CANCELLED
     )
-    return Booking.objects.filter(external_id__in=ids).update(status=BookingStatus.NO_SHOW, updated_at=timezone.now())
+    return marked
+
+
+def bookings_mark_no_show_fleet(*, clock: datetime) -> int:
+    """The hourly pass over the fleet: each car with stale scheduled bookings, in its own transaction, locked."""
+    hours = settings.NO_SHOW_GRACE_HOURS
+    if hours <= 0:
+        return 0
+    cars = (
+        Booking.objects.filter(status=BookingStatus.SCHEDULED, scheduled_start__lt=clock - timedelta(hours=hours))
+        .values_list("vehicle__external_id", flat=True)
+        .distinct()
+    )
+    marked = 0
+    for external_id in sorted(set(cars)):
+        with transaction.atomic():
+            marked += bookings_mark_no_show(clock=clock, vehicle=vehicle_lock(external_id=external_id))
+    return marked
 
 
 def default_duration() -> timedelta:

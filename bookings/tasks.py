@@ -2,10 +2,10 @@
 
 from django.utils import timezone
 
-from bookings.services import bookings_mark_no_show
+from bookings.services import bookings_mark_no_show_fleet
 from predictions.selectors import fleet_clock
 
 
 def no_shows_mark() -> int:
     """Hourly: mark the fleet's bookings not picked up within the grace as no-shows (cars with no events too)."""
-    return bookings_mark_no_show(clock=fleet_clock(now=timezone.now()))
+    return bookings_mark_no_show_fleet(clock=fleet_clock(now=timezone.now()))

@@ -73,6 +73,8 @@ def _header_key(request: Request) -> HeaderKey | None:
         value = (request.headers.get(header) or "").strip()
         if not value:
             continue
+        if not all(" " <= ch <= "~" for ch in value):
+            raise DomainError(f"{header} must be printable ASCII.", field=header, code="invalid_idempotency_key")
         if len(value) > IDEMPOTENCY_KEY_MAX_CHARS:
             raise DomainError(
                 f"{header} must be at most {IDEMPOTENCY_KEY_MAX_CHARS} characters (it is never shortened, "

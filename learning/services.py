@@ -72,8 +72,10 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
         actual=actual,
         at=timezone.now(),
     )
-    shadow_learn(
-        scored=unscored.values_list("shadow_kind", "model_level", "pattern_level", "persistence_level"),
+    shadow_learn(  # pending only: a cancelled prediction (a no-show's) was for a pick-up that did not happen then
+        scored=unscored.filter(status=PredictionStatus.PENDING).values_list(
+            "shadow_kind", "model_level", "pattern_level", "persistence_level"
+        ),
         actual=actual,
         at=timezone.now(),
     )

@@ -29,6 +29,7 @@ from learning.drift import feature_reference
 from learning.features import GAP_FEATURES, TRIP_FEATURES, Outcome, Reading, replay
 from predictions.champion import artifact_path, champion_forget
 from predictions.registry_models import ModelStatus, ModelVersion
+from predictions.shadow import shadow_forget_model
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ def model_promote(*, version: str, progress: Progress | None = None) -> ModelVer
     """Make `version` the champion; the previous champion is retired. Serving picks it up within seconds.
 
     Its boosters are compiled first (`MODEL_COMPILE`), so the web processes find them when they load it. The
-    re-pricing of every scheduled booking (and its callbacks) is queued after the commit.
+    re-pricing of every scheduled booking (and its callbacks) is queued after the commit. The shadow scores of
+    the `model` candidate are forgotten, so the new champion is judged on its own pick-ups.
     """
     if settings.MODEL_COMPILE:
         model_compile(ModelVersion.objects.get(version=version), progress)
@@ -128,6 +130,7 @@ def model_promote(*, version: str, progress: Progress | None = None) -> ModelVer
         ModelVersion.objects.filter(status=ModelStatus.CHAMPION).exclude(pk=row.pk).update(status=ModelStatus.RETIRED)
         row.status, row.promoted_at = ModelStatus.CHAMPION, timezone.now()
         row.save(update_fields=["status", "promoted_at"])
+        shadow_forget_model()  # the `model` candidate's scores were the previous champion's
         # The new champion's numbers reach Laravel: every scheduled booking re-priced, on the training
         # cluster (long timeout: a large fleet takes minutes).
         queue_on_commit("predictions.tasks.predictions_reprice_all", "model_promoted", cluster="training")

@@ -79,6 +79,7 @@ RETRY_AFTER_MIN = timedelta(seconds=1)
 CIRCUIT_FAILURE_THRESHOLD = 5  # consecutive failed attempts that open an endpoint's circuit
 CIRCUIT_COOLDOWN = timedelta(seconds=60)  # how long an open circuit waits before one probe
 
+POSTPONE_MARGIN = timedelta(seconds=1)  # a covered row is looked at again this long after the newer ones are due
 LEASE_MARGIN = timedelta(seconds=15)  # added to the request timeout: how long a claimed row stays claimed
 DISPATCH_BUDGET_SECONDS = 30.0  # one dispatch run stops starting requests after this (the task timeout is 60 s)
 DISPATCH_BATCH = 500
@@ -93,7 +94,8 @@ class Outcome:
     FAILED = "failed"  # failed; no attempts left
     CIRCUIT_OPEN = "circuit_open"  # not attempted: the endpoint's circuit is open
     SKIPPED = "skipped"  # not attempted: delivered, failed, not due, or claimed by another worker
-    SUPERSEDED = "superseded"  # never sent: every booking in it has a newer pending or delivered callback
+    SUPERSEDED = "superseded"  # never sent: every booking in it has a newer delivered callback
+    POSTPONED = "postponed"  # not sent yet: newer callbacks for all its bookings are still pending
 
 
 # --- writing a callback -----------------------------------------------------------------------------------
@@ -322,13 +324,23 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.ML_CALLBACK_TIMEOUT_SECONDS) + LEASE_MARGIN
 
 
-def _newer_callbacks(row: CallbackOutbox) -> list[str] | None:
-    """The ids of newer callbacks that together carry every booking of `row`, or None when some booking has none.
+@dataclass(frozen=True)
+class _Newer:
+    """Newer callbacks that carry every booking of a row: all delivered, or some still pending (due at `due`)."""
 
-    Newer means a higher `sequence` for the same booking in a callback that is pending or delivered: its
-    numbers reach (or reached) Laravel after these would, so sending these would only put older numbers on
-    the wire. A failed newer callback does not count: it may never arrive. Rows written before items were
-    recorded have none and are always sent.
+    ids: list[str]
+    delivered: bool
+    due: datetime | None = None
+
+
+def _newer_callbacks(row: CallbackOutbox) -> _Newer | None:
+    """The newer callbacks that together carry every booking of `row`, or None when some booking has none.
+
+    Newer means a higher `sequence` for the same booking in a callback that is delivered or pending: its
+    numbers reach (or reached) Laravel after these would. When every booking's newer numbers were delivered,
+    this row is stale for good. When some are only pending, it is stale only if they arrive; a failed newer
+    callback does not count (it may never arrive). Rows written before items were recorded have none and are
+    always sent.
     """
     mine = dict(row.items.values_list("booking_external_id", "sequence"))
     if not mine:
@@ -340,25 +352,42 @@ def _newer_callbacks(row: CallbackOutbox) -> list[str] | None:
             outbox__status__in=[CallbackStatus.PENDING, CallbackStatus.DELIVERED],
         )
         .exclude(outbox_id=row.pk)
-        .values_list("booking_external_id", "sequence", "outbox_id")
+        .values_list("booking_external_id", "sequence", "outbox_id", "outbox__status", "outbox__next_attempt_at")
     )
-    covering: dict[str, set[str]] = {}
-    for booking_id, sequence, outbox_id in candidates:
-        if sequence > mine[booking_id]:
-            covering.setdefault(booking_id, set()).add(str(outbox_id))
-    if covering.keys() != mine.keys():
+    delivered: dict[str, set[str]] = {}
+    pending: dict[str, dict[str, datetime]] = {}
+    for booking_id, sequence, outbox_id, status, due in candidates:
+        if sequence <= mine[booking_id]:
+            continue
+        if status == CallbackStatus.DELIVERED:
+            delivered.setdefault(booking_id, set()).add(str(outbox_id))
+        else:
+            pending.setdefault(booking_id, {})[str(outbox_id)] = due
+    if delivered.keys() == mine.keys():
+        return _Newer(sorted(set().union(*delivered.values())), delivered=True)
+    if delivered.keys() | pending.keys() != mine.keys():
         return None
-    return sorted(set().union(*covering.values()))
+    waiting = {i: due for b in mine.keys() - delivered.keys() for i, due in pending[b].items()}
+    ids = set(waiting) | {i for b in delivered for i in delivered[b]}
+    return _Newer(sorted(ids), delivered=False, due=max(waiting.values()))
 
 
-def _supersede_if_stale(row: CallbackOutbox, *, now: datetime) -> bool:
-    """Mark a locked pending row superseded when newer callbacks carry all its bookings, logging why. Call locked."""
+def _ids_text(ids: list[str]) -> str:
+    return ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+
+
+def _supersede_if_stale(row: CallbackOutbox, *, now: datetime) -> str | None:
+    """For a locked pending row that newer callbacks cover: mark it superseded (all delivered) with a note in its
+    attempt log, or hold it until they are settled (some pending). Returns the `Outcome`, or None to send it."""
     newer = _newer_callbacks(row)
     if newer is None:
-        return False
-    reason = (
-        f"not sent: every booking in it has a newer callback ({', '.join(newer[:5])}{' ...' if len(newer) > 5 else ''})"
-    )
+        return None
+    if not newer.delivered:
+        row.next_attempt_at = max(newer.due or now, now) + POSTPONE_MARGIN
+        row.last_error = f"waiting: newer callbacks for every booking in it are pending ({_ids_text(newer.ids)})"
+        row.save(update_fields=["next_attempt_at", "last_error"])
+        return Outcome.POSTPONED
+    reason = f"not sent: every booking in it has a newer callback, delivered ({_ids_text(newer.ids)})"
     CallbackAttempt.objects.create(
         outbox=row,
         number=row.attempts + 1,
@@ -370,21 +399,23 @@ def _supersede_if_stale(row: CallbackOutbox, *, now: datetime) -> bool:
     row.status, row.next_attempt_at, row.last_error = CallbackStatus.SUPERSEDED, None, reason
     row.save(update_fields=["status", "next_attempt_at", "last_error"])
     logger.info("callback %s superseded: %s", row.id, reason)
-    return True
+    return Outcome.SUPERSEDED
 
 
 def _claim(outbox_id: uuid.UUID | str, *, now: datetime) -> _Claim | str:
     """Reserve the row for one attempt, or say why not (an `Outcome`). Runs in its own short transaction.
 
-    A row whose every booking already has a newer callback is not sent at all: it is marked superseded,
-    with an entry in its attempt log that says by which callbacks.
+    A row whose every booking already has a newer delivered callback is not sent at all: it is marked
+    superseded, with an entry in its attempt log that says by which callbacks. One whose newer callbacks are
+    still pending waits for them (and is superseded once they are delivered, sent if one fails for good).
     """
     with transaction.atomic():
         row = CallbackOutbox.objects.select_for_update(skip_locked=True).filter(pk=outbox_id).first()
         if row is None or row.status != CallbackStatus.PENDING or row.next_attempt_at > now:
             return Outcome.SKIPPED
-        if _supersede_if_stale(row, now=now):
-            return Outcome.SUPERSEDED
+        stale = _supersede_if_stale(row, now=now)
+        if stale is not None:
+            return stale
         circuit = _circuit_locked(row.endpoint)
         if not _circuit_admits(circuit, now=now, lease=_lease()):
             return Outcome.CIRCUIT_OPEN

@@ -216,7 +216,7 @@ def _store(
         own = event is None or checkpoint.booking_id == event.booking_external_id
         kind = shadow_kind(own=own, present=present, target=checkpoint.at, charging=start.charging)
         answers = _candidates(checkpoint, pattern, start, model)
-        served = answers[candidate_serving(scores, kind=kind, available=available, default=default)]
+        served = answers[candidate_serving(scores, kind=kind or "*", available=available, default=default)]
         level = round(served.level, 2)
         key = calibration_key(
             predictor=served.predictor, trigger=trigger, own=own, present=present, target=checkpoint.at

@@ -46,8 +46,14 @@ SCORES_CACHE_KEY = "predictions:shadow_scores"
 
 
 def shadow_kind(*, own: bool, present: datetime, target: datetime, charging: bool | None) -> str:
-    """The kind of a prediction for shadow scoring: lead time, own booking or cascade, the car's last known state."""
+    """The kind of a prediction for shadow scoring: lead time, own booking or cascade, the car's last known state.
+
+    Empty (never scored) when the target is not after the present: a prediction for a moment already reached
+    (a late pick-up answered from the level just reported) would score persistence as perfect.
+    """
     hours = (target - present).total_seconds() / 3600.0
+    if hours <= 0:
+        return ""
     lead = next(label for limit, label in LEAD_TIMES if hours < limit)
     state = "unknown" if charging is None else ("charging" if charging else "parked")
     return f"{lead}|{'own' if own else 'cascade'}|{state}"
@@ -106,11 +112,14 @@ def candidate_serving(
 def shadow_learn(*, scored: Iterable[tuple[str, float | None, float | None, float | None]], actual: float, at) -> None:
     """Add a picked-up booking's errors to every (kind, candidate) that predicted it, at every level of its kinds.
 
-    `scored` holds each unscored prediction's (kind, model level, pattern level, persistence level); a level is
-    None when that candidate did not run. One booking counts once per (kind, candidate): its predictions of one
-    kind err together, so their errors are averaged. Call inside the event's transaction: one insert of the
-    missing rows and one update of all of them with atomic expressions, so concurrent events for other cars
-    neither lose an update nor deadlock.
+    `scored` holds each prediction's (kind, model level, pattern level, persistence level); a level is None when
+    that candidate did not run, and a prediction without a kind is not scored. One booking counts once per
+    (kind, candidate): its predictions of one kind err together, so their errors are averaged.
+
+    The scores are written after the event commits, in a short transaction of their own: the coarse rows (a
+    lead time, `*`) are shared by every car, and holding their locks through the rest of an event would
+    serialize the fleet's pick-ups. The rows are locked in key order first, so two such writes cannot deadlock.
+    Scores are statistics: a write lost to a crash between the commit and it costs one booking's evidence.
     """
     errors: dict[tuple[str, str], list[float]] = defaultdict(list)
     for kind, *levels in scored:
@@ -120,25 +129,40 @@ def shadow_learn(*, scored: Iterable[tuple[str, float | None, float | None, floa
             if level is not None:
                 for key in kind_levels(kind):
                     errors[(key, candidate)].append(abs(actual - level))
-    if not errors:
-        return
-    cache.delete(SCORES_CACHE_KEY)
-    transaction.on_commit(lambda: cache.delete(SCORES_CACHE_KEY))
-    keys = sorted(errors)
-    PredictorScore.objects.bulk_create([PredictorScore(kind=k, candidate=c) for k, c in keys], ignore_conflicts=True)
-    added = Case(
-        *(When(kind=k, candidate=c, then=Value(sum(v) / len(v))) for (k, c), v in sorted(errors.items())),
-        output_field=FloatField(),
-    )
+    if errors:
+        added = {key: sum(values) / len(values) for key, values in errors.items()}
+        transaction.on_commit(lambda: _scores_add(added, at), robust=True)
+
+
+def _scores_add(added: dict[tuple[str, str], float], at) -> None:
+    """One insert of the missing rows, the rows locked in key order, one update of all of them."""
+    keys = sorted(added)
     rows = Q()
     for k, c in keys:
         rows |= Q(kind=k, candidate=c)
-    PredictorScore.objects.filter(rows).update(
-        weight=F("weight") * DECAY + 1.0,
-        sum_abs_error=F("sum_abs_error") * DECAY + added,
-        bookings=F("bookings") + 1,
-        updated_at=at,
-    )
+    with transaction.atomic():
+        PredictorScore.objects.bulk_create(
+            [PredictorScore(kind=k, candidate=c) for k, c in keys], ignore_conflicts=True
+        )
+        list(PredictorScore.objects.select_for_update().filter(rows).order_by("kind", "candidate").values_list("pk"))
+        PredictorScore.objects.filter(rows).update(
+            weight=F("weight") * DECAY + 1.0,
+            sum_abs_error=F("sum_abs_error") * DECAY
+            + Case(*(When(kind=k, candidate=c, then=Value(added[(k, c)])) for k, c in keys), output_field=FloatField()),
+            bookings=F("bookings") + 1,
+            updated_at=at,
+        )
+    cache.delete(SCORES_CACHE_KEY)
+
+
+def shadow_forget_model() -> int:
+    """A new champion is promoted: forget the `model` candidate's scores, which were its predecessor's.
+
+    The new champion then serves every kind for its trial (MIN_BOOKINGS), and its own scores decide.
+    """
+    cache.delete(SCORES_CACHE_KEY)
+    deleted, _ = PredictorScore.objects.filter(candidate="model").delete()
+    return deleted
 
 
 def shadow_report(*, model_available: bool) -> list[dict]:

@@ -101,21 +101,33 @@ def test_without_a_key_a_retried_delivery_is_answered_from_the_store(post):
     assert InboundEvent.objects.get(event_type="booking.ended").duplicates == 1
 
 
-def test_without_a_key_an_end_repeated_after_other_events_is_applied_but_never_learned_twice(post):
+def test_without_a_key_an_end_retried_after_other_events_is_answered_from_the_store_and_learned_once(post):
     post(URL["created"], CREATED)
     post(URL["started"], STARTED)
-    post(URL["ended"], ENDED)
+    first = post(URL["ended"], ENDED)
     post(URL["created"], created("BK999", starts_at="2025-11-05T10:00:00Z", ends_at="2025-11-05T12:00:00Z"))
     pattern = VehiclePattern.objects.get()
 
     late_retry = post(URL["ended"], ENDED)
 
-    assert late_retry.status_code == 200 and "Idempotent-Replayed" not in late_retry
-    assert late_retry.json()["status"] == "ignored"
-    assert "already completed" in late_retry.json()["notes"][0]
+    assert late_retry["Idempotent-Replayed"] == "true" and late_retry.json() == first.json()
     again = VehiclePattern.objects.get()
     assert (again.total_bookings, again.drive_observations) == (pattern.total_bookings, pattern.drive_observations)
     assert again.avg_drain_rate_per_hour == pattern.avg_drain_rate_per_hour
+
+
+def test_without_a_key_a_second_end_with_another_body_is_applied_and_ignored_never_learned_twice(post):
+    post(URL["created"], CREATED)
+    post(URL["started"], STARTED)
+    post(URL["ended"], ENDED)
+    pattern = VehiclePattern.objects.get()
+
+    other = post(URL["ended"], {**ENDED, "battery_at_end": 30.0})
+
+    assert other.status_code == 200 and "Idempotent-Replayed" not in other
+    assert other.json()["status"] == "ignored" and "already completed" in other.json()["notes"][0]
+    assert VehiclePattern.objects.get().total_bookings == pattern.total_bookings
+    assert Booking.objects.get(external_id="BK123456").battery_at_end == 48.0
 
 
 @pytest.mark.postgres
@@ -157,3 +169,25 @@ def test_the_same_key_for_two_cars_at_once_gets_one_application_and_one_clear_re
     assert sorted(a.status_code for a in answers) == [200, 422], [a.content for a in answers]
     assert InboundEvent.objects.filter(idempotency_key="booking.created:hdr:shared").count() == 1
     assert Booking.objects.filter(external_id__in=["A", "B"]).count() == 1
+
+
+def test_without_a_key_a_late_retry_of_created_never_undoes_a_later_modification(post):
+    """created (its response lost), then modified, then the platform retries created: a replay, however late."""
+    no_time = {k: v for k, v in CREATED.items() if k != "current_timestamp"}  # its level is stamped on receipt
+    first = post(URL["created"], no_time)
+    post(URL["modified"], {**MODIFIED, "new_starts_at": "2025-11-03T22:00:00Z", "new_ends_at": "2025-11-03T23:00:00Z"})
+    readings = BatteryReading.objects.count()
+
+    retry = post(URL["created"], no_time)
+
+    assert retry["Idempotent-Replayed"] == "true" and retry.json() == first.json()
+    assert Booking.objects.get(external_id="BK123456").scheduled_start.hour == 22
+    assert BatteryReading.objects.count() == readings  # no second reading of the old level stamped "now"
+
+
+def test_a_key_with_control_characters_is_refused(post):
+    response = post(URL["created"], created("A"), HTTP_IDEMPOTENCY_KEY="k\x01y")
+
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["Idempotency-Key"]
+    assert not Booking.objects.filter(external_id="A").exists()

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from predictions.models import Prediction
-from predictions.outbox import Outcome, callback_enqueue, callbacks_dispatch_due
+from predictions.outbox import Outcome, callback_deliver, callback_enqueue, callbacks_dispatch_due
 from predictions.outbox_models import CallbackAttempt, CallbackOutbox, CallbackStatus
 from tests.seed_examples import CREATED, MODIFIED, URL
 
@@ -54,13 +54,13 @@ def test_a_failed_callback_retried_after_newer_ones_is_skipped_and_laravel_holds
     post(URL["modified"], modified_to(17))  # two more events for the car while the first waits for its retry
     post(URL["modified"], modified_to(18))
     second, third = CallbackOutbox.objects.exclude(pk=first.pk).order_by("created_at")
-    # The second is already stale too: the third, still pending, carries newer numbers for the same booking.
+    # The second is stale too, but its newer numbers (the third) are not delivered yet: it waits for them.
     assert callbacks_dispatch_due(now=t0 + timedelta(seconds=1)).counts == {
-        Outcome.SUPERSEDED: 1,
+        Outcome.POSTPONED: 1,
         Outcome.DELIVERED: 1,
     }
 
-    assert callbacks_dispatch_due(now=t0 + timedelta(minutes=10)).counts == {Outcome.SUPERSEDED: 1}
+    assert callbacks_dispatch_due(now=t0 + timedelta(minutes=10)).counts == {Outcome.SUPERSEDED: 2}
 
     assert [r.id for r in receiver.received] == [str(first.pk), str(third.pk)]  # the stale ones never went again
     first.refresh_from_db()
@@ -111,6 +111,27 @@ def test_a_partly_newer_old_callback_is_still_sent_and_laravel_keeps_the_newer_n
     x, y_id = x_old.booking_external_id, y.booking_external_id
     assert LaravelBookings(receiver).rows == {x: (x_new.pk, 11.0), y_id: (y.pk, y.predicted_battery)}
     assert LaravelBookings(receiver, guarded=False).rows[x] == (x_old.pk, x_old.predicted_battery)  # a plain update()
+
+
+def test_an_old_callback_waits_for_newer_pending_ones_and_is_sent_if_they_fail_for_good(receiver, make_predictions):
+    (older,) = make_predictions(1)
+    newer = Prediction.objects.create(
+        **{f.attname: getattr(older, f.attname) for f in Prediction._meta.concrete_fields if f.attname != "id"}
+        | {"prediction_id": "PRED_NEWER", "is_current": False}
+    )
+    first = callback_enqueue(predictions=[older], triggered_by="booking.created", metadata={})
+    second = callback_enqueue(predictions=[newer], triggered_by="booking.modified", metadata={})
+    later = timezone.now() + timedelta(hours=2)
+    CallbackOutbox.objects.filter(pk=second.pk).update(next_attempt_at=later)  # retrying, due in two hours
+
+    assert callback_deliver(outbox_id=first.pk, now=timezone.now()) == Outcome.POSTPONED
+    first.refresh_from_db()
+    assert first.status == CallbackStatus.PENDING and first.next_attempt_at > later
+    assert str(second.pk) in first.last_error and receiver.received == []
+
+    CallbackOutbox.objects.filter(pk=second.pk).update(status=CallbackStatus.FAILED, next_attempt_at=None)
+    assert callback_deliver(outbox_id=first.pk, now=first.next_attempt_at) == Outcome.DELIVERED
+    assert receiver.accepted_ids == [str(first.pk)]
 
 
 def test_a_newer_callback_that_failed_for_good_does_not_supersede(receiver, make_predictions):

@@ -40,7 +40,20 @@ def slow_charging(outcomes, factor: float = 0.25):
     return shifted
 
 
-def test_a_champion_from_a_world_with_four_times_slower_chargers_loses_to_the_pattern_cascade(post, settings, tmp_path):
+@pytest.fixture
+def post_committed(post, django_capture_on_commit_callbacks):
+    """POST as a committed request would: the scores are written after the event's commit."""
+
+    def _post(url, body):
+        with django_capture_on_commit_callbacks(execute=True):
+            return post(url, body)
+
+    return _post
+
+
+def test_a_champion_from_a_world_with_four_times_slower_chargers_loses_to_the_pattern_cascade(
+    post_committed, settings, tmp_path
+):
     settings.MODEL_DIR = tmp_path
     wrong = model_train(
         outcomes=slow_charging(fleet_outcomes(SMALL_FLEET)), source="synthetic:slow", rounds=SMALL_ROUNDS
@@ -48,7 +61,7 @@ def test_a_champion_from_a_world_with_four_times_slower_chargers_loses_to_the_pa
     model_promote(version=wrong.version)
 
     for call in simulate(FleetConfig(cars=10, renters=30, days=20, seed=5)).calls:  # a fleet it was not built on
-        assert post(call.path, call.body).status_code == 200
+        assert post_committed(call.path, call.body).status_code == 200
 
     report = {row["kind"]: row for row in shadow_report(model_available=True)}
     fleet = report["*"]
@@ -72,7 +85,8 @@ def test_a_champion_from_a_world_with_four_times_slower_chargers_loses_to_the_pa
     )
 
 
-def test_a_pick_up_scores_every_candidate_with_what_it_said_before(post):
+def test_a_pick_up_scores_every_candidate_with_what_it_said_before(post_committed):
+    post = post_committed
     post(URL["created"], CREATED)
     prediction = Prediction.objects.get(booking_external_id="BK123456", is_current=True)
     assert (prediction.served_by, prediction.model_level) == ("pattern", None)  # no champion: the pattern serves
@@ -121,7 +135,8 @@ def test_without_a_champion_the_model_never_serves():
     assert candidate_serving(scores, kind=KIND, available=ALL[1:], default="pattern") == "pattern"
 
 
-def test_model_info_shows_the_scores_and_what_serves_each_kind(api, post):
+def test_model_info_shows_the_scores_and_what_serves_each_kind(api, post_committed):
+    post = post_committed
     post(URL["created"], CREATED)
     post(URL["started"], STARTED)
 
@@ -133,7 +148,8 @@ def test_model_info_shows_the_scores_and_what_serves_each_kind(api, post):
     assert rows["*"]["candidates"]["pattern"]["bookings"] == 1
 
 
-def test_the_models_page_shows_every_kinds_scores_and_what_serves_it(post, admin_client):
+def test_the_models_page_shows_every_kinds_scores_and_what_serves_it(post_committed, admin_client):
+    post = post_committed
     post(URL["created"], CREATED)
     post(URL["started"], STARTED)
 
@@ -146,3 +162,51 @@ def test_the_models_page_shows_every_kinds_scores_and_what_serves_it(post, admin
     assert fleet.cells[1]["bookings"] == 1 and fleet.cells[2]["bookings"] == 1
     html = response.content.decode()
     assert 'id="shadow-table"' in html and "<td>*</td>" in html
+
+
+def test_the_scores_are_written_only_once_the_event_commits(post, django_capture_on_commit_callbacks):
+    post(URL["created"], CREATED)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        post(URL["started"], STARTED)
+
+    assert not PredictorScore.objects.exists()
+    for callback in callbacks:
+        callback()
+    assert PredictorScore.objects.filter(kind="*", candidate="pattern", bookings=1).exists()
+
+
+def test_a_prediction_for_a_moment_already_reached_is_not_scored(post_committed):
+    """A late pick-up predicted from the level just reported would score persistence as perfect."""
+    late = {
+        "vehicle_id": "78",
+        "booking_id": "BK123456",
+        "booking_start_time": "2025-11-03T18:00:00Z",
+        "current_battery_level": 61.0,
+        "current_timestamp": "2025-11-03T19:00:00Z",
+    }
+    post_committed(URL["predict"], late)
+    assert Prediction.objects.get(booking_external_id="BK123456", is_current=True).shadow_kind == ""
+
+    post_committed(URL["started"], STARTED)
+
+    assert not PredictorScore.objects.exists()
+
+
+def test_a_cancelled_prediction_is_not_scored(post_committed):
+    post_committed(URL["created"], CREATED)
+    Prediction.objects.filter(booking_external_id="BK123456").update(status="cancelled")  # e.g. a no-show's
+
+    post_committed(URL["started"], STARTED)
+
+    assert not PredictorScore.objects.exists()
+
+
+def test_a_new_champion_starts_without_its_predecessors_scores(settings, tmp_path):
+    settings.MODEL_DIR = tmp_path
+    PredictorScore.objects.create(kind="*", candidate="model", weight=40, sum_abs_error=400, bookings=40)
+    PredictorScore.objects.create(kind="*", candidate="pattern", weight=40, sum_abs_error=100, bookings=40)
+
+    row = model_train(outcomes=list(fleet_outcomes(SMALL_FLEET)), source="synthetic:3", rounds=SMALL_ROUNDS)
+    model_promote(version=row.version)
+
+    assert list(PredictorScore.objects.values_list("candidate", flat=True)) == ["pattern"]
