@@ -44,7 +44,7 @@ bench: venv
 bench-accuracy: venv
 	$(PY) bench/accuracy.py $(BENCH_ARGS)
 
-# The world-shift suite (about 45 minutes): one bootstrap model, replayed on worlds that each differ from the one it
+# The world-shift suite (about 22 minutes): one bootstrap model, replayed on worlds that each differ from the one it
 # learnt, with issue 13's targets per world; BENCH_ARGS=--quick for a smoke run. See bench/worlds.py.
 bench-worlds: venv
 	$(PY) bench/worlds.py $(BENCH_ARGS)

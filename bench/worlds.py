@@ -1,6 +1,6 @@
 """World-shift suite: the accuracy bench on simulated worlds that each differ from the one the model learnt.
 
-    .venv/bin/python bench/worlds.py                  # every world (about 45 minutes here)
+    .venv/bin/python bench/worlds.py                  # every world (about 22 minutes here)
     .venv/bin/python bench/worlds.py --quick          # a smoke run: small fleets, a small model
     .venv/bin/python bench/worlds.py --worlds winter,no_staff
 

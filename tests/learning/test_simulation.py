@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import json
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,3 +313,53 @@ def test_every_call_of_a_world_with_every_shift_is_accepted_by_the_service(post)
 
     assert len(sim.calls) > 90
     assert failures == []
+
+
+# --- the world-shift suite's verdicts (bench/worlds.py) -------------------------------------------------
+
+
+@pytest.fixture
+def suite(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
+    return importlib.import_module("worlds")
+
+
+def scored(mae: float, *, within_10: float = 0.99, coverage: float | None = None, buckets=(1.0, 5.0, 10.0)) -> dict:
+    row = {"n": 100, "mae": mae, "within_10": within_10, "coverage_95": coverage}
+    return row | {f"mae_{label}": value for label, value in zip(("<6h", "6-24h", ">24h"), buckets, strict=True)}
+
+
+def world_result(service_latest: dict, service_creation: dict) -> dict:
+    baselines = {"pattern": 3.0, "persistence": 4.0, "seed_ema": 5.0, "oracle": 1.8}
+    latest = {name: scored(mae) for name, mae in baselines.items()} | {"service": service_latest}
+    creation = {"persistence": scored(12.0, buckets=(2.0, 6.0, 10.0)), "oracle": scored(8.0)}
+    return {"latest": latest, "creation": creation | {"service": service_creation}}
+
+
+def test_the_suite_passes_a_world_only_where_the_service_meets_every_bound(suite):
+    good = suite.targets(
+        world_result(scored(2.0, within_10=0.96, coverage=0.95), scored(9.0, coverage=0.92, buckets=(1.0, 6.0, 10.0)))
+    )
+    bad = suite.targets(
+        world_result(scored(3.5, within_10=0.9, coverage=None), scored(9.5, coverage=0.99, buckets=(1.0, 5.0, 12.0)))
+    )
+
+    assert {name: t["pass"] for name, t in good.items()} == dict.fromkeys(good, True)
+    assert good["latest_vs_simple"]["bound"] == 3.0  # the best of pattern, persistence and seed EMA
+    assert good["latest_vs_oracle"]["bound"] == pytest.approx(3.3)  # oracle + 1.5 beats 1.3 x oracle here
+    assert good["creation_vs_oracle"]["bound"] == pytest.approx(9.2)
+    assert {name: t["pass"] for name, t in bad.items()} == dict.fromkeys(bad, False)
+    assert bad["creation_buckets_vs_persistence"] | {"pass": None} == {
+        "value": 12.0,
+        "bound": 10.0,
+        "pass": None,
+        "bucket": ">24h",
+    }
+    assert "FAIL" in suite.summary_table([{"world": "winter", "scored_bookings": 100, "targets": bad}])
+
+
+def test_the_suite_gives_worlds_with_longer_gaps_more_cars(suite):
+    assert suite.world_config("default", suite.FULL, 7).cars == 20
+    assert suite.world_config("long_gaps", suite.FULL, 7).cars == 80
+    assert suite.world_config("all_shifts", suite.FULL, 7).world == SHIFTS["all_shifts"]
+    assert suite.world_config("winter", suite.FULL, 7).seed == 7
