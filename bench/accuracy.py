@@ -15,7 +15,9 @@ What it does, in one run:
    Laravel would show). The same moments are scored for persistence, the seed's EMA cascade and
    the oracle, each from exactly what Laravel knew at that call (`learning.simulation.baselines`).
 
-Prints a table and writes JSON to bench/results/.
+Prints a table and writes JSON to bench/results/. `bench/worlds.py` (`make bench-worlds`) runs the
+same replay and scoring on the world-shift suite: one bootstrap model, worlds that each differ
+from the one it was trained on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -59,19 +62,42 @@ class Scored:
     horizon_hours: float
 
 
+def _service_env(workdir: Path) -> dict[str, str]:
+    env = server_env(f"sqlite:///{workdir / 'bench.sqlite3'}")
+    return env | {"MODEL_DIR": str(workdir / "models"), "ML_CALLBACK_URL": "", "ML_CALLBACKS_DISABLED": "1"}
+
+
+def service_prepare(workdir: Path, *, model: bool, train_args: tuple[str, ...] = ()) -> Path:
+    """A migrated SQLite database, an API key and, with `model`, the bootstrap champion, all in `workdir`.
+
+    The bootstrap model is trained on simulator seed 1001 (`train_model --synthetic`), never on the
+    replayed stream. The directory is self-contained (the registry stores artifact paths relative
+    to MODEL_DIR), so `service_copy` can serve copies of it.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = _service_env(workdir)
+    manage(env, "migrate", "--noinput", "-v0")
+    (workdir / "api-key").write_text(api_key_create(env))
+    if model:
+        manage(env, "train_model", "--synthetic", "--seed", "1001", *train_args)
+    return workdir
+
+
+def service_copy(template: Path, workdir: Path) -> Path:
+    """A fresh copy of a prepared directory: the same database, key and model, none of another replay's data."""
+    shutil.copytree(template, workdir)
+    return workdir
+
+
 class Service:
-    """The service on a fresh SQLite database in a temporary directory, served by one gunicorn worker.
+    """The service on a prepared SQLite database (`service_prepare`), served by one gunicorn worker.
 
     Uses bench/endpoints.py's helpers for the environment, `manage.py` and gunicorn.
     """
 
-    def __init__(self, workdir: Path, *, model: bool) -> None:
-        self.env = server_env(f"sqlite:///{workdir / 'bench.sqlite3'}")
-        self.env |= {"MODEL_DIR": str(workdir / "models"), "ML_CALLBACK_URL": "", "ML_CALLBACKS_DISABLED": "1"}
-        manage(self.env, "migrate", "--noinput", "-v0")
-        self.key = api_key_create(self.env)
-        if model:
-            manage(self.env, "train_model", "--synthetic", "--seed", "1001")
+    def __init__(self, workdir: Path) -> None:
+        self.env = _service_env(workdir)
+        self.key = (workdir / "api-key").read_text().strip()
         self.server = server_start(self.env, 1)
         server_wait_healthy(self.server, timeout=60)
         self.conn = http.client.HTTPConnection(HOST, self.server.port, timeout=60)
@@ -92,10 +118,6 @@ class Service:
         server_stop(self.server)
 
 
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def _service_items(kind: str, body: dict, response: dict) -> list[tuple[str, float, float, float]]:
     """(booking_id, predicted, lower, upper) of every booking the response predicted."""
     items = []
@@ -108,8 +130,14 @@ def _service_items(kind: str, body: dict, response: dict) -> list[tuple[str, flo
     return items
 
 
-def replay(sim: Simulation, service: Service, *, progress_every: int = 1000) -> tuple[dict, dict, dict]:
-    """Send the stream; return creation and latest predictions per method, and call statistics."""
+def replay(
+    sim: Simulation, service: Service, *, progress_every: int = 1000, with_oracle: bool = True
+) -> tuple[dict, dict, dict]:
+    """Send the stream; return creation and latest predictions per method, and call statistics.
+
+    `with_oracle=False` skips the oracle's Monte Carlo (the slow part of scoring), for a replay whose
+    baselines are taken from another replay of the same stream.
+    """
     known = KnownFleet()
     creation: dict[str, dict[str, Scored]] = defaultdict(dict)
     latest: dict[str, tuple[datetime, dict[str, Scored], Snapshot]] = {}
@@ -149,15 +177,16 @@ def replay(sim: Simulation, service: Service, *, progress_every: int = 1000) -> 
         if progress_every and (i + 1) % progress_every == 0:
             rate = (i + 1) / (time.perf_counter() - started)
             print(f"  {i + 1}/{len(sim.calls)} calls, {rate:.0f}/s", file=sys.stderr)
-    for booking_id, snap in creation_snap.items():
+    for booking_id, snap in creation_snap.items() if with_oracle else ():
         e = oracle(sim, snap, seed=zlib.crc32(booking_id.encode()))
         creation[booking_id]["oracle"] = Scored(
             e.level, e.lower, e.upper, creation[booking_id]["service"].horizon_hours
         )
     latest_scored = {}
     for booking_id, (_, scored, snap) in latest.items():
-        e = oracle(sim, snap, seed=zlib.crc32(booking_id.encode()) + 1)
-        scored["oracle"] = Scored(e.level, e.lower, e.upper, scored["service"].horizon_hours)
+        if with_oracle:
+            e = oracle(sim, snap, seed=zlib.crc32(booking_id.encode()) + 1)
+            scored["oracle"] = Scored(e.level, e.lower, e.upper, scored["service"].horizon_hours)
         latest_scored[booking_id] = scored
     return dict(creation), latest_scored, stats
 
@@ -193,7 +222,9 @@ def metrics(pairs: list[tuple[Scored, float]]) -> dict:
     return out
 
 
-def score(sim: Simulation, creation: dict, latest: dict, warmup_days: float) -> dict:
+def score(
+    sim: Simulation, creation: dict, latest: dict, warmup_days: float, methods: tuple[str, ...] = METHODS
+) -> dict:
     warm = warmup_days * 24
     truth = {
         b.booking_id: b.battery_at_start
@@ -204,7 +235,7 @@ def score(sim: Simulation, creation: dict, latest: dict, warmup_days: float) -> 
     for moment, table in (("creation", creation), ("latest", latest)):
         result[moment] = {
             method: metrics([(s[method], truth[bid]) for bid, s in table.items() if bid in truth and method in s])
-            for method in METHODS
+            for method in methods
         }
     result["scored_bookings"] = len(truth)
     result["_truth"] = truth
@@ -230,7 +261,7 @@ def _fmt(value, pct: bool = False) -> str:
     return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
 
 
-def print_table(result: dict) -> None:
+def print_table(result: dict, methods: tuple[str, ...] = METHODS) -> None:
     cols = [
         ("n", "n", False),
         ("mae", "MAE", False),
@@ -248,7 +279,7 @@ def print_table(result: dict) -> None:
     for moment in MOMENTS:
         print(f"\n== {moment} ({'prediction at creation' if moment == 'creation' else 'latest before pick-up'})")
         print(f"{'method':<12}" + "".join(f"{title:>10}" for _, title, _ in cols))
-        for method in METHODS:
+        for method in methods:
             m = result[moment][method]
             row = "".join(
                 f"{(str(m.get(key, '-')) if key == 'n' else _fmt(m.get(key), pct)):>10}" for key, _, pct in cols
@@ -277,7 +308,7 @@ def main() -> None:
     print(f"simulated {len(sim.bookings)} bookings, {len(sim.calls)} calls in {time.perf_counter() - t0:.1f} s")
     with tempfile.TemporaryDirectory(prefix="bp-accuracy-") as tmp:
         t0 = time.perf_counter()
-        service = Service(Path(tmp), model=not args.no_model)
+        service = Service(service_prepare(Path(tmp), model=not args.no_model))
         print(f"service ready in {time.perf_counter() - t0:.1f} s (model: {not args.no_model})")
         try:
             info = service.get("/api/v1/model/info")

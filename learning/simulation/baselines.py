@@ -7,8 +7,9 @@
 - persistence: the last known level, unchanged;
 - the seed's EMA cascade: idle drain 0.5 %/h and each booking drained at the car's EMA of
   drain per hour (alpha 0.3), no charging, a +-10 point interval (the seed's own example);
-- the oracle: the simulator's hidden parameters (car, charger, renters, and the weather, future
-  days included) and physics, run forward from the same knowledge by Monte Carlo. Its median
+- the oracle: the simulator's hidden parameters (car, charger, charge limit, staff, renters, and
+  the weather, future days included: those of the simulated world, shifted or not) and physics,
+  run forward from the same knowledge by Monte Carlo. Its median
   is the practical limit of a predictor that knows what Laravel knows plus everything the
   simulator hides but the random draws; knowing the weather makes it a slightly strong bound.
 """
@@ -189,7 +190,7 @@ def oracle(sim: Simulation, s: Snapshot, seed: int = 0) -> Estimate:
     staff_in = np.full(n, np.inf)
     if s.active is None and not s.plugged and s.level < world.STAFF_THRESHOLD:
         since = sim.hours(s.at) - (sim.hours(s.returned_at) if s.returned_at else sim.hours(s.at))
-        staff_in = world.staff_draw(levels, plugged, rng) - since
+        staff_in = world.staff_draw(levels, plugged, rng, car.staff_probability) - since
         staff_in = np.where(staff_in <= 0, np.inf, staff_in)
     state = Parked(levels, plugged, staff_in)
     trips = ([s.active] if s.active else []) + s.trips

@@ -7,7 +7,8 @@ through its real schedule with `world`'s physics. It returns the webhook stream 
 (the seed's five event bodies with `future_bookings`, plus real-time `/predict` calls from cars
 with telematics) and the truth: the level at every pick-up.
 
-The same seed always gives the same fleet, stream and truth.
+The same seed always gives the same fleet, stream and truth. `FleetConfig.world` shifts the
+world's hidden parameters (`world.SHIFTS`); the default world draws what it always drew.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from learning.features import Outcome, Reading
 from learning.simulation import world
-from learning.simulation.world import Car, Parked, Renter, Weather
+from learning.simulation.world import DEFAULT_WORLD, Car, Parked, Renter, Weather, World
 
 EVENT_PATHS = {
     "created": "/api/v1/events/booking-created",
@@ -44,6 +45,7 @@ class FleetConfig:
     seed: int = 7
     epoch: datetime = datetime(2026, 1, 5, tzinfo=UTC)
     areas: int = 5  # renters mostly book cars near them
+    world: World = DEFAULT_WORLD
 
     @property
     def hours(self) -> float:
@@ -179,10 +181,18 @@ def _weather(config: FleetConfig, rng: np.random.Generator) -> Weather:
     for d in range(1, days):
         offsets[d] = 0.7 * offsets[d - 1] + rng.normal(0.0, 2.5)
     doy = config.epoch.timetuple().tm_yday - 1 + config.epoch.hour / 24
-    return Weather(epoch_day_of_year=doy, day_offsets=offsets)
+    return Weather(epoch_day_of_year=doy, day_offsets=offsets, seasonal_mean=config.world.seasonal_mean)
+
+
+def _per_car(choices: tuple[float, ...], side: np.random.Generator) -> float:
+    """One of a world's per-car choices; a single choice draws nothing."""
+    return float(choices[0] if len(choices) == 1 else side.choice(choices))
 
 
 def _cars(config: FleetConfig, rng: np.random.Generator) -> list[Car]:
+    shift = config.world
+    # The world's own choices come from a generator of their own: `rng` draws what it always drew.
+    side = np.random.default_rng([config.seed, 13])
     cars = []
     for i in range(config.cars):
         charger = rng.choice([0.0, 3.7, 7.4, 11.0, 22.0], p=[0.25, 0.15, 0.3, 0.2, 0.1])
@@ -191,11 +201,13 @@ def _cars(config: FleetConfig, rng: np.random.Generator) -> list[Car]:
                 car_id=str(100 + i),
                 capacity_kwh=float(rng.choice([40.0, 58.0, 77.0, 100.0], p=[0.3, 0.35, 0.25, 0.1])),
                 kwh_per_km=float(rng.uniform(0.14, 0.21)),
-                idle_pct_per_hour=float(rng.lognormal(math.log(0.09), 0.5)),
+                idle_pct_per_hour=float(rng.lognormal(math.log(0.09), 0.5)) * _per_car(shift.idle_scales, side),
                 cold_factor=float(rng.uniform(0.3, 1.5)),
-                charger_kw=float(charger),
+                charger_kw=float(charger) * _per_car(shift.charger_scales, side),
                 telematics=bool(rng.random() < 0.8),
-                mean_gap_hours=float(rng.uniform(6.0, 30.0)),
+                mean_gap_hours=float(rng.uniform(6.0, 30.0)) * shift.gap_scale,
+                charge_limit=_per_car(shift.charge_limits, side),
+                staff_probability=world.STAFF_PROBABILITY if shift.staff else 0.0,
             )
         )
     return cars
@@ -209,7 +221,7 @@ def _renters(config: FleetConfig, rng: np.random.Generator) -> list[Renter]:
         renters.append(
             Renter(
                 user_id=str(5000 + i),
-                km_per_hour=float(rng.lognormal(math.log(11.0), 0.45)),
+                km_per_hour=float(rng.lognormal(math.log(11.0), 0.45)) * config.world.km_scale,
                 style=float(rng.uniform(0.85, 1.25)),
                 plug_probability=plug,
                 topup_probability=float(rng.uniform(0.2, 0.9)),
@@ -236,8 +248,12 @@ def _schedule(
     renters: list[Renter],
     rng: np.random.Generator,
     seq: list,
+    own_renter: Renter | None = None,
 ) -> list[SimBooking]:
-    """The car's final schedule, then how it was announced, changed, cancelled and really used."""
+    """The car's final schedule, then how it was announced, changed, cancelled and really used.
+
+    With `own_renter` (a world of one renter per car) every booking is that renter's.
+    """
     bookings: list[SimBooking] = []
     t = float(rng.uniform(0.0, 24.0))
     while True:
@@ -247,8 +263,11 @@ def _schedule(
             start += 6.5 - hour + float(rng.uniform(0.0, 3.0))
         if start >= config.hours:
             break
-        pool = area_renters if rng.random() < 0.85 else renters
-        renter = pool[int(rng.integers(len(pool)))]
+        if own_renter is not None:
+            renter = own_renter
+        else:
+            pool = area_renters if rng.random() < 0.85 else renters
+            renter = pool[int(rng.integers(len(pool)))]
         duration = float(np.clip(renter.mean_duration_hours * rng.lognormal(0.0, 0.4), 0.5, 72.0))
         start = round(start * 4) / 4  # platforms book in quarter hours
         end = start + round(duration * 4) / 4 or start + 0.5
@@ -361,7 +380,9 @@ def simulate(config: FleetConfig, progress: Callable[[int], None] | None = None)
     trajectories: dict[str, Trajectory] = {}
     initial: dict[str, float] = {}
     for i, car in enumerate(cars):
-        car_bookings = _schedule(config, car, areas[i % config.areas], renters, rng, seq)
+        # One renter per car: car i is renter i's (renter i lives in car i's area); fewer renters than cars share.
+        own = renters[i % len(renters)] if config.world.one_renter_per_car else None
+        car_bookings = _schedule(config, car, areas[i % config.areas], renters, rng, seq, own)
         trajectories[car.car_id], initial[car.car_id] = _walk(config, car, car_bookings, weather, rng)
         bookings += car_bookings
         if progress:

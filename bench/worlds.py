@@ -1,0 +1,210 @@
+"""World-shift suite: the accuracy bench on simulated worlds that each differ from the one the model learnt.
+
+    .venv/bin/python bench/worlds.py                  # every world (about 22 minutes here)
+    .venv/bin/python bench/worlds.py --quick          # a smoke run: small fleets, a small model
+    .venv/bin/python bench/worlds.py --worlds winter,no_staff
+
+What it does:
+1. trains the bootstrap model ONCE, as `make run` does (`train_model --synthetic --seed 1001`, the
+   default world only), in a template directory; a second template has no model;
+2. for each world (`default`, then `learning.simulation.world.SHIFTS`), simulates its fleet on the
+   evaluation seed (`--seed`, default 7: never the training seed) and replays the stream through
+   the service twice, on fresh copies of the templates: with the champion serving (the default)
+   and with no model (the pattern cascade alone);
+3. scores both replays as bench/accuracy.py does (at creation and latest before pick-up, after the
+   warm-up, by horizon, with 95 % coverage) beside persistence, the seed's EMA cascade and the
+   oracle, which knows the shifted world's hidden parameters;
+4. prints one table per world and a summary of issue 13's targets per world, and writes JSON to
+   bench/results/worlds-seed<seed>[-quick].json.
+
+Worlds whose cars stay parked longer (`World.gap_scale`) get proportionally more cars, so that every
+world scores about as many pick-ups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from accuracy import METHODS, ROOT, Service, print_table, replay, score, service_copy, service_prepare
+
+from learning.simulation.fleet import FleetConfig, simulate
+from learning.simulation.world import SHIFTS, world_named
+
+WORLDS = ("default", *SHIFTS)
+SUITE_METHODS = ("service", "pattern", "persistence", "seed_ema", "oracle")
+BASELINE_METHODS = ("service", "persistence", "seed_ema")  # scored on the pattern replay (its `service` is `pattern`)
+COVERAGE = (0.92, 0.98)
+
+
+@dataclass(frozen=True)
+class Size:
+    cars: int
+    renters: int
+    days: int
+    warmup_days: float
+    train_args: tuple[str, ...]  # extra `train_model` arguments (the full size trains as `make run` does)
+
+
+FULL = Size(cars=20, renters=150, days=30, warmup_days=14.0, train_args=())
+QUICK_TRAINING = ("--cars", "60", "--renters", "180", "--days", "40")
+QUICK = Size(cars=6, renters=40, days=16, warmup_days=7.0, train_args=QUICK_TRAINING)
+
+
+def world_config(name: str, size: Size, seed: int) -> FleetConfig:
+    world = world_named(name)
+    cars = max(1, round(size.cars * world.gap_scale))
+    return FleetConfig(cars=cars, renters=max(size.renters, cars), days=size.days, seed=seed, world=world)
+
+
+def world_run(name: str, config: FleetConfig, templates: dict[str, Path], workdir: Path, warmup_days: float) -> dict:
+    """Both replays of one world's stream, scored; the pattern replay's service becomes the `pattern` method."""
+    t0 = time.perf_counter()
+    sim = simulate(config)
+    results, calls, info = {}, {}, {}
+    for kind in ("model", "pattern"):
+        service = Service(service_copy(templates[kind], workdir / f"{name}-{kind}"))
+        try:
+            info[kind] = service.get("/api/v1/model/info")
+            creation, latest, stats = replay(sim, service, progress_every=0, with_oracle=kind == "model")
+        finally:
+            service.stop()
+        methods = METHODS if kind == "model" else BASELINE_METHODS
+        results[kind] = score(sim, creation, latest, warmup_days, methods)
+        results[kind].pop("_truth")
+        calls[kind] = {**stats, "by_status": dict(stats["by_status"])}
+        if stats["errors"]:
+            print(f"  {name} ({kind}): {stats['errors']} of {stats['calls']} calls failed", file=sys.stderr)
+    result = results["model"]
+    for moment in ("creation", "latest"):
+        result[moment]["pattern"] = results["pattern"][moment]["service"]
+    result |= {
+        "world": name,
+        "fleet": {"cars": config.cars, "renters": config.renters, "days": config.days, "seed": config.seed},
+        "hidden": asdict(config.world),
+        "bookings": len(sim.bookings),
+        "calls": calls,
+        "model_info": info,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    result["targets"] = targets(result)
+    return result
+
+
+def targets(result: dict) -> dict[str, dict]:
+    """Issue 13's targets for one world: each with the service's value, the bound it must meet, and whether it does."""
+    latest, creation = result["latest"], result["creation"]
+    svc, orc = latest["service"], latest["oracle"]
+    best = min(latest[m]["mae"] for m in ("pattern", "persistence", "seed_ema"))
+    out = {
+        "latest_vs_simple": _target(svc["mae"], best, svc["mae"] <= best),
+        "latest_vs_oracle": _target(svc["mae"], b := max(1.3 * orc["mae"], orc["mae"] + 1.5), svc["mae"] <= b),
+        "latest_within_10": _target(svc["within_10"], 0.95, svc["within_10"] >= 0.95),
+        "creation_vs_oracle": _target(
+            creation["service"]["mae"], b := 1.15 * creation["oracle"]["mae"], creation["service"]["mae"] <= b
+        ),
+    }
+    worst = None  # the horizon bucket where the service loses most to persistence, at creation
+    for key in (k for k in creation["service"] if k.startswith("mae_")):
+        mine, theirs = creation["service"][key], creation["persistence"][key]
+        if mine is not None and theirs is not None and (worst is None or mine - theirs > worst[0] - worst[1]):
+            worst = (mine, theirs, key.removeprefix("mae_"))
+    if worst is not None:
+        out["creation_buckets_vs_persistence"] = _target(worst[0], worst[1], worst[0] <= worst[1]) | {
+            "bucket": worst[2]
+        }
+    for moment in ("creation", "latest"):
+        cov = result[moment]["service"].get("coverage_95")
+        ok = cov is not None and COVERAGE[0] <= cov <= COVERAGE[1]
+        out[f"coverage_{moment}"] = _target(cov, COVERAGE, ok)
+    return out
+
+
+def _target(value, bound, ok: bool) -> dict:
+    return {"value": value, "bound": bound, "pass": bool(ok)}
+
+
+SUMMARY = (  # (target, column title, how a value and its bound are shown)
+    ("latest_vs_simple", "latest<=simple", "{value:.2f}<={bound:.2f}"),
+    ("latest_vs_oracle", "latest<=oracle*", "{value:.2f}<={bound:.2f}"),
+    ("latest_within_10", "latest<=10", "{value:.1%}"),
+    ("creation_vs_oracle", "creat<=1.15orc", "{value:.2f}<={bound:.2f}"),
+    ("creation_buckets_vs_persistence", "creat buckets", "{bucket} {value:.2f}<={bound:.2f}"),
+    ("coverage_creation", "cov creat", "{value:.1%}"),
+    ("coverage_latest", "cov latest", "{value:.1%}"),
+)
+
+
+def summary_table(results: list[dict]) -> str:
+    """One line per world: each target's value against its bound, `ok` or `FAIL`."""
+    rows = [["world", "n", *(title for _, title, _ in SUMMARY), "passed"]]
+    for r in results:
+        cells = [r["world"], str(r["scored_bookings"])]
+        for key, _, shape in SUMMARY:
+            t = r["targets"].get(key)
+            ok = t is not None and t["pass"]
+            cells.append("-" if t is None or t["value"] is None else f"{shape.format(**t)} {'ok' if ok else 'FAIL'}")
+        cells.append(f"{sum(t['pass'] for t in r['targets'].values())}/{len(r['targets'])}")
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]
+    notes = (
+        "latest<=simple: service MAE <= min(pattern, persistence, seed EMA); latest<=oracle*: <= max(1.3 x oracle, "
+        "oracle + 1.5);\nlatest<=10: within 10 points >= 95 %; creat<=1.15orc: MAE at creation <= 1.15 x oracle;\n"
+        "creat buckets: the horizon bucket where the service loses most to persistence at creation (must not lose);\n"
+        f"cov: 95 % interval coverage in {COVERAGE[0]:.0%}..{COVERAGE[1]:.0%}."
+    )
+    return "\n".join([*lines, "", notes])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small fleets and a small model: a smoke run")
+    parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated, of: {', '.join(WORLDS)}")
+    parser.add_argument("--seed", type=int, default=7, help="evaluation seed of every world (the model trains on 1001)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.worlds.split(",") if n.strip()]
+    for name in names:
+        world_named(name)  # refuse an unknown world before training anything
+    size = QUICK if args.quick else FULL
+
+    started = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bp-worlds-") as tmp:
+        t0 = time.perf_counter()
+        templates = {
+            "model": service_prepare(Path(tmp) / "template-model", model=True, train_args=size.train_args),
+            "pattern": service_prepare(Path(tmp) / "template-pattern", model=False),
+        }
+        print(f"bootstrap model trained on the default world (seed 1001) in {time.perf_counter() - t0:.0f} s")
+        for name in names:
+            config = world_config(name, size, args.seed)
+            result = world_run(name, config, templates, Path(tmp), size.warmup_days)
+            results.append(result)
+            print(
+                f"\n######## world {name}: {config.cars} cars, {config.days} days, seed {config.seed}, "
+                f"{result['scored_bookings']} pick-ups scored after {size.warmup_days:g} days "
+                f"({result['seconds']:.0f} s)"
+            )
+            print_table(result, SUITE_METHODS)
+    wall = time.perf_counter() - started
+    print(f"\n######## summary: issue 13's targets per world ({wall / 60:.1f} min)\n")
+    print(summary_table(results))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"worlds-seed{args.seed}{'-quick' if args.quick else ''}.json"
+    payload = {"size": asdict(size), "seed": args.seed, "wall_seconds": round(wall, 1)}
+    path.write_text(json.dumps(payload | {"worlds": results}, indent=1, default=str))
+    print(f"\nJSON: {path}")
+
+
+if __name__ == "__main__":
+    main()
