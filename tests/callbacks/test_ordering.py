@@ -32,6 +32,12 @@ class LaravelBookings:
                     self.rows[item["booking_id"]] = (item["sequence"], item["predicted_battery"])
 
 
+def newer_prediction(of: Prediction, **changes) -> Prediction:
+    """A later prediction of the same booking (a higher id, so a higher sequence), with `changes`."""
+    fields = {f.attname: getattr(of, f.attname) for f in Prediction._meta.concrete_fields if f.attname != "id"}
+    return Prediction.objects.create(**fields | {"is_current": False} | changes)
+
+
 def current(booking_id: str) -> Prediction:
     return Prediction.objects.get(booking_external_id=booking_id, is_current=True)
 
@@ -93,9 +99,8 @@ def test_a_partly_newer_old_callback_is_still_sent_and_laravel_keeps_the_newer_n
     """The old callback carries X and Y; a newer one only X. Y's numbers are owed, so the old one goes out."""
     x_old, y = make_predictions(2)
     Prediction.objects.filter(pk=x_old.pk).update(is_current=False)
-    x_new = Prediction.objects.create(
-        **{f.attname: getattr(x_old, f.attname) for f in Prediction._meta.concrete_fields if f.attname != "id"}
-        | {"prediction_id": "PRED_X_NEW", "predicted_battery": 11.0, "confidence_lower": 5.0, "is_current": True}
+    x_new = newer_prediction(
+        x_old, prediction_id="PRED_X_NEW", predicted_battery=11.0, confidence_lower=5.0, is_current=True
     )
     receiver.script = [(500, {})]
     old = callback_enqueue(predictions=[x_old, y], triggered_by="booking.started", metadata={})
@@ -115,10 +120,7 @@ def test_a_partly_newer_old_callback_is_still_sent_and_laravel_keeps_the_newer_n
 
 def test_an_old_callback_waits_for_newer_pending_ones_and_is_sent_if_they_fail_for_good(receiver, make_predictions):
     (older,) = make_predictions(1)
-    newer = Prediction.objects.create(
-        **{f.attname: getattr(older, f.attname) for f in Prediction._meta.concrete_fields if f.attname != "id"}
-        | {"prediction_id": "PRED_NEWER", "is_current": False}
-    )
+    newer = newer_prediction(older, prediction_id="PRED_NEWER")
     first = callback_enqueue(predictions=[older], triggered_by="booking.created", metadata={})
     second = callback_enqueue(predictions=[newer], triggered_by="booking.modified", metadata={})
     later = timezone.now() + timedelta(hours=2)
@@ -136,10 +138,7 @@ def test_an_old_callback_waits_for_newer_pending_ones_and_is_sent_if_they_fail_f
 
 def test_a_newer_callback_that_failed_for_good_does_not_supersede(receiver, make_predictions):
     (older,) = make_predictions(1)
-    newer = Prediction.objects.create(
-        **{f.attname: getattr(older, f.attname) for f in Prediction._meta.concrete_fields if f.attname != "id"}
-        | {"prediction_id": "PRED_NEWER", "is_current": False}
-    )
+    newer = newer_prediction(older, prediction_id="PRED_NEWER")
     first = callback_enqueue(predictions=[older], triggered_by="booking.created", metadata={})
     second = callback_enqueue(predictions=[newer], triggered_by="booking.modified", metadata={})
     CallbackOutbox.objects.filter(pk=second.pk).update(status=CallbackStatus.FAILED, next_attempt_at=None)
