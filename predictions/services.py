@@ -221,7 +221,12 @@ def _store(
         key = calibration_key(
             predictor=served.predictor, trigger=trigger, own=own, present=present, target=checkpoint.at
         )
-        lower, upper = interval_widened(served.level, served.lower, served.upper, margins.get(key))
+        # A candidate that has just started serving a kind has no margins of its own yet: it borrows the
+        # default's for the same kind (its interval is the default's width), not none at all.
+        learned = margins.get(key) or margins.get(
+            calibration_key(predictor=default, trigger=trigger, own=own, present=present, target=checkpoint.at)
+        )
+        lower, upper = interval_widened(served.level, served.lower, served.upper, learned)
         rows.append(
             Prediction(
                 prediction_id=_new_prediction_id(checkpoint.booking_id, vehicle),

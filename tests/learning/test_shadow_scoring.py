@@ -15,6 +15,13 @@ from predictions.shadow_models import PredictorScore
 from tests.modelling import SMALL_FLEET, SMALL_ROUNDS, fleet_outcomes
 from tests.seed_examples import CREATED, STARTED, URL
 
+PREDICT = {
+    "vehicle_id": "78",
+    "booking_start_time": "2025-11-03T19:00:00Z",
+    "current_battery_level": 50.0,
+    "current_timestamp": "2025-11-03T17:00:00Z",
+}
+
 pytestmark = pytest.mark.django_db
 
 
@@ -210,3 +217,26 @@ def test_a_new_champion_starts_without_its_predecessors_scores(settings, tmp_pat
     model_promote(version=row.version)
 
     assert list(PredictorScore.objects.values_list("candidate", flat=True)) == ["pattern"]
+
+
+def test_a_candidate_that_starts_serving_borrows_the_defaults_interval_margins(post, settings):
+    from predictions.calibration_models import IntervalCalibration
+
+    settings.CALIBRATION_CACHE_SECONDS = 0
+    for candidate, mae in (("pattern", 10.0), ("persistence", 2.0)):
+        PredictorScore.objects.create(kind="*", candidate=candidate, weight=30, sum_abs_error=30 * mae, bookings=30)
+    body = {**PREDICT, "booking_id": "BK1"}
+    before = post(URL["predict"], body).json()  # persistence serves, with no margins of its own yet
+    assert before["served_by"] == "persistence"
+    stored = Prediction.objects.get(prediction_id=before["prediction_id"])
+    assert stored.calibration_key.startswith("persistence|predict|")
+    default_key = stored.calibration_key.replace("persistence|", "pattern|", 1)
+    IntervalCalibration.objects.create(key=default_key, margin_lower=7.0, margin_upper=7.0)
+
+    after = post(URL["predict"], {**body, "booking_id": "BK2"}).json()
+
+    assert after["served_by"] == "persistence"
+    assert after["confidence_interval"]["lower"] == pytest.approx(before["confidence_interval"]["lower"] - 7, abs=0.02)
+    assert after["confidence_interval"]["upper"] == pytest.approx(
+        min(100.0, before["confidence_interval"]["upper"] + 7), abs=0.02
+    )
