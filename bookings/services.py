@@ -79,10 +79,14 @@ def vehicle_lock(*, external_id: str, with_pattern: bool = False) -> Vehicle:
         return locked.get(pk=vehicle_get_or_create(external_id=external_id).pk)
 
 
+def _canonical(body: Any) -> str:
+    """The body as compact JSON with sorted keys: key order and spacing do not change it."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def body_digest(body: Any) -> str:
-    """SHA-256 of the body's canonical JSON (keys sorted): the same event sent twice hashes the same."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """SHA-256 of the body's canonical JSON: the same event sent twice hashes the same."""
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
 def _stored_digest(event: InboundEvent) -> str:
@@ -128,8 +132,8 @@ def _replay_by_header(*, event_type: str, key: HeaderKey, digest: str) -> Inboun
 
 def _legacy_body_key(event_type: str, booking_id: str, body: Any) -> str:
     """The key events without a header were stored under before `body_hash` existed (still matched)."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return f"{event_type}:body:{hashlib.sha256(f'{event_type}|{booking_id}|{canonical}'.encode()).hexdigest()}"
+    digest = hashlib.sha256(f"{event_type}|{booking_id}|{_canonical(body)}".encode()).hexdigest()
+    return f"{event_type}:body:{digest}"
 
 
 def _replay_by_body(

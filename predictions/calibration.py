@@ -47,9 +47,13 @@ MARGINS_CACHE_KEY = "predictions:calibration_margins"
 def calibration_key(*, predictor: str, trigger: str, own: bool, present: datetime, target: datetime) -> str:
     """The kind of a prediction: who made it (model, pattern or persistence), on what trigger, for which booking,
     and how far ahead."""
+    return f"{predictor}|{trigger}{'' if own else ' (cascade)'}|{lead_time_label(present=present, target=target)}"
+
+
+def lead_time_label(*, present: datetime, target: datetime) -> str:
+    """The `LEAD_TIMES` bucket of the hours from `present` to `target` (calibration and shadow scoring share it)."""
     hours = (target - present).total_seconds() / 3600.0
-    lead = next(label for limit, label in LEAD_TIMES if hours < limit)
-    return f"{predictor}|{trigger}{'' if own else ' (cascade)'}|{lead}"
+    return next(label for limit, label in LEAD_TIMES if hours < limit)
 
 
 def calibration_margins() -> dict[str, tuple[float, float]]:

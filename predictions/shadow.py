@@ -35,7 +35,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Case, F, FloatField, Q, Value, When
 
-from predictions.calibration import LEAD_TIMES
+from predictions.calibration import lead_time_label
 from predictions.shadow_models import PredictorScore
 
 CANDIDATES = ("model", "pattern", "persistence")
@@ -51,10 +51,9 @@ def shadow_kind(*, own: bool, present: datetime, target: datetime, charging: boo
     Empty (never scored) when the target is not after the present: a prediction for a moment already reached
     (a late pick-up answered from the level just reported) would score persistence as perfect.
     """
-    hours = (target - present).total_seconds() / 3600.0
-    if hours <= 0:
+    if target <= present:
         return ""
-    lead = next(label for limit, label in LEAD_TIMES if hours < limit)
+    lead = lead_time_label(present=present, target=target)
     state = "unknown" if charging is None else ("charging" if charging else "parked")
     return f"{lead}|{'own' if own else 'cascade'}|{state}"
 
