@@ -6,25 +6,8 @@ from batterypred.api.fields import iso
 from bookings.models import EventType
 from bookings.services import EventResult
 from learning.models import BookingOutcome, VehiclePattern, confidence_for
+from predictions.bodies import affected_item, interval_body
 from predictions.models import Prediction
-
-
-def interval(p: Prediction) -> dict:
-    return {"lower": p.confidence_lower, "upper": p.confidence_upper, "confidence_level": p.confidence_level}
-
-
-def affected_item(p: Prediction) -> dict:
-    return {
-        "booking_id": p.booking_external_id,
-        "predicted_battery": p.predicted_battery,
-        "confidence_interval": interval(p),
-        "starts_at": iso(p.booking_start_time),
-        "prediction_method": p.prediction_method,
-        "prediction_id": p.prediction_id,
-        "model_version": p.model_version,
-        "predicted_at": iso(p.predicted_at),
-        "sequence": p.pk,
-    }
 
 
 def _base(result: EventResult, affected: list[Prediction]) -> dict:
@@ -49,7 +32,7 @@ def respond(result: EventResult) -> dict:
             {
                 "prediction_id": own.prediction_id if own else None,
                 "predicted_battery": own.predicted_battery if own else None,
-                "confidence_interval": interval(own) if own else None,
+                "confidence_interval": interval_body(own) if own else None,
                 "prediction_method": own.prediction_method if own else None,
                 "starts_at": iso(own.booking_start_time) if own else None,
             }

@@ -42,6 +42,7 @@ from django.utils import timezone
 from batterypred.api.fields import iso
 from batterypred.api.signatures import sign_hex, standard_signature
 from batterypred.queue import queue_on_commit
+from predictions.bodies import callback_item
 from predictions.models import Prediction
 from predictions.outbox_models import (
     CallbackAttempt,
@@ -103,26 +104,6 @@ class Outcome:
 _logged_disabled = False
 
 
-def _affected_item(p: Prediction) -> dict:
-    """One booking's new prediction, with the same keys and numbers as the event response's `affected_bookings`."""
-    return {
-        "booking_id": p.booking_external_id,
-        "predicted_battery": p.predicted_battery,
-        "confidence_interval": {
-            "lower": p.confidence_lower,
-            "upper": p.confidence_upper,
-            "confidence_level": p.confidence_level,
-        },
-        "prediction_method": p.prediction_method,
-        "prediction_id": p.prediction_id,
-        "model_version": p.model_version,
-        "booking_start_time": iso(p.booking_start_time),
-        "starts_at": iso(p.booking_start_time),
-        "predicted_at": iso(p.predicted_at),
-        "sequence": p.pk,
-    }
-
-
 def callback_body(
     *, callback_id: uuid.UUID, occurred_at: datetime, triggered_by: str, items: list, metadata: dict
 ) -> str:
@@ -151,7 +132,7 @@ def callback_enqueue(*, predictions: Sequence[Prediction], triggered_by: str, me
     nothing when there is nothing to report or when `ML_CALLBACK_URL` is empty (callbacks switched off).
     """
     global _logged_disabled
-    items = [_affected_item(p) for p in predictions if p.booking_external_id]
+    items = [callback_item(p) for p in predictions if p.booking_external_id]
     if not items:
         return None
     endpoint = settings.ML_CALLBACK_URL

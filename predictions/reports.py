@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from batterypred.api.fields import iso
 from bookings.models import BatteryReading, Booking, BookingStatus, Vehicle
-from bookings.responses import affected_item
 from learning.models import AccuracyMetric, BookingOutcome, VehiclePattern
 from learning.selectors import fleet_prior
+from predictions.bodies import affected_item
 from predictions.models import Prediction
 from predictions.physics import BASE_STD
 from predictions.registry_selectors import model_champion, model_version_body

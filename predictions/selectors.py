@@ -10,7 +10,6 @@ from django.core.cache import cache
 from django.db.models import Max
 from django.utils import timezone
 
-from batterypred.api.fields import iso
 from bookings.models import BatteryReading, Vehicle
 from predictions.models import Prediction
 
@@ -76,25 +75,3 @@ def fleet_clock_observe(at: datetime) -> None:
         remaining = refresh_after - time.time()
         if remaining > 0:
             cache.set(FLEET_CLOCK_CACHE_KEY, (at, refresh_after), remaining)
-
-
-def prediction_body(p: Prediction, *, vehicle_external_id: str | None = None) -> dict:
-    """The seed's predict response for a stored prediction (plus its id, version and target time)."""
-    return {
-        "booking_id": p.booking_external_id or None,
-        "vehicle_id": vehicle_external_id or p.vehicle.external_id,
-        "predicted_battery_percentage": p.predicted_battery,
-        "confidence_interval": {
-            "lower": p.confidence_lower,
-            "upper": p.confidence_upper,
-            "confidence_level": p.confidence_level,
-        },
-        "prediction_method": p.prediction_method,
-        "cascade_steps": p.cascade_steps,
-        "timestamp": iso(p.predicted_at),
-        "prediction_id": p.prediction_id,
-        "model_version": p.model_version,
-        "booking_start_time": iso(p.booking_start_time),
-        "notes": list(p.notes),
-        "served_by": p.served_by,
-    }

@@ -87,16 +87,6 @@ def standard_signature(secret: str, msg_id: str, timestamp: int, body: bytes) ->
     return "v1," + base64.b64encode(digest).decode()
 
 
-def standard_headers(secret: str, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    """The three Standard Webhooks headers for an outgoing message (timestamp defaults to now)."""
-    ts = int(time.time()) if timestamp is None else timestamp
-    return {
-        WEBHOOK_ID_HEADER: msg_id,
-        WEBHOOK_TIMESTAMP_HEADER: str(ts),
-        WEBHOOK_SIGNATURE_HEADER: standard_signature(secret, msg_id, ts, body),
-    }
-
-
 def verify_hex(secret: str, body: bytes, signature: str) -> bool:
     """True when `signature` is the hex HMAC of `body` (case-insensitive hex, surrounding spaces ignored)."""
     candidate = signature.strip().lower()
