@@ -5,8 +5,11 @@ each its expected starting level. Every segment's features are then built at onc
 quantile booster runs once over all gaps and once over all trips (batch inference, not one
 call per booking). Monte Carlo samples then move through the segments in order, each drawing
 its change from the segment's predicted quantiles (and, after a future trip, whether the car
-is left plugged in from the renter's habit), clipped to 0..100. A target's prediction is the
-samples' median; its 95 % interval their 2.5 and 97.5 percentiles.
+is left plugged in from the renter's habit), clipped to 0..100 and to the car's charge ceiling. A
+target's prediction is the samples' median; its 95 % interval their 2.5 and 97.5 percentiles.
+
+The boosters price the residual of the car's own physics (`learning.gbm`), so each row's `physics`
+column is recomputed at every starting level it is priced at.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from learning.features import (
     PHYSICS,
     CarState,
     FeatureBook,
+    RenterState,
     car_ceiling,
     gap_physics,
     gap_row,
@@ -87,6 +91,10 @@ def _gap_physics(car: CarState, hours: float, charging: bool) -> Callable[[float
     return lambda level: gap_physics(car, hours=hours, start_level=level, charging=charging)
 
 
+def _trip_physics(car: CarState, renter: RenterState, hours: float) -> Callable[[float], float]:
+    return lambda level: trip_physics(car, renter, hours=hours, start_level=level)
+
+
 def _grid(level: float) -> np.ndarray:
     """Starting levels a segment is priced at: the fixed grid plus the walk's expected level."""
     level = min(max(level, 0.0), 100.0)
@@ -127,7 +135,7 @@ class _Batch:
         grid = _grid(level)
         self.rows.append([row[name] for name in self.names])
         self.grids.append(grid)
-        self.physics.extend(physics(float(g)) for g in grid)
+        self.physics.extend(physics(float(g)) if g == g else 0.0 for g in grid)  # NaN: no level to start from
         branch = _Branch(grid, self.size)
         self.size += len(grid)
         return branch
@@ -214,14 +222,7 @@ def compose(
             last_renter = trip.user_id
             renter = book.renter(trip.user_id)
             row = trip_row(car, renter, start=start, end=end, start_level=level)
-            hours = _hours(start, end)
-            plan.append(
-                (
-                    "trip",
-                    [trips.add(row, level, lambda x, r=renter, h=hours: trip_physics(car, r, hours=h, start_level=x))],
-                    0.0,
-                )
-            )
+            plan.append(("trip", [trips.add(row, level, _trip_physics(car, renter, _hours(start, end)))], 0.0))
         else:
             plan.append(("target", [], 0.0))
         first_gap = first_gap and item[0] == "target"
