@@ -34,7 +34,7 @@ import pandas as pd
 from django.conf import settings
 from django.utils import timezone
 
-from learning.features import GAP_FEATURES, TRIP_FEATURES, replay
+from learning.features import FEATURES, replay
 from learning.selectors import outcomes_all, readings_mid_gap
 from predictions.champion import champion_row
 from predictions.drift_models import DriftCheck, DriftStatus
@@ -42,7 +42,6 @@ from predictions.registry_models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
-FEATURES = {"gap": GAP_FEATURES, "trip": TRIP_FEATURES}
 DECILES = np.linspace(0.1, 0.9, 9)
 DECIMALS = 2  # the resolution values are compared at
 EPSILON = 1e-4  # an empty bin's share in the PSI (ln(0) is undefined)

@@ -6,7 +6,7 @@ behaviour changes gets both a new average and a wider interval.
 
 from __future__ import annotations
 
-from predictions.physics import charge_level
+from predictions.physics import FULL, charge_level
 
 ALPHA = 0.3
 # A slow EMA of the same parked gaps (after a plain mean of the first 20) keeps a car's long-run idle drain,
@@ -29,13 +29,17 @@ def shrink(value: float | None, count: int, prior: float, strength: float) -> fl
     return (count * value + strength * prior) / (count + strength)
 
 
-def charging_rate_from_gap(start_level: float, end_level: float, hours: float) -> float | None:
+def charging_rate_from_gap(
+    start_level: float, end_level: float, hours: float, ceiling: float | None = None
+) -> float | None:
     """The charging rate (points per hour below the taper) that explains a plugged-in gap.
 
     Inverts `charge_level` by bisection. None when the gap says nothing about the rate: the car
-    reached (nearly) full, so the rate is only bounded from below, or it lost charge.
+    reached (nearly) full or its learned charge `ceiling`, so the rate is only bounded from below,
+    or it lost charge.
     """
-    if hours <= 0 or end_level >= 99.0 or end_level <= start_level:
+    top = 99.0 if ceiling is None else min(99.0, ceiling - CEILING_TOLERANCE)
+    if hours <= 0 or end_level >= top or end_level <= start_level:
         return None
     low, high = 0.0, 200.0
     for _ in range(50):
@@ -45,3 +49,47 @@ def charging_rate_from_gap(start_level: float, end_level: float, hours: float) -
         else:
             high = mid
     return (low + high) / 2
+
+
+# The charge ceiling (a charge limit set in the car or its charger: 80 or 90 % is common). A charging gap whose
+# level stopped at least CEILING_SHORTFALL points below where the car's charge rate would have taken it had
+# flattened; two such gaps in a row that stopped within CEILING_TOLERANCE points of each other (from other
+# starting levels or durations) show a ceiling. One alone could be a slower charge than learned (a cold battery,
+# a new car still on the fleet's rate); a slow charger's stops wander with each gap's length, a limit's do not.
+# Chosen by reasoning about what a limit looks like (the simulator's limits stop exactly at them), not tuned.
+CEILING_TOLERANCE = 1.0
+CEILING_SHORTFALL = 5.0
+CEILING_MIN = 50.0  # a lower stop is a charger that gave up, not a limit anyone sets
+MIN_CHARGE_HOURS = 0.25
+
+
+def charge_ceiling_update(
+    ceiling: float | None,
+    candidate: float | None,
+    *,
+    start_level: float,
+    end_level: float,
+    hours: float,
+    rate: float,
+) -> tuple[float | None, float | None]:
+    """The car's (ceiling, candidate) after a gap left charging; `rate` is its charge rate as learned so far.
+
+    None for the ceiling means none shown: the physics charges it up to FULL. A gap that ends full, or
+    above the ceiling, shows the ceiling is not (or no longer) there.
+    """
+    if hours < MIN_CHARGE_HOURS or end_level <= start_level:
+        return ceiling, candidate  # held at or above its limit, or unplugged early: nothing about a ceiling
+    if end_level >= 99.0:
+        return None, None
+    if ceiling is not None and end_level > ceiling + CEILING_TOLERANCE:
+        ceiling = None
+    if candidate is not None and end_level > candidate + CEILING_TOLERANCE:
+        candidate = None
+    shortfall = charge_level(start_level, rate, hours, FULL) - end_level
+    if end_level < CEILING_MIN or shortfall < CEILING_SHORTFALL:  # it did not flatten
+        return ceiling, candidate
+    if ceiling is not None and abs(end_level - ceiling) <= CEILING_TOLERANCE:
+        return ceiling + ALPHA * (end_level - ceiling), end_level
+    if candidate is not None and abs(end_level - candidate) <= CEILING_TOLERANCE:
+        return (candidate + end_level) / 2, end_level
+    return ceiling, end_level

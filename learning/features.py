@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from learning.ema import ALPHA, charging_rate_from_gap
+from learning.ema import ALPHA, charge_ceiling_update, charging_rate_from_gap
+from predictions.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, FULL, gap_change, trip_change
 
 HISTORY = 40  # outcomes replayed at serving time, per car and per renter
 COUNT_CAP = 30  # counts are features up to this; beyond it nothing changes
@@ -38,6 +39,8 @@ GAP_FEATURES = [
     "car_plug",
     "car_gaps",
     "since_return",
+    "car_ceiling",
+    "physics",
 ]
 TRIP_FEATURES = [
     "hours",
@@ -51,7 +54,13 @@ TRIP_FEATURES = [
     "renter_drive_std",
     "renter_trips",
     "renter_topup",
+    "physics",
 ]
+# Every model input, by segment kind: what an artifact was trained on and the drift check bins.
+FEATURES = {"gap": GAP_FEATURES, "trip": TRIP_FEATURES}
+# The column both kinds carry with the segment's change by the car's own learned physics (`gap_physics`,
+# `trip_physics`): the boosters learn what is left over and add it back (`learning.gbm`).
+PHYSICS = "physics"
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,8 @@ class CarState:
     drive: float | None = None  # points per hour while driven
     idle: float | None = None  # points per hour lost while parked unplugged
     charge: float | None = None  # points per hour gained while plugged in (below the taper)
+    ceiling: float | None = None  # the level its charging stops at (a charge limit), once shown; None: full
+    ceiling_candidate: float | None = None  # where the last charging gap that flattened stopped
     found_charged: float | None = None  # share of unplugged gaps that ended charged anyway
     plug: float | None = None  # share of returns left plugged in
     ever_plugged: bool = False
@@ -116,6 +127,41 @@ def _time_features(at: datetime) -> dict[str, float]:
     return {"hour_of_day": at.hour + at.minute / 60.0, "day_of_week": at.weekday(), "month": at.month}
 
 
+def _known(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def car_ceiling(car: CarState) -> float:
+    """The level the car's charging stops at: its learned charge limit, or full when it never showed one."""
+    return _known(car.ceiling, FULL)
+
+
+def gap_physics(car: CarState, *, hours: float, start_level: float, charging: bool) -> float:
+    """A parked gap's change by the car's own learned rates (the fleet's defaults for what it has not shown):
+    charging at its rate up to its ceiling, or idling at its drain. What the gap model starts from."""
+    return gap_change(
+        start_level,
+        hours,
+        charging=charging,
+        charge=_known(car.charge, DEFAULT_CHARGE),
+        idle=_known(car.idle, DEFAULT_IDLE_DRAIN),
+        ceiling=car_ceiling(car),
+    )
+
+
+def trip_drive(car: CarState, renter: RenterState) -> float:
+    """Points per hour a trip drains: the mean of the renter's and the car's learned drains, where known.
+
+    The drain is the renter's distance per hour times the car's consumption, so each history carries half."""
+    known = [rate for rate in (car.drive, renter.drive) if rate is not None]
+    return max(sum(known) / len(known), 0.0) if known else DEFAULT_DRIVE
+
+
+def trip_physics(car: CarState, renter: RenterState, *, hours: float, start_level: float) -> float:
+    """A trip's change by the renter's and the car's learned drain per hour, never below empty."""
+    return trip_change(start_level, hours, drive=trip_drive(car, renter))
+
+
 def gap_row(
     car: CarState, *, start: datetime, end: datetime, start_level: float, charging: bool, since_return: float = 0.0
 ) -> dict[str, float]:
@@ -126,8 +172,9 @@ def gap_row(
     spell is not the same as one that starts when the car is left. Staff who recharge a low car
     do it in the first hours, so a car still low many hours after its return is likely to stay low.
     """
+    hours = _hours(start, end)
     return {
-        "hours": _hours(start, end),
+        "hours": hours,
         "start_level": start_level,
         "charging": float(charging),
         **_time_features(start),
@@ -138,6 +185,8 @@ def gap_row(
         "car_plug": _nan(car.plug),
         "car_gaps": min(car.gaps, COUNT_CAP),
         "since_return": since_return,
+        "car_ceiling": car_ceiling(car),
+        PHYSICS: gap_physics(car, hours=hours, start_level=start_level, charging=charging),
     }
 
 
@@ -145,8 +194,9 @@ def trip_row(
     car: CarState, renter: RenterState, *, start: datetime, end: datetime, start_level: float
 ) -> dict[str, float]:
     """The trip model's inputs for a booking driven from `start` to `end`."""
+    hours = _hours(start, end)
     return {
-        "hours": _hours(start, end),
+        "hours": hours,
         "start_level": start_level,
         **_time_features(start),
         "car_drive": _nan(car.drive),
@@ -155,6 +205,7 @@ def trip_row(
         "renter_drive_std": math.sqrt(renter.drive_var) if renter.trips > 1 else math.nan,
         "renter_trips": min(renter.trips, COUNT_CAP),
         "renter_topup": _nan(renter.topup),
+        PHYSICS: trip_physics(car, renter, hours=hours, start_level=start_level),
     }
 
 
@@ -202,7 +253,16 @@ class FeatureBook:
         if hours < 0.25:
             return
         if gap["charging"]:
-            rate = charging_rate_from_gap(start, start + change, hours)
+            # The ceiling first: a gap that stopped at the car's limit says only that the rate is at least so high.
+            car.ceiling, car.ceiling_candidate = charge_ceiling_update(
+                car.ceiling,
+                car.ceiling_candidate,
+                start_level=start,
+                end_level=start + change,
+                hours=hours,
+                rate=_known(car.charge, DEFAULT_CHARGE),
+            )
+            rate = charging_rate_from_gap(start, start + change, hours, car.ceiling)
             if rate is not None:
                 car.charge = _ema(car.charge, rate)
             return

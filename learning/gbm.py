@@ -5,6 +5,13 @@ whole distribution (it can be two-humped: a car that may or may not be charged b
 `predictions.ml_cascade` draws from these distributions and composes them through a car's
 schedule. Intervals are calibrated on held-out outcomes: `calibration[kind]` scales each
 quantile's distance from the median so the 95 % interval covers 95 % of the holdout.
+
+The boosters learn the **residual of the car's own physics**: each row carries `physics`, the change
+its learned rates give (`learning.features.gap_physics`, `trip_physics`), the boosters fit the actual
+change minus it, and `SegmentModels.quantiles` adds it back. Trees do not extrapolate: a car charging
+four times slower than any the model trained on, or stopping at an 80 % limit, still gets its own
+rate and its own ceiling from the physics, and the trees only move it by what they learned the
+physics misses. Without it the trees answer with the nearest training car's change.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from learning.features import GAP_FEATURES, TRIP_FEATURES
+from learning.features import FEATURES, PHYSICS
 
 QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 MEDIAN = QUANTILES.index(0.5)
-FEATURES = {"gap": GAP_FEATURES, "trip": TRIP_FEATURES}
+# What the boosters predict; an artifact that learned anything else (the change itself, before the physics
+# residual) is refused, not served with the physics added twice.
+TARGET = "change_minus_physics"
 DEFAULT_PARAMS = {
     "learning_rate": 0.08,
     "num_leaves": 31,
@@ -43,7 +52,12 @@ TRAIN_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class ArtifactMismatch(ValueError):
-    """A readable artifact trained for other features or quantiles than this code serves (an older release's)."""
+    """A readable artifact trained for other features, quantiles or target than this code serves (an older
+    release's)."""
+
+
+def _physics_column(kind: str) -> int:
+    return FEATURES[kind].index(PHYSICS)
 
 
 @dataclass
@@ -57,7 +71,9 @@ class SegmentModels:
     compiled: list | None = field(default=None, repr=False)
 
     def quantiles(self, rows: np.ndarray) -> np.ndarray:
-        """(n, len(QUANTILES)) changes in points, sorted per row (no crossing), calibrated."""
+        """(n, len(QUANTILES)) changes in points, sorted per row (no crossing), calibrated.
+
+        The boosters' residuals plus each row's physics change (its `physics` column)."""
         if len(rows) == 0:
             return np.zeros((0, len(QUANTILES)))
         if self.compiled:
@@ -66,7 +82,7 @@ class SegmentModels:
             raw = np.column_stack([b.predict(rows, num_threads=1) for b in self.boosters])
         raw.sort(axis=1)
         median = raw[:, [MEDIAN]]
-        return median + self.scale * (raw - median)
+        return rows[:, [_physics_column(self.kind)]] + median + self.scale * (raw - median)
 
 
 @dataclass
@@ -86,6 +102,7 @@ class GapTripModel:
                 "version": self.version,
                 "quantiles": list(QUANTILES),
                 "features": FEATURES,
+                "target": TARGET,
                 "params": self.params,
                 "rounds": self.rounds,
                 "calibration": {"gap": self.gap.scale, "trip": self.trip.scale},
@@ -98,8 +115,10 @@ class GapTripModel:
     @classmethod
     def from_json(cls, text: str) -> GapTripModel:
         data = json.loads(text)
-        if tuple(data["quantiles"]) != QUANTILES or data["features"] != FEATURES:
-            raise ArtifactMismatch("artifact was trained with other quantiles or features than this code serves")
+        if tuple(data["quantiles"]) != QUANTILES or data["features"] != FEATURES or data.get("target") != TARGET:
+            raise ArtifactMismatch(
+                "artifact was trained with other quantiles, features or target than this code serves"
+            )
         segments = {
             kind: SegmentModels(
                 kind,
@@ -142,13 +161,14 @@ def fit_segment(
     rounds: int = DEFAULT_ROUNDS,
     progress: Callable[[str], None] | None = None,
 ) -> SegmentModels:
-    """One quantile booster per quantile on `frame` (features + `target`).
+    """One quantile booster per quantile on `frame` (features + `target`, the actual change), fitted to the
+    residual `target - physics`.
 
     Boosters train in parallel threads, one OpenMP thread each: LightGBM releases the GIL, and
     a single booster on several threads slows down badly when the machine is busy.
     """
     x = matrix(frame, kind)
-    y = frame["target"].to_numpy(dtype=np.float64)
+    y = frame["target"].to_numpy(dtype=np.float64) - frame[PHYSICS].to_numpy(dtype=np.float64)
     dataset = lgb.Dataset(x, y, feature_name=FEATURES[kind], free_raw_data=False, params={"max_bin": 127})
     dataset.construct()
     settings = {**DEFAULT_PARAMS, **(params or {}), "objective": "quantile", "num_threads": 1}

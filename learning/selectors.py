@@ -16,7 +16,7 @@ from bookings.models import BatteryReading, ReadingSource, Vehicle
 from learning.ema import shrink
 from learning.features import HISTORY, FeatureBook, Outcome, Reading
 from learning.models import BookingOutcome, UserPattern, VehiclePattern
-from predictions.physics import Rates
+from predictions.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, Rates
 
 FLEET_PRIOR_CACHE_KEY = "learning:fleet_prior"
 
@@ -32,11 +32,11 @@ class FleetPrior:
     7 kW at about 12 %/h, 9 %/h while driven in town, one return in three left plugged in.
     """
 
-    idle_drain: float = 0.15
+    idle_drain: float = DEFAULT_IDLE_DRAIN
     idle_std: float = 0.15
-    charge: float = 12.0
+    charge: float = DEFAULT_CHARGE
     charge_std: float = 4.0
-    drive: float = 9.0
+    drive: float = DEFAULT_DRIVE
     drive_std: float = 5.0
     plug_probability: float = 0.3
     cars: int = 0

@@ -5,20 +5,36 @@ each its expected starting level. Every segment's features are then built at onc
 quantile booster runs once over all gaps and once over all trips (batch inference, not one
 call per booking). Monte Carlo samples then move through the segments in order, each drawing
 its change from the segment's predicted quantiles (and, after a future trip, whether the car
-is left plugged in from the renter's habit), clipped to 0..100. A target's prediction is the
-samples' median; its 95 % interval their 2.5 and 97.5 percentiles.
+is left plugged in from the renter's habit), clipped to 0..100 and to the car's charge ceiling. A
+target's prediction is the samples' median; its 95 % interval their 2.5 and 97.5 percentiles.
+
+The boosters price the residual of the car's own physics (`learning.gbm`), so each row's `physics`
+column is recomputed at every starting level it is priced at.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr
 
-from learning.features import CarState, FeatureBook, gap_row, plug_probability, trip_row
-from learning.gbm import FEATURES, QUANTILES, GapTripModel
+from learning.features import (
+    FEATURES,
+    PHYSICS,
+    CarState,
+    FeatureBook,
+    RenterState,
+    car_ceiling,
+    gap_physics,
+    gap_row,
+    plug_probability,
+    trip_physics,
+    trip_row,
+)
+from learning.gbm import QUANTILES, GapTripModel
 from predictions.physics import Z_95, Checkpoint
 
 SAMPLES = 600
@@ -67,6 +83,18 @@ def _since_return(car: CarState, start) -> float:
     return (start - car.last_end).total_seconds() / 3600.0
 
 
+def _hours(start, end) -> float:
+    return max((end - start).total_seconds() / 3600.0, 0.0)
+
+
+def _gap_physics(car: CarState, hours: float, charging: bool) -> Callable[[float], float]:
+    return lambda level: gap_physics(car, hours=hours, start_level=level, charging=charging)
+
+
+def _trip_physics(car: CarState, renter: RenterState, hours: float) -> Callable[[float], float]:
+    return lambda level: trip_physics(car, renter, hours=hours, start_level=level)
+
+
 def _grid(level: float) -> np.ndarray:
     """Starting levels a segment is priced at: the fixed grid plus the walk's expected level."""
     level = min(max(level, 0.0), 100.0)
@@ -90,20 +118,24 @@ class _Batch:
     """The feature rows of one segment kind: each branch's row repeated at each level of its grid.
 
     A branch's row is built once and the start level column filled in afterwards: building a
-    dict per grid level was a sizeable part of a long cascade's time.
+    dict per grid level was a sizeable part of a long cascade's time. The physics column follows
+    each grid level (`physics(level)`): a car's ceiling or running empty depends on where it starts.
     """
 
     def __init__(self, kind: str):
         self.names = FEATURES[kind]
         self.level_column = self.names.index("start_level")
+        self.physics_column = self.names.index(PHYSICS)
         self.rows: list[list[float]] = []
         self.grids: list[np.ndarray] = []
+        self.physics: list[float] = []
         self.size = 0
 
-    def add(self, row: dict[str, float], level: float) -> _Branch:
+    def add(self, row: dict[str, float], level: float, physics: Callable[[float], float]) -> _Branch:
         grid = _grid(level)
         self.rows.append([row[name] for name in self.names])
         self.grids.append(grid)
+        self.physics.extend(physics(float(g)) if g == g else 0.0 for g in grid)  # NaN: no level to start from
         branch = _Branch(grid, self.size)
         self.size += len(grid)
         return branch
@@ -113,6 +145,7 @@ class _Batch:
             return np.zeros((0, len(self.names)))
         x = np.repeat(np.asarray(self.rows, dtype=np.float64), [len(g) for g in self.grids], axis=0)
         x[:, self.level_column] = np.concatenate(self.grids)
+        x[:, self.physics_column] = self.physics
         return x
 
 
@@ -167,29 +200,33 @@ def compose(
             _, start, end, level, p_plugged, known = item
             charging = _gap_charging(car, start, p_plugged, known) if first_gap else (p_plugged if known else None)
             since = _since_return(car, start) if first_gap else 0.0
+            hours = _hours(start, end)
             if charging is None:
                 renter = book.renter(last_renter) if last_renter is not None else None
                 p = plug_probability(car, renter, fleet_plug) if renter is not None else p_plugged
                 branches = [
                     gaps.add(
-                        gap_row(car, start=start, end=end, start_level=level, charging=c, since_return=since), level
+                        gap_row(car, start=start, end=end, start_level=level, charging=c, since_return=since),
+                        level,
+                        _gap_physics(car, hours, c),
                     )
                     for c in (False, True)
                 ]
                 plan.append(("gap", branches, p))
             else:
-                row = gap_row(
-                    car, start=start, end=end, start_level=level, charging=charging >= 0.5, since_return=since
-                )
-                plan.append(("gap", [gaps.add(row, level)], 0.0))
+                plugged_in = charging >= 0.5
+                row = gap_row(car, start=start, end=end, start_level=level, charging=plugged_in, since_return=since)
+                plan.append(("gap", [gaps.add(row, level, _gap_physics(car, hours, plugged_in))], 0.0))
         elif item[0] == "trip":
             _, start, end, level, trip = item
             last_renter = trip.user_id
-            row = trip_row(car, book.renter(trip.user_id), start=start, end=end, start_level=level)
-            plan.append(("trip", [trips.add(row, level)], 0.0))
+            renter = book.renter(trip.user_id)
+            row = trip_row(car, renter, start=start, end=end, start_level=level)
+            plan.append(("trip", [trips.add(row, level, _trip_physics(car, renter, _hours(start, end)))], 0.0))
         else:
             plan.append(("target", [], 0.0))
         first_gap = first_gap and item[0] == "target"
+    ceiling = car_ceiling(car)
     gap_q = model.gap.quantiles(gaps.matrix())
     trip_q = model.trip.quantiles(trips.matrix())
 
@@ -219,7 +256,9 @@ def compose(
         delta = _draw(q, branches[0].first + choice, j[m], wu[m])
         if len(branches) == 2:
             delta = np.where(plugged[m] < p, _draw(q, branches[1].first + choice, j[m], wu[m]), delta)
-        levels = _bound(levels + delta, 0.0, 100.0)
+        # Nothing charges a car past its charge limit (not its charger, staff or a top-up on the road); a car
+        # already above it stays where it is.
+        levels = np.maximum(np.minimum(levels + delta, np.maximum(levels, ceiling)), 0.0)
         m += 1
         after[m] = levels
     medians = np.median(after, axis=1)

@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 TAPER_START = 80.0
+FULL = 100.0  # the ceiling of a car that never showed a charge limit
 Z_95 = 1.959964
 BASE_STD = 2.0  # reading noise and what the physics never sees, in battery points
 MIN_HOURS = 1e-6
+# What a car with no history of a rate is assumed to do (the fleet prior's cold-start defaults, and the gap and
+# trip models' physics baseline): a mid-size EV (about 55 kWh) parked at 0.15 %/h, charging on 7 kW at about
+# 12 %/h, driven in town at 9 %/h.
+DEFAULT_IDLE_DRAIN = 0.15
+DEFAULT_CHARGE = 12.0
+DEFAULT_DRIVE = 9.0
 
 
 @dataclass(frozen=True)
@@ -84,16 +91,33 @@ def clamp(level: float) -> float:
     return min(100.0, max(0.0, level))
 
 
-def charge_level(level: float, rate: float, hours: float) -> float:
-    """Level after charging: linear at `rate` up to 80 %, then exponential approach to 100 %."""
+def charge_level(level: float, rate: float, hours: float, ceiling: float = FULL) -> float:
+    """Level after charging: linear at `rate` up to 80 %, then exponential approach to 100 %, stopping at the
+    car's charge `ceiling` (its charge limit). A car plugged in at or above its ceiling keeps its level."""
+    if level >= ceiling:
+        return level
     rate = max(rate, 0.0)
+    start = level
     if level < TAPER_START:
         to_taper = (TAPER_START - level) / rate if rate > 0 else math.inf
         if hours <= to_taper:
-            return level + rate * hours
+            return min(level + rate * hours, ceiling)
         hours -= to_taper
         level = TAPER_START
-    return 100.0 - (100.0 - level) * math.exp(-rate * hours / (100.0 - TAPER_START))
+    after = 100.0 - (100.0 - level) * math.exp(-rate * hours / (100.0 - TAPER_START))
+    return max(min(after, ceiling), start)
+
+
+def gap_change(level: float, hours: float, *, charging: bool, charge: float, idle: float, ceiling: float) -> float:
+    """The physics of a parked gap, in points: charging up to the ceiling, or idling down towards empty."""
+    if charging:
+        return charge_level(level, charge, hours, ceiling) - level
+    return idle_level(level, idle, hours) - level
+
+
+def trip_change(level: float, hours: float, *, drive: float) -> float:
+    """The physics of a trip, in points: drained at `drive` points per hour, never below empty."""
+    return idle_level(level, drive, hours) - level
 
 
 def idle_level(level: float, rate: float, hours: float) -> float:

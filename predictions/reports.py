@@ -24,7 +24,8 @@ PATTERN_DESCRIPTION = (
     "and shrunk towards the fleet average while a car has few bookings."
 )
 MODEL_DESCRIPTION = (
-    "LightGBM quantile models of how much each parked gap and each trip changes the level, "
+    "LightGBM quantile models of how much each parked gap and each trip changes the level beyond the "
+    "car's own learned physics (charge rate up to its charge ceiling, idle drain, drain per hour), "
     "composed through the car's schedule by Monte Carlo; features are the car's and the renter's "
     "replayed outcome history. Intervals are calibrated on held-out outcomes."
 )

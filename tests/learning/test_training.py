@@ -40,7 +40,7 @@ pytestmark = pytest.mark.django_db
 
 # The retrain comparisons: the recorded history, a champion trained on a bigger fleet of the same simulator
 # (it beats a challenger that sees only the history's first 80 %), and one trained on a small fleet (it does not).
-HISTORY = FleetConfig(cars=25, renters=80, days=30, seed=5)
+HISTORY = FleetConfig(cars=25, renters=80, days=30, seed=8)
 BIG_FLEET = FleetConfig(cars=40, renters=120, days=40, seed=9)
 OTHER_SMALL_FLEET = FleetConfig(cars=15, renters=40, days=20, seed=21)
 

@@ -32,7 +32,7 @@ class Command(BaseCommand):
         if not opts["synthetic"]:
             raise CommandError("Only --synthetic is supported here; `manage.py retrain` trains on recorded outcomes.")
         champion = champion_row()
-        # A champion trained for other features (an older release's) cannot serve: it counts as none.
+        # A champion trained for other features or target (an older release's) cannot serve: it counts as none.
         replace = champion is not None and champion_incompatible(champion)
         if opts["if_missing"] and champion is not None and not replace:
             if champion_model() is None:
@@ -43,7 +43,8 @@ class Command(BaseCommand):
             return
         if replace:
             self.stdout.write(
-                f"The champion {champion.version} was trained for other features; training one that can serve."
+                f"The champion {champion.version} was trained for other features or another target; "
+                "training one that can serve."
             )
         config = FleetConfig(cars=opts["cars"], renters=opts["renters"], days=opts["days"], seed=opts["seed"])
         with tqdm(total=config.cars, desc=f"simulating {config.days} days", unit="car") as bar:
