@@ -32,6 +32,7 @@ import tempfile
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -95,8 +96,8 @@ class Service:
     Uses bench/endpoints.py's helpers for the environment, `manage.py` and gunicorn.
     """
 
-    def __init__(self, workdir: Path) -> None:
-        self.env = _service_env(workdir)
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.env = _service_env(workdir) | (env or {})
         self.key = (workdir / "api-key").read_text().strip()
         self.server = server_start(self.env, 1)
         server_wait_healthy(self.server, timeout=60)
@@ -131,12 +132,18 @@ def _service_items(kind: str, body: dict, response: dict) -> list[tuple[str, flo
 
 
 def replay(
-    sim: Simulation, service: Service, *, progress_every: int = 1000, with_oracle: bool = True
+    sim: Simulation,
+    service: Service,
+    *,
+    progress_every: int = 1000,
+    with_oracle: bool = True,
+    pause: tuple[datetime, Callable[[], None]] | None = None,
 ) -> tuple[dict, dict, dict]:
     """Send the stream; return creation and latest predictions per method, and call statistics.
 
     `with_oracle=False` skips the oracle's Monte Carlo (the slow part of scoring), for a replay whose
-    baselines are taken from another replay of the same stream.
+    baselines are taken from another replay of the same stream. `pause` (a moment and a function) calls
+    the function once, before the first call at or after that moment (e.g. a retrain after the warm-up).
     """
     known = KnownFleet()
     creation: dict[str, dict[str, Scored]] = defaultdict(dict)
@@ -146,6 +153,9 @@ def replay(
     stats = {"calls": 0, "errors": 0, "seconds": 0.0, "by_status": defaultdict(int)}
     started = time.perf_counter()
     for i, call in enumerate(sim.calls):
+        if pause is not None and call.at >= pause[0]:
+            pause[1]()
+            pause = None
         known.observe(call.kind, call.body)
         t0 = time.perf_counter()
         status, response = service.post(call.path, call.body)

@@ -3,6 +3,7 @@
     .venv/bin/python bench/worlds.py                  # every world (about 22 minutes here)
     .venv/bin/python bench/worlds.py --quick          # a smoke run: small fleets, a small model
     .venv/bin/python bench/worlds.py --worlds winter,no_staff
+    .venv/bin/python bench/worlds.py --worlds slow_chargers,no_staff --seed 11 --retrain-after-warmup
 
 What it does:
 1. trains the bootstrap model ONCE, as `make run` does (`train_model --synthetic --seed 1001`, the
@@ -17,6 +18,11 @@ What it does:
 4. prints one table per world and a summary of issue 13's targets per world, and writes JSON to
    bench/results/worlds-seed<seed>[-quick].json.
 
+`--retrain-after-warmup` adds a third replay per world: the champion serving, and at the end of the
+warm-up `manage.py retrain` on the outcomes recorded so far (as the weekly task would run it), then
+the rest of the stream. Its scores are the `retrained` method; the summary says whether it promoted
+and what the retrain compared.
+
 Worlds whose cars stay parked longer (`World.gap_scale`) get proportionally more cars, so that every
 world scores about as many pick-ups.
 """
@@ -29,9 +35,11 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from accuracy import METHODS, ROOT, Service, print_table, replay, score, service_copy, service_prepare
+from endpoints import BenchError, manage
 
 from learning.simulation.fleet import FleetConfig, simulate
 from learning.simulation.world import SHIFTS, world_named
@@ -62,19 +70,60 @@ def world_config(name: str, size: Size, seed: int) -> FleetConfig:
     return FleetConfig(cars=cars, renters=max(size.renters, cars), days=size.days, seed=seed, world=world)
 
 
-def world_run(name: str, config: FleetConfig, templates: dict[str, Path], workdir: Path, warmup_days: float) -> dict:
-    """Both replays of one world's stream, scored; the pattern replay's service becomes the `pattern` method."""
+def _retrain(service: Service, into: dict) -> None:
+    """`manage.py retrain` on the service's database now (what the weekly task runs), and what it decided."""
+    t0 = time.perf_counter()
+    try:
+        output = manage(service.env, "retrain")
+    except BenchError as exc:
+        into |= {"error": str(exc)[-500:], "promoted": False}
+        return
+    time.sleep(2.5)  # the web process re-reads the champion every MODEL_REFRESH_SECONDS (1 here)
+    [row] = [m for m in service.get("/api/v1/models?limit=2")["models"] if m["source"] == "outcomes"][:1]
+    into |= {
+        "promoted": row["status"] == "champion",
+        "notes": row["notes"],
+        "challenger": {k: v for k, v in row["holdout_metrics"].items() if k not in ("segments", "calibration")},
+        "champion": row["champion_metrics"],
+        "prior": row["hyperparameters"].get("prior"),
+        "output": output[-2000:],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def world_run(
+    name: str,
+    config: FleetConfig,
+    templates: dict[str, Path],
+    workdir: Path,
+    warmup_days: float,
+    retrain: bool = False,
+) -> dict:
+    """Both replays of one world's stream, scored; the pattern replay's service becomes the `pattern` method.
+
+    With `retrain`, a third replay retrains after the warm-up; its service becomes the `retrained` method.
+    """
     t0 = time.perf_counter()
     sim = simulate(config)
     results, calls, info = {}, {}, {}
-    for kind in ("model", "pattern"):
-        service = Service(service_copy(templates[kind], workdir / f"{name}-{kind}"))
+    retrained: dict = {}
+    for kind in ("model", "pattern", *(("retrain",) if retrain else ())):
+        template = templates["pattern" if kind == "pattern" else "model"]
+        env = {"MODEL_REFRESH_SECONDS": "1"} if kind == "retrain" else None
+        service = Service(service_copy(template, workdir / f"{name}-{kind}"), env)
+        pause = (config.epoch + timedelta(days=warmup_days), lambda s=service: _retrain(s, retrained))
         try:
             info[kind] = service.get("/api/v1/model/info")
-            creation, latest, stats = replay(sim, service, progress_every=0, with_oracle=kind == "model")
+            creation, latest, stats = replay(
+                sim,
+                service,
+                progress_every=0,
+                with_oracle=kind == "model",
+                pause=pause if kind == "retrain" else None,
+            )
         finally:
             service.stop()
-        methods = METHODS if kind == "model" else BASELINE_METHODS
+        methods = METHODS if kind == "model" else BASELINE_METHODS if kind == "pattern" else ("service",)
         results[kind] = score(sim, creation, latest, warmup_days, methods)
         results[kind].pop("_truth")
         calls[kind] = {**stats, "by_status": dict(stats["by_status"])}
@@ -83,6 +132,10 @@ def world_run(name: str, config: FleetConfig, templates: dict[str, Path], workdi
     result = results["model"]
     for moment in ("creation", "latest"):
         result[moment]["pattern"] = results["pattern"][moment]["service"]
+        if retrain:
+            result[moment]["retrained"] = results["retrain"][moment]["service"]
+    if retrain:
+        result["retrain"] = retrained
     result |= {
         "world": name,
         "fleet": {"cars": config.cars, "renters": config.renters, "days": config.days, "seed": config.seed},
@@ -165,12 +218,76 @@ def summary_table(results: list[dict]) -> str:
     return "\n".join([*lines, "", notes])
 
 
+def retrain_table(results: list[dict]) -> str:
+    """Per world: whether the retrain after the warm-up promoted, what it compared, and the suite's MAE after."""
+    rows = [
+        [
+            "world",
+            "promoted",
+            "bookings",
+            "challenger",
+            "champion",
+            "prior share",
+            "latest MAE kept/retrained",
+            "creation MAE kept/retrained",
+            "cov latest kept/retrained",
+        ]
+    ]
+    for r in results:
+        t = r.get("retrain")
+        if t is None:
+            continue
+        mine, theirs, prior = t.get("challenger", {}), t.get("champion") or {}, t.get("prior") or {}
+        lat, cre = r["latest"], r["creation"]
+        rows.append(
+            [
+                r["world"],
+                "error" if "error" in t else "yes" if t["promoted"] else "no",
+                str(mine.get("bookings", "-")),
+                f"{mine.get('mae', float('nan')):.2f} cov {mine.get('coverage_95', float('nan')):.1%}",
+                f"{theirs.get('mae', float('nan')):.2f} cov {theirs.get('coverage_95', float('nan')):.1%}",
+                f"{prior.get('share', 0.0):.1%}",
+                f"{lat['service']['mae']:.2f} / {lat['retrained']['mae']:.2f}",
+                f"{cre['service']['mae']:.2f} / {cre['retrained']['mae']:.2f}",
+                f"{lat['service'].get('coverage_95', 0):.1%} / {lat['retrained'].get('coverage_95', 0):.1%}",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]
+    note = (
+        "challenger, champion: cascade-priced MAE and 95 % coverage on the retrain's held-out bookings (each at the "
+        "return of the 1 to 3 bookings before it);\nlatest/creation MAE: the suite's scores after the warm-up, with "
+        "the champion kept and with the retrain run at the end of the warm-up."
+    )
+    return "\n".join([*lines, "", note])
+
+
+def _prior_warm(template: Path) -> None:
+    """Simulate the retrain's prior once into the template's MODEL_DIR, so every world's copy reads it."""
+    from accuracy import _service_env
+
+    code = (
+        "from django.conf import settings; from learning.prior import prior_rows; "
+        "from learning.training import prior_fleet_for; from predictions.champion import champion_row; "
+        "prior_rows(prior_fleet_for(champion_row()), cache_dir=settings.MODEL_DIR)"
+    )
+    manage(_service_env(template), "shell", "-c", code)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small fleets and a small model: a smoke run")
     parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated, of: {', '.join(WORLDS)}")
     parser.add_argument("--seed", type=int, default=7, help="evaluation seed of every world (the model trains on 1001)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--retrain-after-warmup",
+        action="store_true",
+        help="a third replay per world that runs `manage.py retrain` at the end of the warm-up",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.worlds.split(",") if n.strip()]
     for name in names:
@@ -186,21 +303,29 @@ def main(argv: list[str] | None = None) -> None:
             "pattern": service_prepare(Path(tmp) / "template-pattern", model=False),
         }
         print(f"bootstrap model trained on the default world (seed 1001) in {time.perf_counter() - t0:.0f} s")
+        if args.retrain_after_warmup:
+            _prior_warm(templates["model"])
         for name in names:
             config = world_config(name, size, args.seed)
-            result = world_run(name, config, templates, Path(tmp), size.warmup_days)
+            result = world_run(name, config, templates, Path(tmp), size.warmup_days, args.retrain_after_warmup)
             results.append(result)
             print(
                 f"\n######## world {name}: {config.cars} cars, {config.days} days, seed {config.seed}, "
                 f"{result['scored_bookings']} pick-ups scored after {size.warmup_days:g} days "
                 f"({result['seconds']:.0f} s)"
             )
-            print_table(result, SUITE_METHODS)
+            print_table(result, SUITE_METHODS + (("retrained",) if args.retrain_after_warmup else ()))
+            if "retrain" in result:
+                print(f"retrain after the warm-up: {result['retrain'].get('notes') or result['retrain'].get('error')}")
     wall = time.perf_counter() - started
     print(f"\n######## summary: issue 13's targets per world ({wall / 60:.1f} min)\n")
     print(summary_table(results))
+    if args.retrain_after_warmup:
+        print("\n######## the retrain after the warm-up\n")
+        print(retrain_table(results))
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"worlds-seed{args.seed}{'-quick' if args.quick else ''}.json"
+    suffix = ("-quick" if args.quick else "") + ("-retrain" if args.retrain_after_warmup else "")
+    path = args.out / f"worlds-seed{args.seed}{suffix}.json"
     payload = {"size": asdict(size), "seed": args.seed, "wall_seconds": round(wall, 1)}
     path.write_text(json.dumps(payload | {"worlds": results}, indent=1, default=str))
     print(f"\nJSON: {path}")

@@ -48,6 +48,7 @@ DEFAULT_PARAMS = {
     "seed": 17,
 }
 DEFAULT_ROUNDS = 200
+WEIGHT = "weight"  # optional column of a training frame: the row's sample weight (1 when absent)
 TRAIN_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -161,15 +162,18 @@ def fit_segment(
     rounds: int = DEFAULT_ROUNDS,
     progress: Callable[[str], None] | None = None,
 ) -> SegmentModels:
-    """One quantile booster per quantile on `frame` (features + `target`, the actual change), fitted to the
-    residual `target - physics`.
+    """One quantile booster per quantile on `frame` (features + `target`, the actual change, and a `weight` per
+    row if it has one), fitted to the residual `target - physics`.
 
     Boosters train in parallel threads, one OpenMP thread each: LightGBM releases the GIL, and
     a single booster on several threads slows down badly when the machine is busy.
     """
     x = matrix(frame, kind)
     y = frame["target"].to_numpy(dtype=np.float64) - frame[PHYSICS].to_numpy(dtype=np.float64)
-    dataset = lgb.Dataset(x, y, feature_name=FEATURES[kind], free_raw_data=False, params={"max_bin": 127})
+    weight = frame[WEIGHT].to_numpy(dtype=np.float64) if WEIGHT in frame else None
+    dataset = lgb.Dataset(
+        x, y, weight=weight, feature_name=FEATURES[kind], free_raw_data=False, params={"max_bin": 127}
+    )
     dataset.construct()
     settings = {**DEFAULT_PARAMS, **(params or {}), "objective": "quantile", "num_threads": 1}
 
@@ -228,14 +232,23 @@ def train(
     params: dict | None = None,
     rounds: int = DEFAULT_ROUNDS,
     progress: Callable[[str], None] | None = None,
+    prior: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    prior_weight: float = 1.0,
 ) -> TrainingResult:
-    """Fit both segment kinds on the older rows, calibrate intervals on the newest `calibration_share`."""
+    """Fit both segment kinds on the older rows, calibrate intervals on the newest `calibration_share`.
+
+    `prior` (gap and trip rows of another fleet, e.g. simulated) joins the fitting rows only, each row
+    weighing `prior_weight` against 1 for the fleet's own: the intervals are calibrated on the fleet's rows.
+    """
     started = time.perf_counter()
     segments, metrics, rows = {}, {}, {}
     for kind, frame in (("gap", gaps), ("trip", trips)):
         frame = frame.sort_values("at", kind="stable")
         cut = int(len(frame) * (1 - calibration_share))
         fit, held = frame.iloc[:cut], frame.iloc[cut:]
+        extra = prior[0 if kind == "gap" else 1] if prior is not None else None
+        if extra is not None and not extra.empty and prior_weight > 0:
+            fit = pd.concat([fit.assign(**{WEIGHT: 1.0}), extra.assign(**{WEIGHT: prior_weight})], ignore_index=True)
         models = fit_segment(kind, fit, params=params, rounds=rounds, progress=progress)
         models.scale = calibrate(models, held)
         segments[kind] = models

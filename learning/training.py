@@ -3,10 +3,13 @@
 Training never runs in a web request: the commands (`train_model`, `retrain`) and the weekly
 django-q2 task on the `training` cluster call these services.
 
-`model_retrain` trains a challenger on the recorded outcomes before a time cut and scores it and
-the champion on the outcomes after it (a time-based holdout: no model sees the future it is
-judged on). The challenger is promoted only when its MAE is lower and its 95 % interval
-coverage stays within `COVERAGE_RANGE`.
+`model_retrain` trains a challenger on the recorded outcomes before a time cut, with the simulated
+fleet as a prior whose weight shrinks as outcomes accumulate (`learning.prior`), and prices it and
+the champion on the bookings picked up after the cut as the service would have served them: whole
+cascades from each car's previous returns (`learning.cascade_eval`), not segment rows. No model
+sees the future it is judged on. The challenger is promoted only when its MAE is lower by
+PROMOTION_MARGIN, on at least MIN_HOLDOUT_BOOKINGS bookings, and its 95 % interval coverage is
+within `COVERAGE_RANGE` (or no further from 95 % than the champion's).
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ from django.utils import timezone
 
 from batterypred.queue import queue_on_commit
 from learning import gbm
+from learning.cascade_eval import DEPTH, cascade_metrics, cascade_price, holdout_cascades
 from learning.compiled import compile_boosters, compiled_dir
 from learning.drift import feature_reference
 from learning.features import GAP_FEATURES, TRIP_FEATURES, Outcome, Reading, replay
+from learning.prior import (
+    BOOTSTRAP_FLEET,
+    PRIOR_STRENGTH,
+    fleet_from_json,
+    fleet_to_json,
+    prior_rows,
+    prior_weight,
+)
+from learning.simulation.fleet import FleetConfig
 from predictions.champion import artifact_path, champion_forget
 from predictions.registry_models import ModelStatus, ModelVersion
 from predictions.shadow import shadow_forget_model
@@ -36,6 +49,11 @@ logger = logging.getLogger(__name__)
 COVERAGE_RANGE = (0.92, 0.98)
 MIN_OUTCOMES = 200
 HOLDOUT_SHARE = 0.2
+# A challenger must price the held-out bookings at least this much better (relative MAE) to replace the
+# champion, on at least this many bookings: a promotion re-prices every booking and restarts the champion's
+# shadow scores, so a tie is not worth it. Set by reasoning (as shadow scoring's 5 % and 30), not tuned.
+PROMOTION_MARGIN = 0.01
+MIN_HOLDOUT_BOOKINGS = 30
 
 Progress = Callable[[str], None]
 
@@ -60,6 +78,7 @@ def _register(
     outcomes: list[Outcome],
     frames: tuple[pd.DataFrame, pd.DataFrame],
     champion_metrics: dict | None = None,
+    extra_hyperparameters: dict | None = None,
 ) -> ModelVersion:
     """Save the artifact and write the registry row; `frames` (gaps, trips) are what it was fitted on."""
     path, sha = result.model.save(settings.MODEL_DIR)
@@ -70,7 +89,7 @@ def _register(
         window_end=max(o.end for o in outcomes),
         training_rows=result.rows,
         features={"gap": GAP_FEATURES, "trip": TRIP_FEATURES, "quantiles": list(gbm.QUANTILES)},
-        hyperparameters={**result.model.params, "rounds": result.model.rounds},
+        hyperparameters={**result.model.params, "rounds": result.model.rounds, **(extra_hyperparameters or {})},
         holdout_metrics=result.metrics,
         champion_metrics=champion_metrics or {},
         calibration={"gap": result.model.gap.scale, "trip": result.model.trip.scale},
@@ -89,16 +108,19 @@ def model_train(
     progress: Progress | None = None,
     params: dict | None = None,
     rounds: int = gbm.DEFAULT_ROUNDS,
+    fleet: FleetConfig | None = None,
 ) -> ModelVersion:
     """Train on every outcome given (newest 15 % calibrate the intervals) and register a challenger.
 
     `readings` reported mid-gap add gap rows that start from them (`learning.features.replay`).
+    `fleet`, the simulated fleet the outcomes come from, is recorded: a retrain uses it as its prior.
     """
     if len(outcomes) < MIN_OUTCOMES:
         raise ValueError(f"{len(outcomes)} outcomes is too few to train on (need {MIN_OUTCOMES})")
     gaps, trips = segment_frames(outcomes, readings)
     result = gbm.train(model_version_new(source), gaps, trips, params=params, rounds=rounds, progress=progress)
-    row = _register(result, source=source, outcomes=outcomes, frames=(gaps, trips))
+    extra = {"simulated_fleet": fleet_to_json(fleet)} if fleet is not None else None
+    row = _register(result, source=source, outcomes=outcomes, frames=(gaps, trips), extra_hyperparameters=extra)
     logger.info("trained %s on %s gaps and %s trips in %.1f s", row.version, len(gaps), len(trips), result.seconds)
     return row
 
@@ -175,15 +197,51 @@ class RetrainReport:
     reason: str
 
 
-def _decide(challenger: dict, champion: dict | None) -> tuple[bool, str]:
+def _decide(challenger: dict, champion: dict | None, *, bookings: int | None = None) -> tuple[bool, str]:
+    """Promote only a challenger with honest intervals, on enough bookings, with an MAE lower by the margin.
+
+    Intervals are honest when their 95 % coverage is within COVERAGE_RANGE, or no further from 95 %
+    than the champion's (a challenger never makes the served intervals less honest than they are).
+    """
     low, high = COVERAGE_RANGE
-    if not low <= challenger["coverage_95"] <= high:
-        return False, f"challenger coverage {challenger['coverage_95']:.3f} outside {low}..{high}"
+    cov = challenger["coverage_95"]
+    if not low <= cov <= high:
+        theirs = (champion or {}).get("coverage_95")
+        if theirs is None or abs(cov - 0.95) > abs(theirs - 0.95):
+            also = f", further from 0.95 than the champion's {theirs:.3f}" if theirs is not None else ""
+            return False, f"challenger coverage {cov:.3f} outside {low}..{high}{also}"
+    if bookings is not None and bookings < MIN_HOLDOUT_BOOKINGS:
+        return False, f"only {bookings} held-out bookings to compare on (need {MIN_HOLDOUT_BOOKINGS})"
     if champion is None:
         return True, "no champion serves"
-    if challenger["mae"] >= champion["mae"]:
-        return False, f"challenger MAE {challenger['mae']:.3f} not below champion's {champion['mae']:.3f}"
+    bound = champion["mae"] * (1 - PROMOTION_MARGIN)
+    if challenger["mae"] >= bound:
+        return False, (
+            f"challenger MAE {challenger['mae']:.3f} not below champion's {champion['mae']:.3f} "
+            f"less {PROMOTION_MARGIN:.0%} ({bound:.3f})"
+        )
     return True, f"challenger MAE {challenger['mae']:.3f} below champion's {champion['mae']:.3f}"
+
+
+FROM_CHAMPION = "champion"  # `model_retrain(prior=...)`: the simulated fleet the champion's lineage learnt
+
+
+def prior_fleet_for(row: ModelVersion | None) -> FleetConfig:
+    """The simulated fleet a retrain takes as its prior: the one the champion (or its own prior) came from.
+
+    A champion registered before fleets were recorded, or none, means the bootstrap fleet of `train_model`.
+    """
+    hyper = row.hyperparameters if row is not None else {}
+    recorded = hyper.get("simulated_fleet") or (hyper.get("prior") or {}).get("fleet")
+    return fleet_from_json(recorded) if recorded else BOOTSTRAP_FLEET
+
+
+def _load(row: ModelVersion) -> gbm.GapTripModel | None:
+    try:
+        return gbm.GapTripModel.load(artifact_path(row), row.artifact_sha256)
+    except (OSError, ValueError) as exc:
+        logger.error("champion %s cannot be loaded for comparison: %s", row.version, exc)
+        return None
 
 
 def model_retrain(
@@ -193,8 +251,17 @@ def model_retrain(
     holdout_share: float = HOLDOUT_SHARE,
     progress: Progress | None = None,
     rounds: int = gbm.DEFAULT_ROUNDS,
+    prior: FleetConfig | str | None = FROM_CHAMPION,
+    prior_strength: float = PRIOR_STRENGTH,
 ) -> RetrainReport:
-    """Train a challenger on outcomes before the time cut, score it and the champion after it, promote if better."""
+    """Train a challenger on outcomes before the time cut (plus the prior), price both models' cascades over
+    the bookings picked up after it, and promote the challenger if it is better.
+
+    `prior` is the simulated fleet added to the training rows (FROM_CHAMPION: `prior_fleet_for` the
+    champion; None, or `prior_strength` 0: no prior). A champion trained on this fleet's outcomes
+    (source `outcomes`) that reach into the holdout is judged on the bookings after its window when there
+    are enough of them; a model of a simulated fleet never saw this one, and its dates protect nothing.
+    """
     if len(outcomes) < MIN_OUTCOMES:
         raise ValueError(f"{len(outcomes)} outcomes recorded; retraining needs at least {MIN_OUTCOMES}")
     gaps, trips = segment_frames(outcomes, readings)
@@ -202,17 +269,51 @@ def model_retrain(
     cut_at = trips["at"].quantile(1 - holdout_share)
     # Train only on segments whose outcome was known before the cut (a trip that straddles it is in neither).
     fit_gaps, fit_trips = gaps[gaps["end"] < cut_at], trips[trips["end"] < cut_at]
-    test_gaps, test_trips = gaps[gaps["at"] >= cut_at], trips[trips["at"] >= cut_at]
-    result = gbm.train(model_version_new("outcomes"), fit_gaps, fit_trips, rounds=rounds, progress=progress)
-    challenger_metrics = evaluate(result.model, test_gaps, test_trips)
     champion_row = ModelVersion.objects.filter(status=ModelStatus.CHAMPION).first()
-    champion_metrics = None
-    if champion_row is not None:
-        try:
-            champion = gbm.GapTripModel.load(artifact_path(champion_row), champion_row.artifact_sha256)
-            champion_metrics = evaluate(champion, test_gaps, test_trips)
-        except (OSError, ValueError) as exc:
-            logger.error("champion %s cannot be loaded for comparison: %s", champion_row.version, exc)
+    known = sum(1 for o in outcomes if o.end < cut_at)
+    fleet = prior_fleet_for(champion_row) if prior == FROM_CHAMPION else prior
+    extra: dict = {}
+    prior_frames = None
+    if isinstance(fleet, FleetConfig) and prior_strength > 0:
+        rows = prior_rows(fleet, cache_dir=settings.MODEL_DIR)
+        weight = prior_weight(fleet_outcomes=known, prior_outcomes=rows.outcomes, strength=prior_strength)
+        extra["prior"] = {"fleet": fleet_to_json(fleet), **weight}
+        prior_frames = (rows.gaps, rows.trips)
+    else:
+        extra["prior"] = None
+    result = gbm.train(
+        model_version_new("outcomes"),
+        fit_gaps,
+        fit_trips,
+        rounds=rounds,
+        progress=progress,
+        prior=prior_frames,
+        prior_weight=extra["prior"]["row_weight"] if extra["prior"] else 0.0,
+    )
+    segments = evaluate(result.model, gaps[gaps["at"] >= cut_at], trips[trips["at"] >= cut_at])
+    cascades = holdout_cascades(outcomes, cut_at)
+    mine = cascade_price(result.model, cascades)
+    champion = _load(champion_row) if champion_row is not None else None
+    theirs = cascade_price(champion, cascades) if champion is not None else None
+    scope = f"every booking picked up from {cut_at:%Y-%m-%d %H:%M}"
+    caveat = ""
+    window_end = champion_row.window_end if champion_row is not None else None
+    if theirs is not None and champion_row.source == "outcomes" and window_end and window_end >= cut_at:
+        after = [p for p in mine if p.made_at > window_end]
+        if len({(p.car_id, p.pickup) for p in after}) >= MIN_HOLDOUT_BOOKINGS:
+            # Judged only where neither model saw an outcome: after the champion's window.
+            mine, theirs = after, [p for p in theirs if p.made_at > window_end]
+            scope = f"the bookings priced after the champion's window ({window_end:%Y-%m-%d %H:%M})"
+        else:
+            caveat = (
+                f"; the champion trained on this fleet's outcomes up to {window_end:%Y-%m-%d}, inside the "
+                "holdout (its figures flatter it)"
+            )
+    challenger_metrics = cascade_metrics(mine) | {"segments": segments}
+    champion_metrics = cascade_metrics(theirs) | {"version": champion_row.version} if theirs is not None else None
+    for figures in (challenger_metrics, champion_metrics):
+        if figures is not None:
+            figures["rows"] = figures["predictions"]
     result.metrics = {**challenger_metrics, "calibration": result.metrics}
     row = _register(
         result,
@@ -220,11 +321,26 @@ def model_retrain(
         outcomes=[o for o in outcomes if o.start < cut_at],
         frames=(fit_gaps, fit_trips),
         champion_metrics=champion_metrics,
+        extra_hyperparameters=extra,
     )
-    promote, reason = _decide(challenger_metrics, champion_metrics)
-    if champion_row is not None and champion_row.window_end and champion_row.window_end >= cut_at:
-        # It trained on part of this holdout: its figures flatter it, so a challenger must beat it by more.
-        reason += f"; the champion trained on outcomes up to {champion_row.window_end:%Y-%m-%d}, inside the holdout"
+    promote, reason = (
+        _decide(challenger_metrics, champion_metrics, bookings=challenger_metrics["bookings"])
+        if challenger_metrics["bookings"]
+        else (False, "no held-out booking to compare on")
+    )
+    compared = (
+        f"; compared on {challenger_metrics['bookings']} held-out bookings ({challenger_metrics['predictions']} "
+        f"predictions, each priced through the cascade at the return of the 1 to {DEPTH} bookings before it), "
+        f"{scope}"
+    )
+    weight = extra["prior"]
+    prior_note = (
+        f"; prior: simulated fleet seed {weight['fleet']['seed']} ({weight['prior_outcomes']} outcomes) weighing "
+        f"{weight['total_weight']:.0f} outcomes against the fleet's {known} ({weight['share']:.1%} of the weight)"
+        if weight
+        else "; no prior"
+    )
+    reason = reason + caveat + compared + prior_note
     row.notes = reason
     row.save(update_fields=["notes"])
     if promote:

@@ -33,7 +33,9 @@ def champion_serve(
 
     Writes the artifact to `settings.MODEL_DIR`: point that at a temporary directory first.
     """
-    row = model_train(outcomes=list(fleet_outcomes(config)), source=source or f"synthetic:{config.seed}", rounds=rounds)
+    row = model_train(
+        outcomes=list(fleet_outcomes(config)), source=source or f"synthetic:{config.seed}", rounds=rounds, fleet=config
+    )
     return model_promote(version=row.version)
 
 

@@ -6,12 +6,10 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from learning.management.commands._progress import training_bar
+from learning.prior import SYNTHETIC_SEED
 from learning.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
 from predictions.champion import champion_incompatible, champion_model, champion_row
-
-# The bootstrap fleet's seed is not the accuracy benchmark's default seed (7): no model is tuned on it.
-SYNTHETIC_SEED = 1001
 
 
 class Command(BaseCommand):
@@ -53,7 +51,11 @@ class Command(BaseCommand):
         bar, step = training_bar(f"training on {len(outcomes)} outcomes")
         with bar:
             row = model_train(
-                outcomes=outcomes, readings=sim.readings(), source=f"synthetic:{config.seed}", progress=step
+                outcomes=outcomes,
+                readings=sim.readings(),
+                source=f"synthetic:{config.seed}",
+                progress=step,
+                fleet=config,
             )
         self.stdout.write(f"Registered {row.version} in {row.training_seconds:.1f} s: {row.holdout_metrics}")
         if opts["promote"] or champion is None or replace:
