@@ -54,6 +54,8 @@ HOLDOUT_SHARE = 0.2
 # shadow scores, so a tie is not worth it. Set by reasoning (as shadow scoring's 5 % and 30), not tuned.
 PROMOTION_MARGIN = 0.01
 MIN_HOLDOUT_BOOKINGS = 30
+# Standard errors of a coverage measured on the held-out bookings by which COVERAGE_RANGE is widened (`_decide`).
+COVERAGE_NOISE_SE = 2.0
 
 Progress = Callable[[str], None]
 
@@ -202,8 +204,14 @@ def _decide(challenger: dict, champion: dict | None, *, bookings: int | None = N
 
     Intervals are honest when their 95 % coverage is within COVERAGE_RANGE, or no further from 95 %
     than the champion's (a challenger never makes the served intervals less honest than they are).
+    Coverage measured on `bookings` held-out bookings is itself uncertain: on 150 bookings its standard
+    error is about 1.8 points, so the range is widened by COVERAGE_NOISE_SE of them, and only a coverage
+    clearly outside it refuses a challenger (the served intervals' margins are recalibrated online anyway).
     """
     low, high = COVERAGE_RANGE
+    if bookings:
+        slack = COVERAGE_NOISE_SE * (0.95 * 0.05 / bookings) ** 0.5
+        low, high = round(low - slack, 3), round(high + slack, 3)
     cov = challenger["coverage_95"]
     if not low <= cov <= high:
         theirs = (champion or {}).get("coverage_95")

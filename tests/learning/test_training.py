@@ -410,3 +410,22 @@ def test_promotion_queues_the_repricing_and_repricing_sends_the_new_numbers(
     assert [(a["booking_id"], a["predicted_battery"]) for a in body["affected_bookings"]] == [
         ("BK789", after.predicted_battery)
     ]
+
+
+@pytest.mark.parametrize(
+    ("coverage", "bookings", "promote"),
+    [
+        (0.985, 150, True),  # 0.5 point above the range: well inside the noise of 150 bookings (2 SE = 3.6 points)
+        (0.915, 150, True),
+        (0.999, 2000, False),  # on 2,000 bookings the noise is 1 point: 0.999 is clearly too wide
+        (0.905, 2000, False),
+        (0.985, None, False),  # no count: the range as it stands
+    ],
+)
+def test_a_coverage_outside_the_range_by_less_than_its_noise_does_not_refuse_a_challenger(coverage, bookings, promote):
+    promoted, reason = _decide(
+        {"mae": 5.0, "coverage_95": coverage}, {"mae": 9.0, "coverage_95": 0.95}, bookings=bookings
+    )
+
+    assert promoted is promote, reason
+    assert ("below champion's" if promote else "coverage") in reason
