@@ -31,7 +31,7 @@ from learning.selectors import (
     vehicle_rates,
 )
 from predictions import ml_cascade
-from predictions.calibration import calibration_key, calibration_margins_cached, interval_widened
+from predictions.calibration import calibration_key, calibration_margins_cached, interval_widened, margins_borrowed
 from predictions.champion import champion_model
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.outbox import callback_enqueue
@@ -149,8 +149,15 @@ class Served:
 
 
 def _candidates(checkpoint: Checkpoint, pattern: PatternPoint, start: State, model: bool) -> dict[str, Served]:
-    """Every candidate's answer at a checkpoint. Persistence carries the start level forward, with the default
-    candidate's interval width around it (calibration then fits its own margins)."""
+    """Every candidate's answer at a checkpoint. Persistence carries the start level forward; its interval is the
+    default candidate's width around that level, stretched to hold the default's own interval too (calibration
+    then fits its own margins).
+
+    Why the stretch: persistence has no physics, so its band alone misses every car that charges or drains
+    far from where it was (a car left charging gains 40 points, the band around its old level is 20 wide),
+    and one interval margin per kind cannot tell those cars from the rest. The default's interval says where
+    the physics expects the car; the served level stays persistence's.
+    """
     default = Served("model" if model else "pattern", checkpoint.level, checkpoint.lower, checkpoint.upper)
     persist = min(100.0, max(0.0, start.level))
     answers = {
@@ -158,8 +165,8 @@ def _candidates(checkpoint: Checkpoint, pattern: PatternPoint, start: State, mod
         "persistence": Served(
             "persistence",
             persist,
-            max(0.0, persist - (default.level - default.lower)),
-            min(100.0, persist + (default.upper - default.level)),
+            max(0.0, min(persist - (default.level - default.lower), default.lower)),
+            min(100.0, max(persist + (default.upper - default.level), default.upper)),
         ),
     }
     if model:
@@ -223,9 +230,7 @@ def _store(
         )
         # A candidate that has just started serving a kind has no margins of its own yet: it borrows the
         # default's for the same kind (its interval is the default's width), not none at all.
-        learned = margins.get(key) or margins.get(
-            calibration_key(predictor=default, trigger=trigger, own=own, present=present, target=checkpoint.at)
-        )
+        learned = margins_borrowed(margins, key)
         lower, upper = interval_widened(served.level, served.lower, served.upper, learned)
         rows.append(
             Prediction(

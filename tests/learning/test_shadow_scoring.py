@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from datetime import date
 
 import pytest
 
@@ -240,3 +241,48 @@ def test_a_candidate_that_starts_serving_borrows_the_defaults_interval_margins(p
     assert after["confidence_interval"]["upper"] == pytest.approx(
         min(100.0, before["confidence_interval"]["upper"] + 7), abs=0.02
     )
+
+
+def test_a_new_candidates_margins_start_from_those_it_borrowed_not_from_zero(post_committed, settings):
+    """Adaptive conformal margins pay about margin / STEP misses while they climb: a row that started at 0 under
+    a candidate whose margins had to reach 20 points lost coverage on every newly served kind."""
+    from learning.services import predictions_score
+    from predictions.calibration import STEP, TAIL
+    from predictions.calibration_models import IntervalCalibration
+    from tests.factories import BookingFactory, VehicleFactory
+
+    settings.CALIBRATION_CACHE_SECONDS = 0
+    for candidate, mae in (("pattern", 10.0), ("persistence", 2.0)):
+        PredictorScore.objects.create(kind="*", candidate=candidate, weight=30, sum_abs_error=30 * mae, bookings=30)
+    BookingFactory(external_id="BK1", vehicle=VehicleFactory(external_id="78"))
+    served = post_committed(URL["predict"], {**PREDICT, "booking_id": "BK1"}).json()
+    stored = Prediction.objects.get(prediction_id=served["prediction_id"])
+    assert stored.served_by == "persistence"
+    default_key = stored.calibration_key.replace("persistence|", "pattern|", 1)
+    IntervalCalibration.objects.create(key=default_key, margin_lower=20.0, margin_upper=12.0)
+
+    # Scored with an actual inside the interval: each side narrows by STEP x TAIL from where it started.
+    predictions_score(booking=stored.booking, actual=stored.predicted_battery, at_day=date(2025, 11, 3))
+
+    row = IntervalCalibration.objects.get(key=stored.calibration_key)
+    assert row.margin_lower == pytest.approx(20.0 - STEP * TAIL)
+    assert row.margin_upper == pytest.approx(12.0 - STEP * TAIL)
+
+
+def test_persistences_interval_also_holds_the_default_candidates(post, settings):
+    """Persistence has no physics: a band around the old level alone misses a car that charges or drains far from
+    it, where the default candidate expects it."""
+    settings.CALIBRATION_CACHE_SECONDS = 0
+    far = {**PREDICT, "booking_id": "BK1", "booking_start_time": "2025-11-05T05:00:00Z"}  # 36 h parked
+    pattern = post(URL["predict"], far).json()
+    for candidate, mae in (("pattern", 10.0), ("persistence", 2.0)):
+        PredictorScore.objects.create(kind="*", candidate=candidate, weight=30, sum_abs_error=30 * mae, bookings=30)
+
+    persisted = post(URL["predict"], {**far, "booking_id": "BK2"}).json()
+
+    assert persisted["served_by"] == "persistence" and persisted["predicted_battery_percentage"] == 50.0
+    expected, held = pattern["confidence_interval"], persisted["confidence_interval"]
+    assert abs(pattern["predicted_battery_percentage"] - 50.0) > 1  # the default expects it elsewhere
+    assert held["lower"] <= expected["lower"] and held["upper"] >= expected["upper"]
+    # ... and the band around the carried level, as wide as the default's, is in it too.
+    assert held["upper"] - held["lower"] > expected["upper"] - expected["lower"]
