@@ -42,6 +42,7 @@ test-deps:
 
 test: test-deps venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	@$(if $(ON_POSTGRES),echo "Testing on Postgres",echo "Testing on SQLite (Postgres-only tests deselected: set DATABASE_URL=postgres://... to run them)")
 	$(PY) -m pytest $(if $(ON_POSTGRES),,-m "not postgres") $(PYTEST_ARGS)
 

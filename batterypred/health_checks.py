@@ -27,7 +27,7 @@ from django.db import DatabaseError, connection
 from django.db.models import Count, Max
 from django.utils import timezone
 
-from batterypred.api.fields import iso
+from common.api.fields import iso
 from predictions.outbox_models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
 from predictions.outbox_selectors import outbox_backlog
 from predictions.registry_selectors import model_champion

@@ -198,14 +198,14 @@ NO_SHOW_GRACE_HOURS = env.float("NO_SHOW_GRACE_HOURS", default=24.0)
 
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["batterypred.api.permissions.APIKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["batterypred.api.permissions.HasValidAPIKey"],
-    "DEFAULT_THROTTLE_CLASSES": ["batterypred.api.throttling.APIKeyRateThrottle"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["common.api.permissions.APIKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["common.api.permissions.HasValidAPIKey"],
+    "DEFAULT_THROTTLE_CLASSES": ["common.api.throttling.APIKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="6000/min")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["batterypred.api.parsers.StrictJSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "batterypred.api.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "batterypred.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["common.api.parsers.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "common.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "common.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -221,7 +221,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # The ApiKeyAuth security scheme comes from APIKeyAuthentication's extension (batterypred/api/schema.py).
+    # The ApiKeyAuth security scheme comes from APIKeyAuthentication's extension (common/api/schema.py).
     "COMPONENT_SPLIT_REQUEST": True,
     # Several `status` fields have their own choice sets: name each, so the event responses' enum keeps its name.
     "ENUM_NAME_OVERRIDES": {
@@ -246,7 +246,7 @@ FLEET_CLOCK_CACHE_SECONDS = env.int("FLEET_CLOCK_CACHE_SECONDS", default=5)
 MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))
 # How often a process checks the registry for a newly promoted champion (seconds).
 MODEL_REFRESH_SECONDS = env.int("MODEL_REFRESH_SECONDS", default=30)
-# Compile a model's boosters to machine code when it is promoted (learning/compiled.py): a few
+# Compile a model's boosters to machine code when it is promoted (core/compiled.py): a few
 # seconds per model, then a long cascade prices about three times faster.
 MODEL_COMPILE = env.bool("MODEL_COMPILE", default=True)
 

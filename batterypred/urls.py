@@ -3,10 +3,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from batterypred.api.schema import CachedSchemaGenerator
 from batterypred.health import HealthDetailView, HealthView
 from batterypred.metrics import metrics_view
 from bookings import views as events
+from common.api.schema import CachedSchemaGenerator
 from predictions import views as predictions
 
 docs = {"permission_classes": [AllowAny], "throttle_classes": []}

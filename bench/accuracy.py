@@ -4,7 +4,7 @@
     .venv/bin/python bench/accuracy.py --cars 15 --days 30   # a quicker look
 
 What it does, in one run:
-1. simulates the fleet (`learning.simulation`, seed `--seed`, default 7);
+1. simulates the fleet (`core.simulation`, seed `--seed`, default 7);
 2. starts the service (gunicorn, one worker) on a fresh SQLite database and trains the bootstrap
    model there with `train_model --synthetic` on a *different* simulator seed (1001), so no
    model ever sees the replayed stream (`--no-model` replays with the pattern cascade alone);
@@ -13,7 +13,7 @@ What it does, in one run:
    the prediction at creation (the booking-created response) and the latest prediction before
    pick-up (the last event response that carried the booking in `affected_bookings`, i.e. what
    Laravel would show). The same moments are scored for persistence, the seed's EMA cascade and
-   the oracle, each from exactly what Laravel knew at that call (`learning.simulation.baselines`).
+   the oracle, each from exactly what Laravel knew at that call (`core.simulation.baselines`).
 
 Prints a table and writes JSON to bench/results/. `bench/worlds.py` (`make bench-worlds`) runs the
 same replay and scoring on the world-shift suite: one bootstrap model, worlds that each differ
@@ -45,8 +45,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batterypred.settings")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from endpoints import HOST, api_key_create, manage, server_env, server_start, server_stop, server_wait_healthy  # noqa: E402, I001
-from learning.simulation.baselines import KnownFleet, Snapshot, oracle, persistence, seed_ema  # noqa: E402
-from learning.simulation.fleet import FleetConfig, Simulation, simulate  # noqa: E402
+from core.simulation.baselines import KnownFleet, Snapshot, oracle, persistence, seed_ema  # noqa: E402
+from core.simulation.fleet import FleetConfig, Simulation, simulate  # noqa: E402
 
 METHODS = ("service", "persistence", "seed_ema", "oracle")
 MOMENTS = ("creation", "latest")

@@ -329,8 +329,8 @@ def registry_seed(rng: random.Random, t0: datetime, now: datetime, cars: int) ->
 
     Returns the serving eras: the pattern cascade first, then each promoted model from its promotion.
     """
-    from learning.features import GAP_FEATURES, TRIP_FEATURES
-    from learning.gbm import DEFAULT_PARAMS, DEFAULT_ROUNDS, QUANTILES
+    from core.features import GAP_FEATURES, TRIP_FEATURES
+    from core.gbm import DEFAULT_PARAMS, DEFAULT_ROUNDS, QUANTILES
     from learning.training import model_version_new
     from predictions.models import ModelStatus, ModelVersion
     from predictions.services import MODEL_VERSION
@@ -472,7 +472,7 @@ def drift_seed(rng: random.Random, eras: list[Era], now: datetime) -> int:
     """The weekly drift check of each serving model, when the drift check exists (it is being added)."""
     from django.apps import apps
 
-    from learning.features import GAP_FEATURES, TRIP_FEATURES
+    from core.features import GAP_FEATURES, TRIP_FEATURES
     from predictions.models import ModelVersion
 
     try:

@@ -5,7 +5,7 @@ does retention give back? This is a benchmark, not a test: it prints its figures
 
 What it does
     1. Creates a Postgres database (default `batterypred_bench_retention`, dropped and made again), migrates it.
-    2. Simulates --cars (60) cars for --days (30) with the fleet simulator (`learning.simulation`, seed 7,
+    2. Simulates --cars (60) cars for --days (30) with the fleet simulator (`core.simulation`, seed 7,
        3.75 renters per car as in `manage.py simulate_fleet`), its clock ending now, and replays every call
        (the five booking webhooks and the real-time `/predict` calls) in time order through the whole service,
        in-process with Django's test client and an API key: serializers, event services, cascade, outbox.
@@ -136,7 +136,7 @@ def replay(cars: int, days: int, seed: int) -> dict[str, float]:
     from django.test import Client
     from rest_framework_api_key.models import APIKey
 
-    from learning.simulation.fleet import FleetConfig, simulate
+    from core.simulation.fleet import FleetConfig, simulate
     from predictions import outbox
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)

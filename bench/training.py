@@ -3,14 +3,14 @@
     .venv/bin/python bench/training.py            # 100 k and 1 M outcomes, cascade of 50 bookings
     .venv/bin/python bench/training.py --quick    # 20 k outcomes only
 
-- Training: `learning.gbm.train` (every quantile booster of both segment kinds, plus interval
+- Training: `core.gbm.train` (every quantile booster of both segment kinds, plus interval
   calibration) on the feature rows of N outcomes, with the gap rows from the levels the fleet
   reported between bookings. 100 k outcomes are simulated
-  (`learning.simulation`, seed 2024); the 1 M set repeats those 100 k ten times with car and
+  (`core.simulation`, seed 2024); the 1 M set repeats those 100 k ten times with car and
   renter ids renamed per copy (training cost depends on the row count, not on the rows being
   new; the simulator would need ~20 minutes to draw 1 M fresh ones). Feature replay is timed
   separately.
-- Compiling: the 100 k model's boosters compiled to machine code (`learning.compiled`), which
+- Compiling: the 100 k model's boosters compiled to machine code (`core.compiled`), which
   promotion does once per model before it serves.
 - Inference: one cascade of 50 bookings priced by the model (pattern walk, feature rows, one
   batch call per booster, Monte Carlo composition), no database; median of repeated runs, with
@@ -36,12 +36,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batterypred.settings")
 
 import pandas as pd  # noqa: E402
 
-from learning import gbm  # noqa: E402
-from learning.compiled import attach_compiled, compile_boosters  # noqa: E402
-from learning.features import GAP_FEATURES, TRIP_FEATURES, FeatureBook, replay  # noqa: E402
-from learning.simulation.fleet import FleetConfig, simulate  # noqa: E402
-from predictions import ml_cascade  # noqa: E402
-from predictions.physics import Rates, State, Trip, walk  # noqa: E402
+from core import gbm, ml_cascade  # noqa: E402
+from core.compiled import attach_compiled, compile_boosters  # noqa: E402
+from core.features import GAP_FEATURES, TRIP_FEATURES, FeatureBook, replay  # noqa: E402
+from core.physics import Rates, State, Trip, walk  # noqa: E402
+from core.simulation.fleet import FleetConfig, simulate  # noqa: E402
 
 
 def outcomes(n: int, seed: int = 2024) -> tuple[list, list]:

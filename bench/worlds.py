@@ -8,7 +8,7 @@
 What it does:
 1. trains the bootstrap model ONCE, as `make run` does (`train_model --synthetic --seed 1001`, the
    default world only), in a template directory; a second template has no model;
-2. for each world (`default`, then `learning.simulation.world.SHIFTS`), simulates its fleet on the
+2. for each world (`default`, then `core.simulation.world.SHIFTS`), simulates its fleet on the
    evaluation seed (`--seed`, default 7: never the training seed) and replays the stream through
    the service twice, on fresh copies of the templates: with the champion serving (the default)
    and with no model (the pattern cascade alone);
@@ -41,8 +41,8 @@ from pathlib import Path
 from accuracy import METHODS, ROOT, Service, print_table, replay, score, service_copy, service_prepare
 from endpoints import BenchError, manage
 
-from learning.simulation.fleet import FleetConfig, simulate
-from learning.simulation.world import SHIFTS, world_named
+from core.simulation.fleet import FleetConfig, simulate
+from core.simulation.world import SHIFTS, world_named
 
 WORLDS = ("default", *SHIFTS)
 SUITE_METHODS = ("service", "pattern", "persistence", "seed_ema", "oracle")

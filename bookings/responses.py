@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from batterypred.api.fields import iso
 from bookings.models import EventType
 from bookings.services import EventResult
+from common.api.fields import iso
 from learning.models import BookingOutcome, VehiclePattern, confidence_for
 from predictions.bodies import affected_item, interval_body
 from predictions.models import Prediction

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from batterypred.api.fields import (
+from common.api.fields import (
     AwareDateTimeField,
     BatteryField,
     ExternalIdField,

@@ -21,8 +21,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from batterypred.api.errors import DomainError
-from batterypred.api.fields import iso
 from bookings.models import (
     NOT_STARTED,
     BatteryReading,
@@ -34,6 +32,8 @@ from bookings.models import (
     Vehicle,
 )
 from bookings.signals import booking_completed, schedule_changed, start_level_observed
+from common.api.errors import DomainError
+from common.api.fields import iso
 from predictions.models import Prediction, PredictionStatus
 from predictions.outbox import callback_enqueue
 from predictions.selectors import fleet_clock, fleet_clock_observe

@@ -7,13 +7,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from batterypred.api.errors import DomainError
-from batterypred.api.schema import ERROR_RESPONSE_409, ERROR_RESPONSE_422
-from batterypred.api.signatures import SIGNATURE_HEADER, SignatureError, verify_inbound
 from bookings import serializers as s
 from bookings.models import IDEMPOTENCY_KEY_MAX_CHARS, EventType
 from bookings.responses import respond
 from bookings.services import HeaderKey, event_ingest
+from common.api.errors import DomainError
+from common.api.schema import ERROR_RESPONSE_409, ERROR_RESPONSE_422
+from common.api.signatures import SIGNATURE_HEADER, SignatureError, verify_inbound
 
 IDEMPOTENCY_HEADERS = [
     OpenApiParameter(

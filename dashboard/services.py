@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from batterypred.queue import queue_on_commit
+from common.queue import queue_on_commit
 
 logger = logging.getLogger(__name__)
 

@@ -2,11 +2,11 @@
 
 Segment rows (one gap, one trip) are not what a renter is shown. The service starts from the
 car's last known state, its previous return's level and plug state, and composes every gap and
-trip to the booking through `predictions.ml_cascade` (Monte Carlo over the schedule). So a
+trip to the booking through `core.ml_cascade` (Monte Carlo over the schedule). So a
 retrain replays the recorded outcomes in time order and, at each car's return, prices its next
 `DEPTH` bookings as one cascade, as a `booking-ended` event with those bookings scheduled would:
 each held-out booking is priced at the return of the booking 1, 2 and 3 before it. The features
-are point in time (`learning.features.FeatureBook`, only outcomes returned by then), the walk's
+are point in time (`core.features.FeatureBook`, only outcomes returned by then), the walk's
 rates are the car's learned ones shrunk towards the fleet's (they only lay out the schedule and
 add one starting level to each segment's grid), and every model is priced on the same plans with
 the same Monte Carlo seed as serving (0), so two models differ only by their boosters.
@@ -25,11 +25,11 @@ from datetime import datetime
 
 import numpy as np
 
-from learning.ema import shrink
-from learning.features import CarState, FeatureBook, Outcome, RenterState, plug_probability
-from learning.gbm import GapTripModel
-from predictions import ml_cascade
-from predictions.physics import Rates, State, Trip, walk
+from core import ml_cascade
+from core.ema import shrink
+from core.features import CarState, FeatureBook, Outcome, RenterState, plug_probability
+from core.gbm import GapTripModel
+from core.physics import Rates, State, Trip, walk
 
 DEPTH = 3  # a booking is priced at the return of each of the DEPTH bookings before it
 # The walk's rates for a car with no history of a kind: the service's cold-start fleet prior

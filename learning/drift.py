@@ -34,7 +34,7 @@ import pandas as pd
 from django.conf import settings
 from django.utils import timezone
 
-from learning.features import FEATURES, replay
+from core.features import FEATURES, replay
 from learning.selectors import outcomes_all, readings_mid_gap
 from predictions.champion import champion_row
 from predictions.drift_models import DriftCheck, DriftStatus

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 
-import learning.features
-import learning.simulation
-from learning.features import GAP_FEATURES, TRIP_FEATURES, replay
-from learning.simulation.fleet import FleetConfig, simulate
-from learning.simulation.world import World
+import core.features
+import core.simulation
+from core.features import GAP_FEATURES, TRIP_FEATURES, replay
+from core.simulation.fleet import FleetConfig, simulate
+from core.simulation.world import World
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def fleet_from_json(data: dict) -> FleetConfig:
 def _source_digest() -> str:
     """The simulator's and the features' source: rows cached by an older version are not reused."""
     digest = hashlib.sha256()
-    paths = [Path(learning.features.__file__), *sorted(Path(learning.simulation.__file__).parent.glob("*.py"))]
+    paths = [Path(core.features.__file__), *sorted(Path(core.simulation.__file__).parent.glob("*.py"))]
     for path in paths:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

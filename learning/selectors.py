@@ -13,10 +13,10 @@ from django.db.models import Avg, Count, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 
 from bookings.models import BatteryReading, ReadingSource, Vehicle
-from learning.ema import shrink
-from learning.features import HISTORY, FeatureBook, Outcome, Reading
+from core.ema import shrink
+from core.features import HISTORY, FeatureBook, Outcome, Reading
+from core.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, Rates
 from learning.models import BookingOutcome, UserPattern, VehiclePattern
-from predictions.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, Rates
 
 FLEET_PRIOR_CACHE_KEY = "learning:fleet_prior"
 
@@ -197,7 +197,7 @@ def feature_book_for(*, vehicle: Vehicle, user_ids: Iterable[str]) -> FeatureBoo
     """The model features of a car and of its renters, replayed from their last outcomes (two queries).
 
     The car's state comes from its own outcomes, each renter's from theirs on any car, exactly
-    as training builds them (`learning.features`).
+    as training builds them (`core.features`).
     """
     car_rows = BookingOutcome.objects.filter(vehicle=vehicle).order_by("-ends_at").values(*_OUTCOME_FIELDS)[:HISTORY]
     car_book = FeatureBook()

@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, ReadingSource, Vehicle
-from learning.ema import BASELINE_ALPHA, charging_rate_from_gap, ema_update
+from core.ema import BASELINE_ALPHA, charging_rate_from_gap, ema_update
 from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
 from predictions.calibration import calibration_learn
 from predictions.models import Prediction, PredictionStatus

@@ -25,12 +25,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from batterypred.queue import queue_on_commit
-from learning import gbm
+from common.queue import queue_on_commit
+from core import gbm
+from core.compiled import compile_boosters, compiled_dir
+from core.features import GAP_FEATURES, TRIP_FEATURES, Outcome, Reading, replay
+from core.simulation.fleet import FleetConfig
 from learning.cascade_eval import DEPTH, cascade_metrics, cascade_price, holdout_cascades
-from learning.compiled import compile_boosters, compiled_dir
 from learning.drift import feature_reference
-from learning.features import GAP_FEATURES, TRIP_FEATURES, Outcome, Reading, replay
 from learning.prior import (
     BOOTSTRAP_FLEET,
     PRIOR_STRENGTH,
@@ -39,7 +40,6 @@ from learning.prior import (
     prior_rows,
     prior_weight,
 )
-from learning.simulation.fleet import FleetConfig
 from predictions.champion import artifact_path, champion_forget
 from predictions.registry_models import ModelStatus, ModelVersion
 from predictions.shadow import shadow_forget_model
@@ -114,7 +114,7 @@ def model_train(
 ) -> ModelVersion:
     """Train on every outcome given (newest 15 % calibrate the intervals) and register a challenger.
 
-    `readings` reported mid-gap add gap rows that start from them (`learning.features.replay`).
+    `readings` reported mid-gap add gap rows that start from them (`core.features.replay`).
     `fleet`, the simulated fleet the outcomes come from, is recorded: a retrain uses it as its prior.
     """
     if len(outcomes) < MIN_OUTCOMES:
@@ -128,7 +128,7 @@ def model_train(
 
 
 def model_compile(row: ModelVersion, progress: Progress | None = None) -> float | None:
-    """Compile `row`'s boosters for this machine (`learning.compiled`); the seconds it took, None if it failed.
+    """Compile `row`'s boosters for this machine (`core.compiled`); the seconds it took, None if it failed.
 
     A failure is logged, not raised: the model still serves, with LightGBM's slower predictor.
     """

@@ -8,7 +8,7 @@ key, so every one of them is built here and nowhere else.
 
 from __future__ import annotations
 
-from batterypred.api.fields import iso
+from common.api.fields import iso
 from predictions.models import Prediction
 
 

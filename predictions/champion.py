@@ -14,8 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from learning.compiled import attach_compiled, compiled_dir
-from learning.gbm import ArtifactMismatch, GapTripModel
+from core.compiled import attach_compiled, compiled_dir
+from core.gbm import ArtifactMismatch, GapTripModel
 from predictions.registry_models import ModelStatus, ModelVersion
 
 logger = logging.getLogger(__name__)

@@ -39,9 +39,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from batterypred.api.fields import iso
-from batterypred.api.signatures import sign_hex, standard_signature
-from batterypred.queue import queue_on_commit
+from common.api.fields import iso
+from common.api.signatures import sign_hex, standard_signature
+from common.queue import queue_on_commit
 from predictions.bodies import callback_item
 from predictions.models import Prediction
 from predictions.outbox_models import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from batterypred.api.fields import iso
+from common.api.fields import iso
 from predictions.champion import champion_model
 from predictions.drift_models import DriftCheck
 from predictions.registry_models import ModelStatus, ModelVersion

@@ -7,13 +7,13 @@ from datetime import timedelta
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from batterypred.api.fields import iso
 from bookings.models import BatteryReading, Booking, BookingStatus, Vehicle
+from common.api.fields import iso
+from core.physics import BASE_STD
 from learning.models import AccuracyMetric, BookingOutcome, VehiclePattern
 from learning.selectors import fleet_prior
 from predictions.bodies import affected_item
 from predictions.models import Prediction
-from predictions.physics import BASE_STD
 from predictions.registry_selectors import model_champion, model_version_body
 from predictions.services import MODEL_VERSION
 from predictions.shadow import shadow_report

@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
-from batterypred.api.fields import AwareDateTimeField, BatteryField, ExternalIdField, ObservedAtField
 from bookings.serializers import AffectedBookingSerializer, ConfidenceIntervalSerializer
+from common.api.fields import AwareDateTimeField, BatteryField, ExternalIdField, ObservedAtField
 from predictions.models import PredictionMethod
 from predictions.registry_models import ModelStatus
 from predictions.registry_selectors import MODELS_LIMIT_DEFAULT, MODELS_LIMIT_MAX

@@ -1,6 +1,6 @@
 """Writes of predictions: single and batch predictions, and the cascade over a car's schedule.
 
-The predictor is the pattern cascade (`predictions.physics`) fed with rates learned per car and
+The predictor is the pattern cascade (`core.physics`) fed with rates learned per car and
 per renter (`learning.selectors`). Every prediction issued is stored; the newest one for a
 booking is flagged current.
 """
@@ -17,10 +17,12 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from batterypred.api.errors import DomainError
-from batterypred.api.fields import iso
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
 from bookings.services import default_duration, reading_record, vehicle_lock
+from common.api.errors import DomainError
+from common.api.fields import iso
+from core import ml_cascade
+from core.physics import Checkpoint, Rates, State, Trip, walk
 from learning.selectors import (
     feature_book_for,
     fleet_prior_cached,
@@ -30,12 +32,10 @@ from learning.selectors import (
     vehicle_pattern_for,
     vehicle_rates,
 )
-from predictions import ml_cascade
 from predictions.calibration import calibration_key, calibration_margins_cached, interval_widened, margins_borrowed
 from predictions.champion import champion_model
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.outbox import callback_enqueue
-from predictions.physics import Checkpoint, Rates, State, Trip, walk
 from predictions.selectors import fleet_clock, reading_latest
 from predictions.shadow import CANDIDATES, candidate_serving, shadow_kind, shadow_scores_cached
 

@@ -1,6 +1,6 @@
 """django-q2 tasks of the predictions app: each takes ids or nothing and calls one service.
 
-Queued only through `batterypred.queue.queue_on_commit`; periodic ones are declared in
+Queued only through `common.queue.queue_on_commit`; periodic ones are declared in
 `predictions.schedules`.
 """
 
@@ -11,7 +11,7 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
-from batterypred.queue import queue_on_commit
+from common.queue import queue_on_commit
 from predictions import outbox, retention, services
 
 RETENTION_TASK = "predictions.tasks.retention_daily"

@@ -8,8 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from batterypred.api.schema import ERROR_RESPONSE_409
 from bookings.models import Vehicle
+from common.api.schema import ERROR_RESPONSE_409
 from predictions import serializers as s
 from predictions.bodies import prediction_body
 from predictions.registry_selectors import model_versions_list

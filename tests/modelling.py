@@ -10,9 +10,9 @@ import functools
 from collections.abc import Iterable
 
 from bookings.models import Booking, BookingStatus, Vehicle
-from learning.features import Outcome
+from core.features import Outcome
+from core.simulation.fleet import FleetConfig, simulate
 from learning.models import BookingOutcome
-from learning.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
 from predictions.registry_models import ModelVersion
 

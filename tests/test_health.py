@@ -16,8 +16,8 @@ from django_q.models import OrmQ, Schedule, Task
 from rest_framework.test import APIClient
 
 from batterypred import health_checks
-from batterypred.api import permissions
 from batterypred.wsgi import application
+from common.api import permissions
 from predictions.champion import artifact_path, champion_forget
 from predictions.outbox_models import (
     CallbackAttempt,

@@ -60,7 +60,7 @@ def test_docs_pages_load_their_scripts_from_the_app(page):
 def test_the_schema_is_generated_once_per_process_and_served_byte_for_byte_the_same(monkeypatch):
     from drf_spectacular.generators import SchemaGenerator
 
-    from batterypred.api.schema import CachedSchemaGenerator
+    from common.api.schema import CachedSchemaGenerator
 
     CachedSchemaGenerator.forget()
     builds = []
@@ -90,7 +90,7 @@ def test_the_schema_is_generated_once_per_process_and_served_byte_for_byte_the_s
 
 
 def test_an_unknown_language_shares_the_default_schema_and_cannot_grow_the_cache():
-    from batterypred.api.schema import CachedSchemaGenerator
+    from common.api.schema import CachedSchemaGenerator
 
     CachedSchemaGenerator.forget()
     client = Client()

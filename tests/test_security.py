@@ -12,8 +12,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
-from batterypred.api import throttling
-from batterypred.api.throttling import APIKeyRateThrottle
+from common.api import throttling
+from common.api.throttling import APIKeyRateThrottle
 from tests.seed_examples import PREDICT_REAL_TIME, URL
 
 pytestmark = pytest.mark.django_db

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from batterypred.api.fields import iso
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent
 from bookings.tasks import no_shows_mark
+from common.api.fields import iso
 from predictions.models import Prediction
 from tests.seed_examples import CREATED, ENDED, FUTURE, MODIFIED, PREDICT_REAL_TIME, STARTED, URL
 from tests.tables import table_counts

@@ -9,8 +9,8 @@ import time
 import pytest
 from django.test import override_settings
 
-from batterypred.api.signatures import SignatureError, sign_hex, standard_signature, verify_inbound
 from bookings.models import Booking, InboundEvent
+from common.api.signatures import SignatureError, sign_hex, standard_signature, verify_inbound
 from tests.seed_examples import CANCELLED, CREATED, ENDED, MODIFIED, STARTED, URL
 
 pytestmark = pytest.mark.django_db

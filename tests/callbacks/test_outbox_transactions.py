@@ -181,7 +181,7 @@ def test_the_django_q_config_keeps_timeout_below_retry_and_has_a_training_cluste
 
 
 def test_only_the_queue_helper_calls_async_task():
-    """Architecture rule: work is queued after commit, through `batterypred.queue.queue_on_commit` only."""
+    """Architecture rule: work is queued after commit, through `common.queue.queue_on_commit` only."""
     root = Path(django_settings.BASE_DIR)
     skip = {".venv", "tests", "data", "staticfiles", "node_modules", ".git"}
     callers = sorted(
@@ -191,4 +191,4 @@ def test_only_the_queue_helper_calls_async_task():
         for path in top.rglob("*.py")
         if "async_task(" in path.read_text(encoding="utf-8")
     )
-    assert callers == ["batterypred/queue.py"]
+    assert callers == ["common/queue.py"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from learning import gbm
-from learning.compiled import compiled_dir
+from core import gbm
+from core.compiled import compiled_dir
 from learning.training import model_promote, model_train, segment_frames
 from predictions.champion import artifact_path, champion_forget, champion_model
 from predictions.registry_models import ModelStatus

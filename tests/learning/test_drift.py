@@ -21,6 +21,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django_q.models import Schedule
 
+from core.features import GAP_FEATURES, TRIP_FEATURES, Outcome
+from core.simulation.fleet import FleetConfig
 from learning.drift import (
     UNSCORED,
     bin_edges,
@@ -30,8 +32,6 @@ from learning.drift import (
     psi,
     psi_status,
 )
-from learning.features import GAP_FEATURES, TRIP_FEATURES, Outcome
-from learning.simulation.fleet import FleetConfig
 from learning.tasks import model_drift_weekly
 from learning.training import model_promote, model_retrain, model_train, segment_frames
 from predictions.drift_models import DriftCheck, DriftStatus

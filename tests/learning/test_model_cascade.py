@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from learning.features import GAP_FEATURES, FeatureBook, Outcome, Reading, replay
-from learning.gbm import QUANTILES
-from predictions import ml_cascade
-from predictions.physics import Trip
+from core import ml_cascade
+from core.features import GAP_FEATURES, FeatureBook, Outcome, Reading, replay
+from core.gbm import QUANTILES
+from core.physics import Trip
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
 

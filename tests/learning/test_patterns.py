@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 
 from bookings.models import BookingStatus
-from learning.ema import ALPHA, charging_rate_from_gap, ema_update
+from core.ema import ALPHA, charging_rate_from_gap, ema_update
+from core.physics import charge_level
 from learning.models import ConfidenceLevel, VehiclePattern, confidence_for
 from learning.selectors import SHRINK_STRENGTH, FleetPrior, fleet_prior, vehicle_rates
-from predictions.physics import charge_level
 from tests.factories import T0, BookingFactory, VehicleFactory, VehiclePatternFactory
 from tests.seed_examples import URL
 

@@ -15,9 +15,9 @@ from itertools import pairwise
 import pytest
 from django.core.management import call_command
 
-from learning import gbm
-from learning.ema import charge_ceiling_update, charging_rate_from_gap
-from learning.features import (
+from core import gbm
+from core.ema import charge_ceiling_update, charging_rate_from_gap
+from core.features import (
     FEATURES,
     PHYSICS,
     CarState,
@@ -30,9 +30,9 @@ from learning.features import (
     trip_physics,
     trip_row,
 )
+from core.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, charge_level
 from learning.training import segment_frames
 from predictions.champion import artifact_path, champion_model
-from predictions.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, charge_level
 from predictions.registry_models import ModelStatus, ModelVersion
 from tests.modelling import SMALL_FLEET, champion_serve, fleet_outcomes, outcomes_store
 from tests.seed_examples import URL
@@ -152,7 +152,7 @@ def trained():
 
 
 def _charging_gap(model: gbm.GapTripModel, car: CarState, start: float, hours: float) -> tuple[float, float]:
-    from predictions import ml_cascade
+    from core import ml_cascade
 
     book = FeatureBook()
     book.cars["c1"] = car

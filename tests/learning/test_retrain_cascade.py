@@ -1,6 +1,6 @@
 """The retrain against the fleet it serves: a shrinking simulated prior, and models compared as served.
 
-The champion and the challenger are priced on the held-out bookings through `predictions.ml_cascade`
+The champion and the challenger are priced on the held-out bookings through `core.ml_cascade`
 from each car's previous returns (`learning.cascade_eval`), on the database the service records
 outcomes in. Models are trained small (`tests.modelling`).
 """
@@ -15,15 +15,14 @@ import pytest
 from django.core.management import call_command
 
 from bookings.models import Vehicle
-from learning import gbm
+from core import gbm, ml_cascade
+from core.simulation.fleet import FleetConfig
+from core.simulation.world import SHIFTS
 from learning.cascade_eval import cascade_metrics, cascade_price, holdout_cascades
 from learning.models import BookingOutcome
 from learning.prior import fleet_from_json, prior_rows, prior_weight
 from learning.selectors import feature_book_for, outcomes_all
-from learning.simulation.fleet import FleetConfig
-from learning.simulation.world import SHIFTS
 from learning.training import FROM_CHAMPION, MIN_HOLDOUT_BOOKINGS, model_promote, model_retrain, segment_frames
-from predictions import ml_cascade
 from predictions.champion import artifact_path
 from predictions.registry_models import ModelStatus, ModelVersion
 from tests.modelling import SMALL_FLEET, champion_serve, fleet_outcomes, outcomes_store

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from learning.simulation.fleet import FleetConfig, simulate
+from core.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
 from predictions.models import Prediction
 from predictions.shadow import MIN_BOOKINGS, Score, candidate_serving, kind_levels, shadow_report

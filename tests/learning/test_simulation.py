@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from bookings.models import Booking, BookingStatus
-from learning.features import FOUND_CHARGED_GAIN, replay
+from core.features import FOUND_CHARGED_GAIN, replay
+from core.simulation.baselines import KnownFleet, oracle
+from core.simulation.fleet import EVENT_PATHS, FleetConfig, Simulation, simulate
+from core.simulation.world import DEFAULT_WORLD, SHIFTS, World, world_named
 from learning.models import BookingOutcome
-from learning.simulation.baselines import KnownFleet, oracle
-from learning.simulation.fleet import EVENT_PATHS, FleetConfig, Simulation, simulate
-from learning.simulation.world import DEFAULT_WORLD, SHIFTS, World, world_named
 from tests.modelling import SMALL_FLEET
 
 

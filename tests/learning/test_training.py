@@ -21,9 +21,9 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from bookings.models import ReadingSource, Vehicle
-from learning import gbm
+from core import gbm
+from core.simulation.fleet import FleetConfig
 from learning.selectors import readings_mid_gap
-from learning.simulation.fleet import FleetConfig
 from learning.tasks import model_retrain_weekly
 from learning.training import COVERAGE_RANGE, MIN_OUTCOMES, _decide, model_promote, model_train, segment_frames
 from predictions.champion import artifact_path, champion_forget, champion_model

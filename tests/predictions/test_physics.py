@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from predictions.physics import Rates, State, Trip, charge_level, idle_level, parked, walk
+from core.physics import Rates, State, Trip, charge_level, idle_level, parked, walk
 
 T = datetime(2025, 11, 3, 8, 0, tzinfo=UTC)
 RATES = Rates(

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from learning.gbm import QUANTILES
+from core.gbm import QUANTILES
 
 
 def training_bar(description: str, *, disable: bool = False) -> tuple[tqdm, Callable[[str], None]]:

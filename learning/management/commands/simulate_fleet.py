@@ -1,4 +1,4 @@
-"""`manage.py simulate_fleet`: a seeded car-sharing fleet's webhook stream and truth (see learning/simulation)."""
+"""`manage.py simulate_fleet`: a seeded car-sharing fleet's webhook stream and truth (see core/simulation)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from learning.simulation.export import write
-from learning.simulation.fleet import FleetConfig, simulate
+from core.simulation.export import write
+from core.simulation.fleet import FleetConfig, simulate
 
 
 class Command(BaseCommand):

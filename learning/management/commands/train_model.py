@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from core.simulation.fleet import FleetConfig, simulate
 from learning.management.commands._progress import training_bar
 from learning.prior import SYNTHETIC_SEED
-from learning.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
 from predictions.champion import champion_incompatible, champion_model, champion_row
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from learning.ema import ALPHA, charge_ceiling_update, charging_rate_from_gap
-from predictions.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, FULL, gap_change, trip_change
+from core.ema import ALPHA, charge_ceiling_update, charging_rate_from_gap
+from core.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, FULL, gap_change, trip_change
 
 HISTORY = 40  # outcomes replayed at serving time, per car and per renter
 COUNT_CAP = 30  # counts are features up to this; beyond it nothing changes
@@ -59,7 +59,7 @@ TRIP_FEATURES = [
 # Every model input, by segment kind: what an artifact was trained on and the drift check bins.
 FEATURES = {"gap": GAP_FEATURES, "trip": TRIP_FEATURES}
 # The column both kinds carry with the segment's change by the car's own learned physics (`gap_physics`,
-# `trip_physics`): the boosters learn what is left over and add it back (`learning.gbm`).
+# `trip_physics`): the boosters learn what is left over and add it back (`core.gbm`).
 PHYSICS = "physics"
 
 

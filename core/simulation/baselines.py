@@ -21,9 +21,9 @@ from datetime import datetime
 
 import numpy as np
 
-from learning.simulation import world
-from learning.simulation.fleet import Simulation
-from learning.simulation.world import Parked
+from core.simulation import world
+from core.simulation.fleet import Simulation
+from core.simulation.world import Parked
 
 SEED_IDLE_PER_HOUR = 0.5
 SEED_DEFAULT_DRAIN = 5.0

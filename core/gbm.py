@@ -2,12 +2,12 @@
 
 Each segment kind has one booster per quantile in `QUANTILES`, so a segment's prediction is a
 whole distribution (it can be two-humped: a car that may or may not be charged by staff).
-`predictions.ml_cascade` draws from these distributions and composes them through a car's
+`core.ml_cascade` draws from these distributions and composes them through a car's
 schedule. Intervals are calibrated on held-out outcomes: `calibration[kind]` scales each
 quantile's distance from the median so the 95 % interval covers 95 % of the holdout.
 
 The boosters learn the **residual of the car's own physics**: each row carries `physics`, the change
-its learned rates give (`learning.features.gap_physics`, `trip_physics`), the boosters fit the actual
+its learned rates give (`core.features.gap_physics`, `trip_physics`), the boosters fit the actual
 change minus it, and `SegmentModels.quantiles` adds it back. Trees do not extrapolate: a car charging
 four times slower than any the model trained on, or stopping at an 80 % limit, still gets its own
 rate and its own ceiling from the physics, and the trees only move it by what they learned the
@@ -29,7 +29,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from learning.features import FEATURES, PHYSICS
+from core.features import FEATURES, PHYSICS
 
 QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 MEDIAN = QUANTILES.index(0.5)
@@ -68,7 +68,7 @@ class SegmentModels:
     kind: str
     boosters: list[lgb.Booster]
     scale: float = 1.0  # calibration of the distance from the median
-    # The same boosters compiled to machine code (`learning.compiled`), when they are: same numbers, faster.
+    # The same boosters compiled to machine code (`core.compiled`), when they are: same numbers, faster.
     compiled: list | None = field(default=None, repr=False)
 
     def quantiles(self, rows: np.ndarray) -> np.ndarray:

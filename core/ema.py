@@ -6,7 +6,7 @@ behaviour changes gets both a new average and a wider interval.
 
 from __future__ import annotations
 
-from predictions.physics import FULL, charge_level
+from core.physics import FULL, charge_level
 
 ALPHA = 0.3
 # A slow EMA of the same parked gaps (after a plain mean of the first 20) keeps a car's long-run idle drain,

@@ -25,7 +25,7 @@ from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
-from learning.gbm import GapTripModel, SegmentModels
+from core.gbm import GapTripModel, SegmentModels
 
 logger = logging.getLogger(__name__)
 

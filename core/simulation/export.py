@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from learning.simulation.fleet import Simulation
+from core.simulation.fleet import Simulation
 
 
 def _iso(sim: Simulation, hours: float) -> str | None:

@@ -28,7 +28,7 @@ from rest_framework.permissions import AllowAny
 
 
 class ErrorSerializer(serializers.Serializer):
-    """The body of every 4xx answer (see `batterypred/api/errors.py`)."""
+    """The body of every 4xx answer (see `common/api/errors.py`)."""
 
     status = serializers.CharField(help_text='Always "error".')
     error = serializers.CharField(
@@ -70,11 +70,11 @@ class APIKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     Without it drf-spectacular warns on every view, and `manage.py check --deploy` fails on those warnings.
     """
 
-    target_class = "batterypred.api.permissions.APIKeyAuthentication"
+    target_class = "common.api.permissions.APIKeyAuthentication"
     name = "ApiKeyAuth"
 
     def get_security_definition(self, auto_schema) -> dict[str, str]:
-        from batterypred.api.permissions import HEADER
+        from common.api.permissions import HEADER
 
         return {"type": "apiKey", "in": "header", "name": HEADER}
 

@@ -21,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from learning.features import Outcome, Reading
-from learning.simulation import world
-from learning.simulation.world import DEFAULT_WORLD, Car, Parked, Renter, Weather, World
+from core.features import Outcome, Reading
+from core.simulation import world
+from core.simulation.world import DEFAULT_WORLD, Car, Parked, Renter, Weather, World
 
 EVENT_PATHS = {
     "created": "/api/v1/events/booking-created",

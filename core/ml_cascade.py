@@ -8,7 +8,7 @@ its change from the segment's predicted quantiles (and, after a future trip, whe
 is left plugged in from the renter's habit), clipped to 0..100 and to the car's charge ceiling. A
 target's prediction is the samples' median; its 95 % interval their 2.5 and 97.5 percentiles.
 
-The boosters price the residual of the car's own physics (`learning.gbm`), so each row's `physics`
+The boosters price the residual of the car's own physics (`core.gbm`), so each row's `physics`
 column is recomputed at every starting level it is priced at.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
-from learning.features import (
+from core.features import (
     FEATURES,
     PHYSICS,
     CarState,
@@ -34,8 +34,8 @@ from learning.features import (
     trip_physics,
     trip_row,
 )
-from learning.gbm import QUANTILES, GapTripModel
-from predictions.physics import Z_95, Checkpoint
+from core.gbm import QUANTILES, GapTripModel
+from core.physics import Z_95, Checkpoint
 
 SAMPLES = 600
 # How much one sample's segments err together (same car, weather and renters being off the same way):

@@ -78,7 +78,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else response.data
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
-        # A ParseError may know where the body is wrong (batterypred/api/parsers.py: UnstorableJSON).
+        # A ParseError may know where the body is wrong (common/api/parsers.py: UnstorableJSON).
         field = getattr(exc, "field", None)
         fields = {field: [str(detail)]} if field else {}
         response.data = {"status": "error", "error": str(code), "detail": str(detail), "fields": fields}
