@@ -13,6 +13,13 @@ ALPHA = 0.3
 # so a jump of the fast one against it (a failing battery, a telematics unit keeping the car awake) stands out.
 BASELINE_ALPHA = 0.05
 
+# The thresholds both learners of a parked gap use (the pattern EMA in learning.services, the model features in
+# core.features): a gap shorter than MIN_GAP_HOURS says nothing about a rate, and a parked, unplugged car that
+# gained FOUND_CHARGED_GAIN points was charged by someone (staff, an unreported plug), so it says nothing about
+# its idle drain.
+MIN_GAP_HOURS = 0.25
+FOUND_CHARGED_GAIN = 3.0
+
 
 def ema_update(average: float | None, variance: float, observed: float, alpha: float = ALPHA) -> tuple[float, float]:
     """Return the new (average, variance); the first observation becomes the average."""
@@ -60,7 +67,6 @@ def charging_rate_from_gap(
 CEILING_TOLERANCE = 1.0
 CEILING_SHORTFALL = 5.0
 CEILING_MIN = 50.0  # a lower stop is a charger that gave up, not a limit anyone sets
-MIN_CHARGE_HOURS = 0.25
 
 
 def charge_ceiling_update(
@@ -77,7 +83,7 @@ def charge_ceiling_update(
     None for the ceiling means none shown: the physics charges it up to FULL. A gap that ends full, or
     above the ceiling, shows the ceiling is not (or no longer) there.
     """
-    if hours < MIN_CHARGE_HOURS or end_level <= start_level:
+    if hours < MIN_GAP_HOURS or end_level <= start_level:
         return ceiling, candidate  # held at or above its limit, or unplugged early: nothing about a ceiling
     if end_level >= 99.0:
         return None, None

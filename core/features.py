@@ -16,12 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.ema import ALPHA, charge_ceiling_update, charging_rate_from_gap
+from core.ema import ALPHA, FOUND_CHARGED_GAIN, MIN_GAP_HOURS, charge_ceiling_update, charging_rate_from_gap
 from core.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, FULL, gap_change, trip_change
 
 HISTORY = 40  # outcomes replayed at serving time, per car and per renter
 COUNT_CAP = 30  # counts are features up to this; beyond it nothing changes
-FOUND_CHARGED_GAIN = 3.0  # an unplugged gap that gained this much was charged by someone
 MID_GAP_ROWS = 8  # gap rows from readings reported inside one parked gap, at most
 MID_GAP_SPACING_HOURS = 1.0
 
@@ -250,7 +249,7 @@ class FeatureBook:
     def _learn_gap(car: CarState, gap: dict) -> None:
         hours, start, change = gap["hours"], gap["start_level"], gap["target"]
         car.gaps += 1
-        if hours < 0.25:
+        if hours < MIN_GAP_HOURS:
             return
         if gap["charging"]:
             # The ceiling first: a gap that stopped at the car's limit says only that the rate is at least so high.

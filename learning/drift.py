@@ -48,22 +48,16 @@ EPSILON = 1e-4  # an empty bin's share in the PSI (ln(0) is undefined)
 REFERENCE_FORMAT = 1
 UNSCORED = frozenset({"month", "car_gaps", "car_trips", "renter_trips"})
 
-# Defaults of the settings of the same names (batterypred/settings.py reads them from the environment).
-DRIFT_WINDOW_DAYS = 7
-DRIFT_REFERENCE_DAYS = 28
-DRIFT_MIN_ROWS = 200  # per segment kind: with fewer, PSI over ten bins is mostly sampling noise
-DRIFT_PSI_WARN = 0.1
-DRIFT_PSI_DRIFT = 0.25
-
-
 def drift_settings() -> dict:
-    """The windows and thresholds in force: the settings of these names, or the defaults above."""
+    """The windows and thresholds in force. Their defaults live once, in batterypred/settings.py (the
+    `DRIFT_*` settings read from the environment): with fewer than `DRIFT_MIN_ROWS` gaps or trips per kind,
+    PSI over ten bins is mostly sampling noise."""
     return {
-        "window_days": getattr(settings, "DRIFT_WINDOW_DAYS", DRIFT_WINDOW_DAYS),
-        "reference_days": getattr(settings, "DRIFT_REFERENCE_DAYS", DRIFT_REFERENCE_DAYS),
-        "min_rows": getattr(settings, "DRIFT_MIN_ROWS", DRIFT_MIN_ROWS),
-        "psi_warn": getattr(settings, "DRIFT_PSI_WARN", DRIFT_PSI_WARN),
-        "psi_drift": getattr(settings, "DRIFT_PSI_DRIFT", DRIFT_PSI_DRIFT),
+        "window_days": settings.DRIFT_WINDOW_DAYS,
+        "reference_days": settings.DRIFT_REFERENCE_DAYS,
+        "min_rows": settings.DRIFT_MIN_ROWS,
+        "psi_warn": settings.DRIFT_PSI_WARN,
+        "psi_drift": settings.DRIFT_PSI_DRIFT,
     }
 
 

@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, ReadingSource, Vehicle
-from core.ema import BASELINE_ALPHA, charging_rate_from_gap, ema_update
+from core.ema import BASELINE_ALPHA, FOUND_CHARGED_GAIN, MIN_GAP_HOURS, charging_rate_from_gap, ema_update
 from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
 from predictions.calibration import calibration_learn
 from predictions.models import Prediction, PredictionStatus
@@ -28,8 +28,6 @@ logger = logging.getLogger(__name__)
 ERROR_CORRECTION_THRESHOLD = 5.0  # points: the seed's rule
 ERROR_CORRECTION_SHARE = 0.2  # adjust the rate by 20 % of the error
 SPREAD_WIDENING = 1.1  # widen the spread by 10 % (the variance by 1.21)
-UNREPORTED_CHARGE_POINTS = 3.0  # a parked, unplugged car that gained this much was charged by someone
-MIN_GAP_HOURS = 0.25
 MIN_TRIP_HOURS = 0.1
 MIN_TRIP_KM = 0.5
 
@@ -126,7 +124,7 @@ def _learn_gap(pattern: VehiclePattern, *, start: float, end: float, hours: floa
         )
         pattern.charge_observations += 1
         return "charge"
-    if end - start > UNREPORTED_CHARGE_POINTS:
+    if end - start > FOUND_CHARGED_GAIN:
         pattern.unreported_charges += 1
         return None
     rate = (start - end) / hours
