@@ -1,6 +1,7 @@
 """The OpenAPI schema documents every endpoint, and the docs pages load nothing from a CDN."""
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -99,3 +100,14 @@ def test_an_unknown_language_shares_the_default_schema_and_cannot_grow_the_cache
         assert client.get(f"/api/schema/?lang={code}").content == default
 
     assert len(CachedSchemaGenerator._schemas) <= 2  # the active language and LANGUAGE_CODE, never one per value
+
+
+def test_the_served_schema_is_byte_for_byte_the_committed_one():
+    """docs/openapi.yaml is the contract as published: a change to the API shows here first. After a deliberate
+    change, regenerate it with `.venv/bin/python manage.py spectacular --file docs/openapi.yaml`."""
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml").read_bytes()
+
+    served = Client().get("/api/schema/")
+
+    assert served.status_code == 200
+    assert served.content == committed
