@@ -6,7 +6,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE_MODULES = ["physics", "ema", "features", "gbm", "compiled", "ml_cascade", "simulation.fleet", "simulation.baselines"]
+CORE_MODULES = [
+    "physics",
+    "ema",
+    "features",
+    "gbm",
+    "compiled",
+    "ml_cascade",
+    "simulation.fleet",
+    "simulation.baselines",
+]
 
 
 def test_every_core_module_imports_without_settings_and_loads_no_django():
@@ -20,6 +29,8 @@ def test_every_core_module_imports_without_settings_and_loads_no_django():
         "print(loaded)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
