@@ -118,7 +118,7 @@ class BatteryReading(models.Model):
         ordering = ["-recorded_at", "-id"]
         indexes = [
             models.Index(fields=["vehicle", "-recorded_at"]),
-            # The fleet's clock (`predictions.selectors.fleet_clock`): the newest reading of any car.
+            # The fleet's clock (`bookings.selectors.fleet_clock`): the newest reading of any car.
             models.Index(fields=["-recorded_at"], name="reading_newest_first"),
         ]
         constraints = [

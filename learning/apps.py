@@ -6,4 +6,4 @@ class LearningConfig(AppConfig):
     verbose_name = "Learning (outcomes, patterns, accuracy)"
 
     def ready(self) -> None:
-        from learning import signals  # noqa: F401  (connects the receivers)
+        from learning import receivers  # noqa: F401  (connects the receivers)

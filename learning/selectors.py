@@ -163,6 +163,20 @@ def vehicle_pattern_for(vehicle: Vehicle) -> VehiclePattern | None:
     return VehiclePattern.objects.filter(vehicle=vehicle).first()
 
 
+def pattern_pickup_lessons(*, vehicle: Vehicle) -> int:
+    """How many times the car's pattern has learned from a pick-up: parked gaps learned plus error corrections.
+
+    Read before and after a pick-up is learned from, it tells whether that pick-up moved the pattern (one query;
+    never from the car's cached pattern, which the cascade reads).
+    """
+    counts = (
+        VehiclePattern.objects.filter(vehicle=vehicle)
+        .values_list("idle_observations", "charge_observations", "error_corrections")
+        .first()
+    )
+    return sum(counts) if counts else 0
+
+
 def user_patterns_for(user_ids: Iterable[str]) -> dict[str, UserPattern]:
     ids = {uid for uid in user_ids if uid}
     if not ids:

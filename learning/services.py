@@ -1,4 +1,4 @@
-"""Writes of learning: outcomes, per-car and per-renter EMA patterns, scoring and accuracy.
+"""Writes of learning: outcomes and the per-car and per-renter EMA patterns.
 
 All of these run inside a booking event's transaction while the vehicle row is locked, so a
 car's pattern is read-modified-written without lost updates; a renter's pattern is locked too
@@ -10,18 +10,10 @@ becomes active.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
-from django.db import IntegrityError
-from django.db.models import F
-from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, ReadingSource, Vehicle
 from core.ema import BASELINE_ALPHA, FOUND_CHARGED_GAIN, MIN_GAP_HOURS, charging_rate_from_gap, ema_update
-from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
-from predictions.calibration import calibration_learn
-from predictions.models import Prediction, PredictionStatus
-from predictions.shadow import shadow_learn
+from learning.models import BookingOutcome, UserPattern, VehiclePattern
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +22,6 @@ ERROR_CORRECTION_SHARE = 0.2  # adjust the rate by 20 % of the error
 SPREAD_WIDENING = 1.1  # widen the spread by 10 % (the variance by 1.21)
 MIN_TRIP_HOURS = 0.1
 MIN_TRIP_KM = 0.5
-
-
-@dataclass(frozen=True)
-class StartLearning:
-    prediction_error: float | None
-    patterns_updated: bool
 
 
 def vehicle_pattern_for_update(*, vehicle: Vehicle) -> VehiclePattern:
@@ -52,65 +38,6 @@ def user_pattern_for_update(*, user_id: str) -> UserPattern:
     """
     pattern, _ = UserPattern.objects.select_for_update().get_or_create(user_id=user_id)
     return pattern
-
-
-def predictions_score(*, booking: Booking, actual: float, at_day) -> float | None:
-    """Fill the actual level into every prediction of the booking; return the current one's error.
-
-    The predictions not scored yet also teach the interval calibration of their kinds and score every
-    candidate predictor they recorded (shadow scoring).
-
-    The current prediction (the latest before pick-up) is what Laravel showed, so it is the one
-    counted in the daily accuracy metrics.
-    """
-    current = Prediction.objects.filter(booking_external_id=booking.external_id, is_current=True).first()
-    unscored = Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True)
-    calibration_learn(
-        scored=unscored.values_list("calibration_key", "confidence_lower", "confidence_upper"),
-        actual=actual,
-        at=timezone.now(),
-    )
-    shadow_learn(  # pending only: a cancelled prediction (a no-show's) was for a pick-up that did not happen then
-        scored=unscored.filter(status=PredictionStatus.PENDING).values_list(
-            "shadow_kind", "model_level", "pattern_level", "persistence_level"
-        ),
-        actual=actual,
-        at=timezone.now(),
-    )
-    unscored.update(
-        actual_battery=actual,
-        prediction_error=actual - F("predicted_battery"),
-        status=PredictionStatus.COMPLETED,
-    )
-    if current is None:
-        return None
-    error = actual - current.predicted_battery
-    accuracy_record(prediction=current, actual=actual, day=at_day)
-    return error
-
-
-def accuracy_record(*, prediction: Prediction, actual: float, day) -> None:
-    error = actual - prediction.predicted_battery
-    size = abs(error)
-    try:
-        metric, _ = AccuracyMetric.objects.get_or_create(
-            date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
-        )
-    except IntegrityError:
-        metric = AccuracyMetric.objects.get(
-            date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
-        )
-    AccuracyMetric.objects.filter(pk=metric.pk).update(
-        count=F("count") + 1,
-        sum_abs_error=F("sum_abs_error") + size,
-        sum_sq_error=F("sum_sq_error") + error * error,
-        sum_error=F("sum_error") + error,
-        within_5=F("within_5") + int(size <= 5),
-        within_10=F("within_10") + int(size <= 10),
-        within_15=F("within_15") + int(size <= 15),
-        inside_interval=F("inside_interval")
-        + int(prediction.confidence_lower <= actual <= prediction.confidence_upper),
-    )
 
 
 def _learn_gap(pattern: VehiclePattern, *, start: float, end: float, hours: float, charging: bool | None) -> str | None:
@@ -152,8 +79,9 @@ def _trip_between(*, vehicle: Vehicle, after, before, exclude: Booking) -> bool:
     )
 
 
-def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading) -> StartLearning:
-    """Score the booking's predictions and learn from the parked gap that ended at pick-up.
+def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error: float | None) -> bool:
+    """Learn from the parked gap that ended at pick-up; `error` is the booking's current prediction's (actual minus
+    predicted, as scoring stored it; None when it had none). Returns whether the car's pattern changed.
 
     A clean gap (the previous reading is the previous return, no trip between) updates the idle
     drain or, if the car was left plugged in, the charging rate by EMA. The seed's error
@@ -162,7 +90,6 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading) -> St
     same evidence, so only the spread is widened, never the rate corrected twice.
     """
     vehicle = booking.vehicle
-    error = predictions_score(booking=booking, actual=reading.level, at_day=reading.recorded_at.date())
     pattern = vehicle_pattern_for_update(vehicle=vehicle)
     previous = (
         BatteryReading.objects.filter(vehicle=vehicle, recorded_at__lt=reading.recorded_at)
@@ -206,9 +133,7 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading) -> St
         learned,
         corrected,
     )
-    return StartLearning(
-        prediction_error=None if error is None else round(error, 2), patterns_updated=bool(learned or corrected)
-    )
+    return bool(learned or corrected)
 
 
 def outcome_record(*, booking: Booking, battery_at_start: float) -> BookingOutcome:

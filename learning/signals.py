@@ -1,24 +1,15 @@
-"""Thin receivers: booking events hand off to the learning services (EMA updates)."""
+"""Signals learning listens to from the layers above it (defined here, so learning imports none of them).
 
-from django.db.models.signals import post_save
-from django.dispatch import receiver
+Receivers are thin: each calls one learning service (`learning/receivers.py`).
+"""
 
-from bookings.signals import booking_completed, start_level_observed
-from learning.models import BookingOutcome
-from learning.services import outcome_record, pattern_learn_from_start, patterns_learn_from_outcome
+from django.dispatch import Signal
 
+# A booking's predictions were scored with its pick-up level (`predictions.services.predictions_score`).
+# kwargs: booking, reading, error (the current prediction's actual minus predicted; None when it had none).
+# Learning learns the car's pattern from the parked gap that ended at pick-up, with the seed's error correction.
+pickup_scored = Signal()
 
-@receiver(start_level_observed, dispatch_uid="learning.learn_from_start")
-def learn_from_start(sender, booking, reading, **kwargs):
-    return pattern_learn_from_start(booking=booking, reading=reading)
-
-
-@receiver(booking_completed, dispatch_uid="learning.record_outcome")
-def record_outcome(sender, booking, battery_at_start, **kwargs):
-    outcome_record(booking=booking, battery_at_start=battery_at_start)
-
-
-@receiver(post_save, sender=BookingOutcome, dispatch_uid="learning.learn_from_outcome")
-def learn_from_outcome(sender, instance, created, **kwargs):
-    if created:
-        patterns_learn_from_outcome(outcome=instance)
+# A new champion model was promoted (`learning.training.model_promote`). kwargs: version.
+# Predictions forgets the `model` candidate's shadow scores, which were its predecessor's.
+model_promoted = Signal()

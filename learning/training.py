@@ -40,9 +40,9 @@ from learning.prior import (
     prior_rows,
     prior_weight,
 )
+from learning.signals import model_promoted
 from predictions.champion import artifact_path, champion_forget
 from predictions.registry_models import ModelStatus, ModelVersion
-from predictions.shadow import shadow_forget_model
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def model_promote(*, version: str, progress: Progress | None = None) -> ModelVer
         ModelVersion.objects.filter(status=ModelStatus.CHAMPION).exclude(pk=row.pk).update(status=ModelStatus.RETIRED)
         row.status, row.promoted_at = ModelStatus.CHAMPION, timezone.now()
         row.save(update_fields=["status", "promoted_at"])
-        shadow_forget_model()  # the `model` candidate's scores were the previous champion's
+        model_promoted.send(sender=ModelVersion, version=version)  # shadow scoring forgets the old champion's
         # The new champion's numbers reach Laravel: every scheduled booking re-priced, on the training
         # cluster (long timeout: a large fleet takes minutes).
         queue_on_commit("predictions.tasks.predictions_reprice_all", "model_promoted", cluster="training")

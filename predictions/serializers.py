@@ -2,7 +2,6 @@
 
 from rest_framework import serializers
 
-from bookings.serializers import AffectedBookingSerializer, ConfidenceIntervalSerializer
 from common.api.fields import AwareDateTimeField, BatteryField, ExternalIdField, ObservedAtField
 from predictions.models import PredictionMethod
 from predictions.registry_models import ModelStatus
@@ -11,6 +10,26 @@ from predictions.shadow import CANDIDATES
 
 MAX_INTERMEDIATE_BOOKINGS = 200
 MAX_BATCH = 500
+
+
+class ConfidenceIntervalSerializer(serializers.Serializer):
+    lower = serializers.FloatField()
+    upper = serializers.FloatField()
+    confidence_level = serializers.FloatField()
+
+
+class AffectedBookingSerializer(serializers.Serializer):
+    booking_id = serializers.CharField()
+    predicted_battery = serializers.FloatField()
+    confidence_interval = ConfidenceIntervalSerializer()
+    starts_at = serializers.DateTimeField()
+    prediction_method = serializers.CharField()
+    prediction_id = serializers.CharField()
+    model_version = serializers.CharField()
+    predicted_at = serializers.DateTimeField()
+    sequence = serializers.IntegerField(
+        help_text="Grows with each new prediction of this booking: apply an item only if newer than the one held."
+    )
 
 
 class IntermediateBookingSerializer(serializers.Serializer):

@@ -1,4 +1,4 @@
-"""Writes of predictions: single and batch predictions, and the cascade over a car's schedule.
+"""Writes of predictions: single and batch predictions, the cascade over a car's schedule, and scoring at pick-up.
 
 The predictor is the pattern cascade (`core.physics`) fed with rates learned per car and
 per renter (`learning.selectors`). Every prediction issued is stored; the newest one for a
@@ -14,15 +14,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
+from bookings.selectors import fleet_clock
 from bookings.services import default_duration, reading_record, vehicle_lock
 from common.api.errors import DomainError
 from common.api.fields import iso
 from core import ml_cascade
 from core.physics import Checkpoint, Rates, State, Trip, walk
+from learning.models import AccuracyMetric
 from learning.selectors import (
     feature_book_for,
     fleet_prior_cached,
@@ -32,12 +35,19 @@ from learning.selectors import (
     vehicle_pattern_for,
     vehicle_rates,
 )
-from predictions.calibration import calibration_key, calibration_margins_cached, interval_widened, margins_borrowed
+from learning.signals import pickup_scored
+from predictions.calibration import (
+    calibration_key,
+    calibration_learn,
+    calibration_margins_cached,
+    interval_widened,
+    margins_borrowed,
+)
 from predictions.champion import champion_model
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.outbox import callback_enqueue
-from predictions.selectors import fleet_clock, reading_latest
-from predictions.shadow import CANDIDATES, candidate_serving, shadow_kind, shadow_scores_cached
+from predictions.selectors import reading_latest
+from predictions.shadow import CANDIDATES, candidate_serving, shadow_kind, shadow_learn, shadow_scores_cached
 
 logger = logging.getLogger(__name__)
 
@@ -409,9 +419,13 @@ def predictions_cascade(
     )
 
 
-def predictions_cancel(*, booking_id: str) -> int:
-    """Mark a cancelled booking's open predictions cancelled (they stay in the history)."""
-    return Prediction.objects.filter(booking_external_id=booking_id, status=PredictionStatus.PENDING).update(
+def predictions_cancel(*, booking_ids: list[str]) -> int:
+    """Mark the open predictions of cancelled or no-show bookings cancelled (they stay in the history).
+
+    A no-show's predictions will not be scored unless a late pick-up comes; cancelled, retention may remove the
+    superseded ones.
+    """
+    return Prediction.objects.filter(booking_external_id__in=booking_ids, status=PredictionStatus.PENDING).update(
         status=PredictionStatus.CANCELLED
     )
 
@@ -444,3 +458,72 @@ def predictions_reprice_all(*, triggered_by: str) -> int:
                 "re-pricing vehicle %s after %s failed; it keeps its old predictions", vehicle_id, triggered_by
             )
     return issued
+
+
+def predictions_score_pickup(*, booking: Booking, reading: BatteryReading) -> None:
+    """The booking's pick-up level is known: score its predictions, then let learning learn from the pick-up.
+
+    Learning's error correction needs the current prediction's error, which only scoring knows: it is handed
+    on with `learning.signals.pickup_scored`.
+    """
+    error = predictions_score(booking=booking, actual=reading.level, at_day=reading.recorded_at.date())
+    pickup_scored.send(sender=Prediction, booking=booking, reading=reading, error=error)
+
+
+def predictions_score(*, booking: Booking, actual: float, at_day) -> float | None:
+    """Fill the actual level into every prediction of the booking; return the current one's error.
+
+    The predictions not scored yet also teach the interval calibration of their kinds and score every
+    candidate predictor they recorded (shadow scoring).
+
+    The current prediction (the latest before pick-up) is what Laravel showed, so it is the one
+    counted in the daily accuracy metrics.
+    """
+    current = Prediction.objects.filter(booking_external_id=booking.external_id, is_current=True).first()
+    unscored = Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True)
+    calibration_learn(
+        scored=unscored.values_list("calibration_key", "confidence_lower", "confidence_upper"),
+        actual=actual,
+        at=timezone.now(),
+    )
+    shadow_learn(  # pending only: a cancelled prediction (a no-show's) was for a pick-up that did not happen then
+        scored=unscored.filter(status=PredictionStatus.PENDING).values_list(
+            "shadow_kind", "model_level", "pattern_level", "persistence_level"
+        ),
+        actual=actual,
+        at=timezone.now(),
+    )
+    unscored.update(
+        actual_battery=actual,
+        prediction_error=actual - F("predicted_battery"),
+        status=PredictionStatus.COMPLETED,
+    )
+    if current is None:
+        return None
+    error = actual - current.predicted_battery
+    accuracy_record(prediction=current, actual=actual, day=at_day)
+    return error
+
+
+def accuracy_record(*, prediction: Prediction, actual: float, day) -> None:
+    error = actual - prediction.predicted_battery
+    size = abs(error)
+    try:
+        metric, _ = AccuracyMetric.objects.get_or_create(
+            date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
+        )
+    except IntegrityError:
+        metric = AccuracyMetric.objects.get(
+            date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
+        )
+    AccuracyMetric.objects.filter(pk=metric.pk).update(
+        count=F("count") + 1,
+        sum_abs_error=F("sum_abs_error") + size,
+        sum_sq_error=F("sum_sq_error") + error * error,
+        sum_error=F("sum_error") + error,
+        within_5=F("within_5") + int(size <= 5),
+        within_10=F("within_10") + int(size <= 10),
+        within_15=F("within_15") + int(size <= 15),
+        inside_interval=F("inside_interval")
+        + int(prediction.confidence_lower <= actual <= prediction.confidence_upper),
+    )

@@ -1,12 +1,14 @@
-"""Predict (single and batch), a booking's current prediction, a car's timeline, model info, the model registry."""
+"""Predict (single, batch) and a booking's current prediction in one viewset; car timeline, model info, registry."""
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework.viewsets import ViewSet
 
 from bookings.models import Vehicle
 from common.api.schema import ERROR_RESPONSE_409
@@ -42,7 +44,8 @@ def _predict(data: dict, trigger: str):
     )
 
 
-class PredictView(APIView):
+# No docstrings on the viewset or its actions: drf-spectacular would publish them as operation descriptions.
+class PredictionViewSet(ViewSet):
     @extend_schema(
         request=s.PredictRequestSerializer,
         responses={200: s.PredictResponseSerializer, 409: ERROR_RESPONSE_409},
@@ -50,14 +53,13 @@ class PredictView(APIView):
         operation_id="predict",
         summary="Battery at booking start: historical mode, or real-time with the current level.",
     )
-    def post(self, request: Request) -> Response:
+    @action(detail=False, methods=["post"], url_path="predict", url_name="predict")
+    def predict(self, request: Request) -> Response:
         serializer = s.PredictRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         prediction = _predict(serializer.validated_data, "predict")
         return Response(prediction_body(prediction, vehicle_external_id=serializer.validated_data["vehicle_id"]))
 
-
-class PredictBatchView(APIView):
     @extend_schema(
         request=s.PredictBatchRequestSerializer,
         responses={200: s.PredictBatchResponseSerializer, 409: ERROR_RESPONSE_409},
@@ -65,7 +67,8 @@ class PredictBatchView(APIView):
         operation_id="predict_batch",
         summary="Many predictions in one call (all or none are stored).",
     )
-    def post(self, request: Request) -> Response:
+    @action(detail=False, methods=["post"], url_path="predict/batch", url_name="predict-batch")
+    def batch(self, request: Request) -> Response:
         serializer = s.PredictBatchRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         items = serializer.validated_data["bookings"]
@@ -78,15 +81,14 @@ class PredictBatchView(APIView):
         ]
         return Response({"count": len(bodies), "predictions": bodies})
 
-
-class PredictionDetailView(APIView):
     @extend_schema(
         responses={200: s.StoredPredictionSerializer},
         tags=["predictions"],
         operation_id="prediction_current",
         summary="The booking's current prediction.",
     )
-    def get(self, request: Request, booking_id: str) -> Response:
+    @action(detail=False, methods=["get"], url_path="predictions/<str:booking_id>", url_name="prediction")
+    def retrieve(self, request: Request, booking_id: str) -> Response:
         prediction = prediction_current(booking_id=_path_id("booking_id", booking_id))
         if prediction is None:
             raise NotFound(f"No prediction for booking {booking_id}.")

@@ -6,8 +6,8 @@ import pytest
 from django.db import connections
 from rest_framework.test import APIClient
 
-from bookings import services
 from bookings.models import BatteryReading, Booking, InboundEvent
+from events import services
 from learning.models import VehiclePattern
 from predictions.models import Prediction
 from tests.seed_examples import CREATED, ENDED, MODIFIED, STARTED, URL

@@ -13,8 +13,8 @@ from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 from django_q.models import OrmQ, Schedule
 
-from bookings import services as booking_services
 from bookings.models import InboundEvent
+from events import services as event_services
 from predictions import outbox
 from predictions.outbox import DispatchReport, callback_enqueue, callbacks_dispatch_due
 from predictions.outbox_models import CallbackOutbox, CallbackStatus
@@ -57,7 +57,7 @@ def test_an_event_that_fails_after_writing_its_callback_rolls_the_callback_back(
         assert outbox.callback_enqueue(**kwargs) is not None
         raise Boom
 
-    monkeypatch.setattr(booking_services, "callback_enqueue", enqueue_then_fail)
+    monkeypatch.setattr(event_services, "callback_enqueue", enqueue_then_fail)
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(Boom):
         post(URL["created"], CREATED)

@@ -246,9 +246,9 @@ def test_a_candidate_that_starts_serving_borrows_the_defaults_interval_margins(p
 def test_a_new_candidates_margins_start_from_those_it_borrowed_not_from_zero(post_committed, settings):
     """Adaptive conformal margins pay about margin / STEP misses while they climb: a row that started at 0 under
     a candidate whose margins had to reach 20 points lost coverage on every newly served kind."""
-    from learning.services import predictions_score
     from predictions.calibration import STEP, TAIL
     from predictions.calibration_models import IntervalCalibration
+    from predictions.services import predictions_score
     from tests.factories import BookingFactory, VehicleFactory
 
     settings.CALIBRATION_CACHE_SECONDS = 0

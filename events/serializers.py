@@ -1,4 +1,8 @@
-"""Request bodies of the five booking webhooks, as the seed shows them, validated strictly."""
+"""Bodies of the five booking webhooks, as the seed shows them: requests validated strictly, responses documented.
+
+The responses are rendered by `events/responses.py`; an `affected_bookings` item is a prediction's shape
+(`predictions.bodies.affected_item`, documented by `predictions.serializers.AffectedBookingSerializer`).
+"""
 
 from rest_framework import serializers
 
@@ -9,6 +13,7 @@ from common.api.fields import (
     ObservedAtField,
     StrictFloatField,
 )
+from predictions.serializers import AffectedBookingSerializer, ConfidenceIntervalSerializer
 
 MAX_FUTURE_BOOKINGS = 500
 
@@ -98,26 +103,6 @@ class BookingCancelledSerializer(EventSerializer):
 
 
 # --- responses (documentation and shape) ---
-
-
-class ConfidenceIntervalSerializer(serializers.Serializer):
-    lower = serializers.FloatField()
-    upper = serializers.FloatField()
-    confidence_level = serializers.FloatField()
-
-
-class AffectedBookingSerializer(serializers.Serializer):
-    booking_id = serializers.CharField()
-    predicted_battery = serializers.FloatField()
-    confidence_interval = ConfidenceIntervalSerializer()
-    starts_at = serializers.DateTimeField()
-    prediction_method = serializers.CharField()
-    prediction_id = serializers.CharField()
-    model_version = serializers.CharField()
-    predicted_at = serializers.DateTimeField()
-    sequence = serializers.IntegerField(
-        help_text="Grows with each new prediction of this booking: apply an item only if newer than the one held."
-    )
 
 
 class EventResponseSerializer(serializers.Serializer):

@@ -1,19 +1,19 @@
-"""The five booking webhooks: validate, apply once through the service, answer with the seed's body."""
+"""The five booking webhooks, one viewset: validate, apply once through the workflow, answer with the stored body."""
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.viewsets import ViewSet
 
-from bookings import serializers as s
 from bookings.models import IDEMPOTENCY_KEY_MAX_CHARS, EventType
-from bookings.responses import respond
-from bookings.services import HeaderKey, event_ingest
 from common.api.errors import DomainError
 from common.api.schema import ERROR_RESPONSE_409, ERROR_RESPONSE_422
 from common.api.signatures import SIGNATURE_HEADER, SignatureError, verify_inbound
+from events import serializers as s
+from events.services import HeaderKey, event_ingest
 
 IDEMPOTENCY_HEADERS = [
     OpenApiParameter(
@@ -86,9 +86,40 @@ def _header_key(request: Request) -> HeaderKey | None:
     return None
 
 
-class BookingEventView(APIView):
-    event_type: str
-    request_serializer: type[serializers.Serializer]
+def _event_action(event_type: str, request_cls, response_cls, summary: str):
+    """One webhook as a viewset action: its path (`events/booking-<name>`), URL name, schema and event type.
+
+    The event type and request serializer become attributes of the view handling the action (DRF sets an
+    action's extra kwargs on the view), which is how `ingest` and the schema's 401 text know the event.
+    """
+    name = event_type.replace("booking.", "booking-")
+
+    def handle(self, request: Request) -> Response:
+        return self.ingest(request)
+
+    handle.__name__ = event_type.replace(".", "_")
+    routed = action(
+        detail=False,
+        methods=["post"],
+        url_path=f"events/{name}",
+        url_name=name,
+        event_type=event_type,
+        request_serializer=request_cls,
+    )(handle)
+    return extend_schema(
+        request=request_cls,
+        responses={200: response_cls, 409: ERROR_RESPONSE_409, 422: ERROR_RESPONSE_422},
+        parameters=IDEMPOTENCY_HEADERS + SIGNATURE_HEADERS,
+        summary=summary,
+        tags=["events"],
+        operation_id=event_type.replace(".", "_"),
+    )(routed)
+
+
+# No docstrings on the viewset or its actions: drf-spectacular would publish them as operation descriptions.
+class BookingEventViewSet(ViewSet):
+    event_type: str = ""
+    request_serializer: type[serializers.Serializer] | None = None
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         """After the API key and rate limit pass, check the body's signature when ML_INBOUND_SECRET is set.
@@ -107,7 +138,7 @@ class BookingEventView(APIView):
                 str(error), field=error.header, code="invalid_signature", status_code=status.HTTP_401_UNAUTHORIZED
             ) from None
 
-    def post(self, request: Request) -> Response:
+    def ingest(self, request: Request) -> Response:
         header_key = _header_key(request)
         serializer = self.request_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -116,61 +147,37 @@ class BookingEventView(APIView):
             data=serializer.validated_data,
             body=request.data,
             header_key=header_key,
-            respond=respond,
         )
         headers = {"Idempotent-Replayed": "true"} if ingested.replayed else {}
         return Response(ingested.event.response, headers=headers)
 
-
-def _event_view(name: str, event_type: str, request_cls, response_cls, summary: str):
-    def post(self, request: Request) -> Response:
-        return BookingEventView.post(self, request)
-
-    documented = extend_schema(
-        request=request_cls,
-        responses={200: response_cls, 409: ERROR_RESPONSE_409, 422: ERROR_RESPONSE_422},
-        parameters=IDEMPOTENCY_HEADERS + SIGNATURE_HEADERS,
-        summary=summary,
-        tags=["events"],
-        operation_id=event_type.replace(".", "_"),
-    )(post)
-    return type(
-        name, (BookingEventView,), {"event_type": event_type, "request_serializer": request_cls, "post": documented}
+    booking_created = _event_action(
+        EventType.CREATED,
+        s.BookingCreatedSerializer,
+        s.BookingCreatedResponseSerializer,
+        "A booking was created: predict it and re-predict the car's later bookings.",
     )
-
-
-BookingCreatedView = _event_view(
-    "BookingCreatedView",
-    EventType.CREATED,
-    s.BookingCreatedSerializer,
-    s.BookingCreatedResponseSerializer,
-    "A booking was created: predict it and re-predict the car's later bookings.",
-)
-BookingStartedView = _event_view(
-    "BookingStartedView",
-    EventType.STARTED,
-    s.BookingStartedSerializer,
-    s.BookingStartedResponseSerializer,
-    "The renter picked the car up: score the prediction, learn, cascade.",
-)
-BookingEndedView = _event_view(
-    "BookingEndedView",
-    EventType.ENDED,
-    s.BookingEndedSerializer,
-    s.BookingEndedResponseSerializer,
-    "The car was returned: record the outcome, update patterns, cascade.",
-)
-BookingModifiedView = _event_view(
-    "BookingModifiedView",
-    EventType.MODIFIED,
-    s.BookingModifiedSerializer,
-    s.BookingModifiedResponseSerializer,
-    "A booking's times changed: re-predict it and the later bookings.",
-)
-BookingCancelledView = _event_view(
-    "BookingCancelledView",
-    EventType.CANCELLED,
-    s.BookingCancelledSerializer,
-    s.BookingCancelledResponseSerializer,
-    "A booking was cancelled: re-predict the later bookings.",
-)
+    booking_started = _event_action(
+        EventType.STARTED,
+        s.BookingStartedSerializer,
+        s.BookingStartedResponseSerializer,
+        "The renter picked the car up: score the prediction, learn, cascade.",
+    )
+    booking_ended = _event_action(
+        EventType.ENDED,
+        s.BookingEndedSerializer,
+        s.BookingEndedResponseSerializer,
+        "The car was returned: record the outcome, update patterns, cascade.",
+    )
+    booking_modified = _event_action(
+        EventType.MODIFIED,
+        s.BookingModifiedSerializer,
+        s.BookingModifiedResponseSerializer,
+        "A booking's times changed: re-predict it and the later bookings.",
+    )
+    booking_cancelled = _event_action(
+        EventType.CANCELLED,
+        s.BookingCancelledSerializer,
+        s.BookingCancelledResponseSerializer,
+        "A booking was cancelled: re-predict the later bookings.",
+    )
