@@ -31,12 +31,12 @@ from bookings.models import (
     ReadingSource,
     Vehicle,
 )
+from bookings.selectors import fleet_clock, fleet_clock_observe
 from bookings.signals import booking_completed, schedule_changed, start_level_observed
+from callbacks.services import callback_enqueue
 from common.api.errors import DomainError
 from common.api.fields import iso
 from predictions.models import Prediction, PredictionStatus
-from predictions.outbox import callback_enqueue
-from predictions.selectors import fleet_clock, fleet_clock_observe
 
 logger = logging.getLogger(__name__)
 
@@ -563,7 +563,7 @@ def event_ingest(
 def bookings_mark_no_show(*, clock: datetime, vehicle: Vehicle) -> int:
     """Mark the car's scheduled bookings whose start passed more than NO_SHOW_GRACE_HOURS before `clock` as no-shows.
 
-    `clock` is the fleet's clock (`predictions.selectors.fleet_clock`), not the server's: a replayed stream
+    `clock` is the fleet's clock (`bookings.selectors.fleet_clock`), not the server's: a replayed stream
     describes the past, where the server's clock would call every booking a no-show. A no-show is no longer
     predicted, so it stops dragging every later event's cascade along; a late booking.started still applies.
     Call while holding the car's lock (an event does; `bookings_mark_no_show_fleet` takes it per car), so no

@@ -2,8 +2,8 @@
 
 from django.utils import timezone
 
+from bookings.selectors import fleet_clock
 from bookings.services import bookings_mark_no_show_fleet
-from predictions.selectors import fleet_clock
 
 
 def no_shows_mark() -> int:

@@ -7,7 +7,7 @@ class PredictionsConfig(AppConfig):
     verbose_name = "Predictions"
 
     def ready(self) -> None:
-        from predictions import receivers  # noqa: F401  (connects the receivers)
+        from predictions import champion_receivers, receivers  # noqa: F401  (connects the receivers)
         from predictions.schedules import schedules_on_post_migrate
 
         # Periodic tasks are declared in code (predictions/schedules.py) and written after every migrate.

@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from bookings.models import ReadingSource
+from bookings.selectors import FLEET_CLOCK_CACHE_KEY, fleet_clock, fleet_clock_observe
 from bookings.services import reading_record
 from predictions.calibration import (
     MARGIN_LIMITS,
@@ -21,7 +22,6 @@ from predictions.calibration import (
     interval_widened,
 )
 from predictions.models import IntervalCalibration, Prediction
-from predictions.selectors import FLEET_CLOCK_CACHE_KEY, fleet_clock, fleet_clock_observe
 from tests.factories import T0, BatteryReadingFactory, VehicleFactory
 from tests.seed_examples import CREATED, PREDICT_HISTORICAL, STARTED, URL
 

@@ -3,6 +3,10 @@
 A promotion (by `retrain` in the worker) reaches every web process within
 MODEL_REFRESH_SECONDS without a restart. A champion whose artifact is missing or corrupt is
 logged and not served: the pattern cascade answers, and says so in `prediction_method`.
+
+`champion_promoted` is how the layers above hear of a promotion without learning calling up into them:
+predictions forgets the `model` candidate's shadow scores, and callbacks queues the re-pricing of every
+scheduled booking (with its callbacks to Laravel).
 """
 
 from __future__ import annotations
@@ -13,12 +17,17 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.dispatch import Signal
 
 from core.compiled import attach_compiled, compiled_dir
 from core.gbm import ArtifactMismatch, GapTripModel
-from predictions.registry_models import ModelStatus, ModelVersion
+from learning.models import ModelStatus, ModelVersion
 
 logger = logging.getLogger(__name__)
+
+# Sent by `learning.training.model_promote` inside the promoting transaction, with `version` (the new champion's).
+# Receivers are side effects on their own app's state (or work queued on commit); nothing reads what they return.
+champion_promoted = Signal()
 
 _lock = threading.Lock()
 _state: dict = {"checked": -1e18, "version": None, "model": None}

@@ -1,0 +1,67 @@
+"""Reads of what Laravel told us that the layers above share: the fleet's clock.
+
+It lives with the readings it is read from, so that bookings' own services (a reading committed, the
+hourly no-show sweep) and predictions (a prediction's lead time) read it from below.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Max
+from django.utils import timezone
+
+from bookings.models import BatteryReading
+
+# The key it had while it was a read of predictions: a running cache keeps working across the deploy.
+FLEET_CLOCK_CACHE_KEY = "predictions:fleet_clock"
+
+
+def _fleet_clock_query(now: datetime) -> datetime | None:
+    return BatteryReading.objects.filter(recorded_at__lte=now).aggregate(at=Max("recorded_at"))["at"]
+
+
+def fleet_clock(*, now: datetime) -> datetime:
+    """The newest moment any car reported its level at, never later than `now`.
+
+    It stands for "the present" in a prediction's lead time. Events carry the moments they
+    describe, and a replayed or late stream (the accuracy benchmark replays two months in
+    minutes) describes the past, where the server's clock would be wrong by months. With a live
+    fleet it trails the server's clock by the minutes since the last report anywhere.
+
+    Every prediction needs it, so each process keeps it for FLEET_CLOCK_CACHE_SECONDS and moves
+    it forward itself with every reading it commits (`fleet_clock_observe`): a process sees its
+    own readings at once and the other processes' within that time.
+    """
+    ttl = settings.FLEET_CLOCK_CACHE_SECONDS
+    if ttl <= 0:
+        return _fleet_clock_query(now) or now
+    cached = cache.get(FLEET_CLOCK_CACHE_KEY)
+    if cached is not None:
+        at, refresh_after = cached
+        if time.time() < refresh_after and at <= now:
+            return at
+    latest = _fleet_clock_query(now)
+    if latest is not None:
+        cache.set(FLEET_CLOCK_CACHE_KEY, (latest, time.time() + ttl), ttl)
+    return latest or now
+
+
+def fleet_clock_observe(at: datetime) -> None:
+    """A reading at `at` was committed: move the cached fleet clock forward to it (keeping when it is re-read).
+
+    Call after commit (`transaction.on_commit`): a reading rolled back must not move the clock.
+    A reading stamped later than the server's clock is not "the present" and is left out, as the
+    query leaves it out.
+    """
+    cached = cache.get(FLEET_CLOCK_CACHE_KEY)
+    if cached is None:
+        return  # the next fleet_clock() reads the database, which has this reading
+    current, refresh_after = cached
+    if current < at <= timezone.now():
+        remaining = refresh_after - time.time()
+        if remaining > 0:
+            cache.set(FLEET_CLOCK_CACHE_KEY, (at, refresh_after), remaining)
