@@ -1303,7 +1303,7 @@ def row_counts() -> dict[str, dict[str, Any]]:
 
     counts = {}
     with connection.cursor() as cursor:
-        for app in ("bookings", "predictions", "learning"):
+        for app in ("bookings", "predictions", "learning", "callbacks"):
             for model in apps.get_app_config(app).get_models():
                 table = model._meta.db_table
                 cursor.execute(f'SELECT count(*), pg_total_relation_size(\'"{table}"\') FROM "{table}"')
