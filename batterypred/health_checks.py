@@ -27,10 +27,10 @@ from django.db import DatabaseError, connection
 from django.db.models import Count, Max
 from django.utils import timezone
 
+from callbacks.models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from callbacks.selectors import outbox_backlog
 from common.api.fields import iso
-from predictions.outbox_models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
-from predictions.outbox_selectors import outbox_backlog
-from predictions.registry_selectors import model_champion
+from learning.selectors import model_champion
 from predictions.services import MODEL_VERSION
 
 SERVICE = "batterypred"

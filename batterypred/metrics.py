@@ -38,11 +38,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from bookings.models import EventType, InboundEvent
+from callbacks.models import CircuitState, EndpointCircuit
+from callbacks.selectors import outbox_backlog
 from learning.models import AccuracyMetric
+from learning.selectors import model_champion
 from predictions.models import Prediction, PredictionMethod
-from predictions.outbox_models import CircuitState, EndpointCircuit
-from predictions.outbox_selectors import outbox_backlog
-from predictions.registry_selectors import model_champion
 from predictions.services import MODEL_VERSION
 
 logger = logging.getLogger(__name__)

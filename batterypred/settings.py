@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "bookings",
     "predictions",
     "learning",
+    "callbacks",
     "events",
     "dashboard",
 ]

@@ -180,7 +180,7 @@ def django_setup(database_url: str) -> None:
     django.setup()
     # No model artifact is written: the champion row exists but is not served (the pattern cascade answers),
     # which the models page shows; its one "cannot be loaded" error and whitenoise's note are noise here.
-    logging.getLogger("predictions.champion").setLevel(logging.CRITICAL)
+    logging.getLogger("learning.champion").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", message="No directory at")
 
 
@@ -331,8 +331,8 @@ def registry_seed(rng: random.Random, t0: datetime, now: datetime, cars: int) ->
     """
     from core.features import GAP_FEATURES, TRIP_FEATURES
     from core.gbm import DEFAULT_PARAMS, DEFAULT_ROUNDS, QUANTILES
+    from learning.models import ModelStatus, ModelVersion
     from learning.training import model_version_new
-    from predictions.models import ModelStatus, ModelVersion
     from predictions.services import MODEL_VERSION
 
     span = now - t0
@@ -473,10 +473,10 @@ def drift_seed(rng: random.Random, eras: list[Era], now: datetime) -> int:
     from django.apps import apps
 
     from core.features import GAP_FEATURES, TRIP_FEATURES
-    from predictions.models import ModelVersion
+    from learning.models import ModelVersion
 
     try:
-        DriftCheck = apps.get_model("predictions", "DriftCheck")
+        DriftCheck = apps.get_model("learning", "DriftCheck")
     except LookupError:
         return 0
     names = {f.name for f in DriftCheck._meta.get_fields()}
@@ -538,8 +538,9 @@ class Seeder:
 
     def __init__(self, config: Config, now: datetime) -> None:
         from bookings.models import BatteryReading, Booking, InboundEvent, Vehicle
+        from callbacks.models import CallbackAttempt, CallbackOutbox, EndpointCircuit
         from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
-        from predictions.models import CallbackAttempt, CallbackOutbox, EndpointCircuit, Prediction
+        from predictions.models import Prediction
 
         self.config = config
         self.now = now
@@ -1090,8 +1091,8 @@ class Seeder:
     # --- callbacks ---
 
     def callbacks(self, cursor, eras: list[Era]) -> None:
-        from predictions.models import EndpointCircuit
-        from predictions.outbox import MAX_ATTEMPTS, RETRY_SCHEDULE
+        from callbacks.models import EndpointCircuit
+        from callbacks.services import MAX_ATTEMPTS, RETRY_SCHEDULE
 
         now = sql_literal(self.now)
         waits = [w.total_seconds() for w in RETRY_SCHEDULE] + [0.0]
@@ -1302,7 +1303,7 @@ def row_counts() -> dict[str, dict[str, Any]]:
 
     counts = {}
     with connection.cursor() as cursor:
-        for app in ("bookings", "predictions", "learning"):
+        for app in ("bookings", "predictions", "learning", "callbacks"):
             for model in apps.get_app_config(app).get_models():
                 table = model._meta.db_table
                 cursor.execute(f'SELECT count(*), pg_total_relation_size(\'"{table}"\') FROM "{table}"')
@@ -1400,13 +1401,13 @@ DASHBOARD_PAGES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("operations", "dashboard:operations", (), ""),
 )
 ADMIN_PAGES: tuple[tuple[str, str], ...] = (
-    ("admin callbacks", "/admin/predictions/callbackoutbox/"),
+    ("admin callbacks", "/admin/callbacks/callbackoutbox/"),
     ("admin inbound events", "/admin/bookings/inboundevent/"),
     ("admin bookings", "/admin/bookings/booking/"),
     ("admin predictions", "/admin/predictions/prediction/"),
     ("admin vehicles", "/admin/bookings/vehicle/"),
     # How staff use them when a delivery went wrong: the failed callbacks, and everything about one booking.
-    ("admin callbacks ?status=failed", "/admin/predictions/callbackoutbox/?status__exact=failed"),
+    ("admin callbacks ?status=failed", "/admin/callbacks/callbackoutbox/?status__exact=failed"),
     ("admin inbound events ?q=booking", "/admin/bookings/inboundevent/?q={booking}"),
     ("admin bookings ?q=booking", "/admin/bookings/booking/?q={booking}"),
     ("admin predictions ?q=booking", "/admin/predictions/prediction/?q={booking}"),

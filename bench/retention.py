@@ -1,4 +1,4 @@
-"""Disk per month of a fleet, per table, on Postgres, with and without retention (predictions/retention.py).
+"""Disk per month of a fleet, per table, on Postgres, with and without retention (callbacks/retention.py).
 
 The question (issue 12, "Growth"): how much disk does each month of a 1,000-car fleet take, and how much of it
 does retention give back? This is a benchmark, not a test: it prints its figures.
@@ -136,8 +136,8 @@ def replay(cars: int, days: int, seed: int) -> dict[str, float]:
     from django.test import Client
     from rest_framework_api_key.models import APIKey
 
+    from callbacks import services as outbox
     from core.simulation.fleet import FleetConfig, simulate
-    from predictions import outbox
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     config = FleetConfig(cars=cars, renters=round(cars * 3.75), days=days, seed=seed, epoch=end - timedelta(days=days))
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> dict:
     from django.utils import timezone
     from django_q.models import OrmQ
 
-    from predictions.retention import retention_run, retention_windows
+    from callbacks.retention import retention_run, retention_windows
 
     tables = [t for _, group in GROUPS for t in group]
     print(f"Postgres {server}; replaying {args.cars} cars x {args.days} days ...", flush=True)

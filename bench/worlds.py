@@ -271,7 +271,7 @@ def _prior_warm(template: Path) -> None:
 
     code = (
         "from django.conf import settings; from learning.prior import prior_rows; "
-        "from learning.training import prior_fleet_for; from predictions.champion import champion_row; "
+        "from learning.training import prior_fleet_for; from learning.champion import champion_row; "
         "prior_rows(prior_fleet_for(champion_row()), cache_dir=settings.MODEL_DIR)"
     )
     manage(_service_env(template), "shell", "-c", code)

@@ -169,7 +169,7 @@ class InboundEvent(models.Model):
             models.Index(fields=["-received_at", "-id"], name="inbound_event_newest_first"),
             # The replay check without a header key: the car's newest event.
             models.Index(fields=["vehicle", "-id"], name="inbound_event_vehicle_newest"),
-            # Retention (predictions/retention.py) finds the bodies still stored that have outlived their window.
+            # Retention (callbacks/retention.py) finds the bodies still stored that have outlived their window.
             models.Index(fields=["received_at"], condition=Q(body__isnull=False), name="inbound_event_body_kept"),
         ]
 

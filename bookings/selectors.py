@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from bookings.models import BatteryReading, EventType, InboundEvent
 
+# The key it had while it was a read of predictions: a running cache keeps working across the deploy.
 FLEET_CLOCK_CACHE_KEY = "predictions:fleet_clock"
 
 

@@ -7,7 +7,7 @@ calls `django_q.tasks.async_task`; `tests/callbacks/test_outbox_transactions.py`
 
 Losing a queued task (broker down at commit time, worker killed while holding it) must never lose
 work: every task queued here is a shortcut for something a periodic task also finds in the database
-(for callbacks, `predictions.tasks.callbacks_dispatch_due` delivers any pending outbox row).
+(for callbacks, `callbacks.tasks.callbacks_dispatch_due` delivers any pending outbox row).
 """
 
 from __future__ import annotations

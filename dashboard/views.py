@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from bookings.models import Vehicle
+from callbacks.services import callback_redeliver
 from dashboard.forms import AccuracyFilterForm, OperationsFilterForm, TimelineFilterForm
 from dashboard.selectors.accuracy import HORIZONS, PROMISED_COVERAGE, accuracy_report
 from dashboard.selectors.deliveries import (
@@ -28,7 +29,6 @@ from dashboard.selectors.operations import idle_drain_jumps, low_battery_thresho
 from dashboard.selectors.timeline import car_timeline
 from dashboard.services import model_retrain_request
 from learning.drift import drift_settings
-from predictions.outbox import callback_redeliver
 from predictions.shadow import CANDIDATES
 
 DEFAULT_OPERATIONS_DAYS = 3
@@ -84,7 +84,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def models_retrain(request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm("predictions.change_modelversion"):
+    if not request.user.has_perm("learning.change_modelversion"):
         raise PermissionDenied
     model_retrain_request(requested_by=request.user.get_username())
     messages.success(
@@ -114,7 +114,7 @@ def deliveries(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def deliveries_redeliver(request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm("predictions.redeliver_callbackoutbox"):
+    if not request.user.has_perm("callbacks.redeliver_callbackoutbox"):
         raise PermissionDenied
     ids = request.POST.getlist("outbox_id")
     try:

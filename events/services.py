@@ -37,11 +37,11 @@ from bookings.models import (
 from bookings.selectors import bookings_cancelled_before_created, fleet_clock
 from bookings.services import bookings_mark_no_show, bookings_upsert_future, reading_record, vehicle_lock
 from bookings.signals import booking_completed, schedule_changed, start_level_observed
+from callbacks.services import callback_enqueue
 from common.api.errors import DomainError
 from common.api.fields import iso
 from events.responses import StartLearned, event_response, start_learned
 from learning.selectors import pattern_pickup_lessons
-from predictions.outbox import callback_enqueue
 from predictions.selectors import predictions_issued_by
 from predictions.services import predictions_cancel
 

@@ -35,10 +35,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.features import FEATURES, replay
+from learning.champion import champion_row
+from learning.models import DriftCheck, DriftStatus, ModelVersion
 from learning.selectors import outcomes_all, readings_mid_gap
-from predictions.champion import champion_row
-from predictions.drift_models import DriftCheck, DriftStatus
-from predictions.registry_models import ModelVersion
 
 logger = logging.getLogger(__name__)
 

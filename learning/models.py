@@ -1,9 +1,14 @@
-"""Outcomes, learned per-car and per-renter patterns, and accuracy metrics."""
+"""Outcomes, learned per-car and per-renter patterns, accuracy metrics, the model registry and its drift checks.
+
+The registry's rows are written by `learning.training` (train, promote) and the drift checks by
+`learning.drift`; serving reads the champion through `learning.champion`.
+"""
 
 import math
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.utils import timezone
 
 from bookings.models import Booking, Vehicle
 
@@ -200,3 +205,101 @@ class AccuracyMetric(models.Model):
     @property
     def coverage(self) -> float | None:
         return self._share(self.inside_interval)
+
+
+# --- the model registry: every trained model is a row; exactly one champion serves predictions ----------------
+
+
+class ModelStatus(models.TextChoices):
+    CHAMPION = "champion", "champion (serving)"
+    CHALLENGER = "challenger", "challenger (evaluated, not promoted)"
+    RETIRED = "retired", "retired (was champion)"
+
+
+class ModelVersion(models.Model):
+    """A trained gap-and-trip model: what it learned from, how it scored, and where its trees are.
+
+    The artifact (LightGBM boosters as text) lives in `MODEL_DIR`; `artifact_sha256` guards
+    against serving a file that does not match the row.
+    """
+
+    version = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=32, default="gap-trip-lgbm")
+    status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.CHALLENGER)
+    source = models.CharField(max_length=64, help_text="synthetic:<seed> or outcomes")
+    trained_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    training_rows = models.JSONField(default=dict, help_text="rows per segment model (gap, trip)")
+    features = models.JSONField(default=dict)
+    hyperparameters = models.JSONField(default=dict)
+    holdout_metrics = models.JSONField(default=dict)
+    champion_metrics = models.JSONField(default=dict, help_text="the champion's figures on the same holdout")
+    calibration = models.JSONField(default=dict, help_text="interval scale fitted on held-out outcomes")
+    feature_reference = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="per kind and feature: decile bin edges and shares of the training window's newest weeks "
+        "(what the weekly drift check compares against; empty for models trained before it existed)",
+    )
+    training_seconds = models.FloatField(default=0.0)
+    artifact_path = models.CharField(max_length=500)
+    artifact_sha256 = models.CharField(max_length=64)
+    notes = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "predictions_modelversion"  # the registry's table from before it moved to learning (issue 14)
+        ordering = ["-trained_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=Q(status="champion"), name="one_champion_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.status})"
+
+
+# --- the weekly drift check: how far the champion's recent inputs moved from those of its training window --
+
+
+class DriftStatus(models.TextChoices):
+    OK = "ok", "ok (stable)"
+    WARN = "warn", "warn (moved: watch it)"
+    DRIFT = "drift", "drift (the model is seeing inputs unlike its training)"
+    INSUFFICIENT_DATA = "insufficient_data", "insufficient data (too few recent segments to judge)"
+
+
+class DriftCheck(models.Model):
+    """One check of a model's inputs: the population stability index (PSI) of every gap and trip feature.
+
+    `features[kind][name]` holds the feature's `psi`, its `status`, whether it is `scored` (counts in the
+    overall status; see `learning.drift.UNSCORED`), and the recent `shares` per bin and `missing` share, to
+    set beside the reference's on `model_version.feature_reference`. `thresholds` records the rule the
+    status was judged by, so changing the settings later does not reinterpret old checks.
+    """
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="drift_checks")
+    checked_at = models.DateTimeField(default=timezone.now, help_text="when the check ran")
+    window_start = models.DateTimeField(help_text="recent segments compared: outcome known after this")
+    window_end = models.DateTimeField(help_text="... and up to this")
+    status = models.CharField(max_length=20, choices=DriftStatus.choices)
+    outcomes = models.PositiveIntegerField(default=0, help_text="outcomes recorded in the window")
+    rows = models.JSONField(default=dict, help_text="recent segments compared per kind (gap, trip)")
+    max_psi = models.FloatField(null=True, blank=True, help_text="the largest PSI among the scored features")
+    worst_feature = models.CharField(max_length=64, blank=True, default="", help_text="kind.feature of max_psi")
+    features = models.JSONField(default=dict, help_text="per kind and feature: psi, status, recent shares")
+    thresholds = models.JSONField(default=dict, help_text="the PSI thresholds and minimum rows judged by")
+
+    class Meta:
+        db_table = "predictions_driftcheck"  # as the registry's
+        ordering = ["-checked_at", "-id"]
+        indexes = [models.Index(fields=["model_version", "-checked_at", "-id"], name="drift_latest_per_model")]
+        constraints = [
+            models.CheckConstraint(condition=Q(window_start__lt=F("window_end")), name="drift_window_ordered"),
+            models.CheckConstraint(
+                condition=Q(status__in=["ok", "warn", "drift", "insufficient_data"]), name="drift_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"drift check of model #{self.model_version_id}: {self.status} (window to {self.window_end:%Y-%m-%d})"

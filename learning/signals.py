@@ -1,6 +1,8 @@
-"""Signals learning listens to from the layers above it (defined here, so learning imports none of them).
+"""Learning's signals (defined here, so that learning imports none of the layers above).
 
-Receivers are thin: each calls one learning service (`learning/receivers.py`).
+`pickup_scored` is sent from above and learning listens (`learning/receivers.py`); `champion_promoted` is sent by
+learning and the layers above listen. Receivers are thin: each calls one service, and nothing reads what they
+return.
 """
 
 from django.dispatch import Signal
@@ -10,6 +12,7 @@ from django.dispatch import Signal
 # Learning learns the car's pattern from the parked gap that ended at pick-up, with the seed's error correction.
 pickup_scored = Signal()
 
-# A new champion model was promoted (`learning.training.model_promote`). kwargs: version.
-# Predictions forgets the `model` candidate's shadow scores, which were its predecessor's.
-model_promoted = Signal()
+# A new champion model was promoted: sent by `learning.training.model_promote` inside the promoting
+# transaction. kwargs: version (the new champion's). Predictions forgets the `model` candidate's shadow scores,
+# which were its predecessor's; callbacks queues, after the commit, the re-pricing of every scheduled booking.
+champion_promoted = Signal()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from learning.champion import champion_row
 from learning.drift import drift_unavailable_reason, model_drift_check
 from learning.selectors import outcomes_all, readings_mid_gap
 from learning.training import MIN_OUTCOMES, model_retrain
-from predictions.champion import champion_row
 
 
 def model_retrain_weekly() -> str:

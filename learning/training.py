@@ -25,13 +25,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.queue import queue_on_commit
 from core import gbm
 from core.compiled import compile_boosters, compiled_dir
 from core.features import GAP_FEATURES, TRIP_FEATURES, Outcome, Reading, replay
 from core.simulation.fleet import FleetConfig
 from learning.cascade_eval import DEPTH, cascade_metrics, cascade_price, holdout_cascades
+from learning.champion import artifact_path, champion_forget
 from learning.drift import feature_reference
+from learning.models import ModelStatus, ModelVersion
 from learning.prior import (
     BOOTSTRAP_FLEET,
     PRIOR_STRENGTH,
@@ -40,9 +41,7 @@ from learning.prior import (
     prior_rows,
     prior_weight,
 )
-from learning.signals import model_promoted
-from predictions.champion import artifact_path, champion_forget
-from predictions.registry_models import ModelStatus, ModelVersion
+from learning.signals import champion_promoted
 
 logger = logging.getLogger(__name__)
 
@@ -143,9 +142,10 @@ def model_compile(row: ModelVersion, progress: Progress | None = None) -> float 
 def model_promote(*, version: str, progress: Progress | None = None) -> ModelVersion:
     """Make `version` the champion; the previous champion is retired. Serving picks it up within seconds.
 
-    Its boosters are compiled first (`MODEL_COMPILE`), so the web processes find them when they load it. The
-    re-pricing of every scheduled booking (and its callbacks) is queued after the commit. The shadow scores of
-    the `model` candidate are forgotten, so the new champion is judged on its own pick-ups.
+    Its boosters are compiled first (`MODEL_COMPILE`), so the web processes find them when they load it.
+    `champion_promoted` is sent in the same transaction: its receivers forget the `model` candidate's shadow
+    scores (predictions: the new champion is judged on its own pick-ups) and queue, after the commit, the
+    re-pricing of every scheduled booking and its callbacks (callbacks).
     """
     if settings.MODEL_COMPILE:
         model_compile(ModelVersion.objects.get(version=version), progress)
@@ -154,10 +154,7 @@ def model_promote(*, version: str, progress: Progress | None = None) -> ModelVer
         ModelVersion.objects.filter(status=ModelStatus.CHAMPION).exclude(pk=row.pk).update(status=ModelStatus.RETIRED)
         row.status, row.promoted_at = ModelStatus.CHAMPION, timezone.now()
         row.save(update_fields=["status", "promoted_at"])
-        model_promoted.send(sender=ModelVersion, version=version)  # shadow scoring forgets the old champion's
-        # The new champion's numbers reach Laravel: every scheduled booking re-priced, on the training
-        # cluster (long timeout: a large fleet takes minutes).
-        queue_on_commit("predictions.tasks.predictions_reprice_all", "model_promoted", cluster="training")
+        champion_promoted.send(sender=ModelVersion, version=row.version)
     champion_forget()
     logger.info("promoted %s to champion", version)
     return row

@@ -9,7 +9,7 @@ says how much of the schedule is still to come, so the service learns it from it
 Each kind of prediction keeps two margins, in points, added below and above the predictor's
 interval. A kind is: model or pattern cascade; the trigger that made it, and whether it was for
 the event's own booking or a later one re-predicted in its cascade; and its lead time, the hours
-from the present (`predictions.selectors.fleet_clock`) to the pick-up. When a booking starts and
+from the present (`bookings.selectors.fleet_clock`) to the pick-up. When a booking starts and
 its predictions are scored, each kind that predicted it moves its margins by adaptive conformal
 inference (Gibbs and Candès, 2021) on the conformalized quantile interval (Romano et al., 2019):
 `margin += STEP * (share of misses on that side - 2.5 %)`. A side that misses more than 2.5 % of
@@ -43,7 +43,7 @@ from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest, Least
 
-from predictions.calibration_models import IntervalCalibration
+from predictions.models import IntervalCalibration
 
 STEP = 5.0  # points a side moves per scored booking that missed it (it narrows by STEP * TAIL per hit)
 TAIL = 0.025  # each side of a 95 % interval

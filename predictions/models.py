@@ -1,4 +1,5 @@
-"""Every prediction ever issued, kept; a booking's current one is flagged `is_current`."""
+"""Every prediction ever issued, kept (a booking's current one is flagged `is_current`), and what serving learns
+from their outcomes: the interval calibration's margins and the shadow scores of each candidate predictor."""
 
 from django.db import models
 from django.db.models import F, Q
@@ -83,7 +84,7 @@ class Prediction(models.Model):
                 ],
                 name="prediction_scored_by_start",
             ),
-            # Retention (predictions/retention.py) finds the superseded predictions that have outlived their
+            # Retention (callbacks/retention.py) finds the superseded predictions that have outlived their
             # window without walking every booking's current one.
             models.Index(fields=["predicted_at"], condition=Q(is_current=False), name="prediction_superseded_at"),
         ]
@@ -111,10 +112,57 @@ class Prediction(models.Model):
         return self.prediction_id
 
 
-# The callback outbox (issue 4), the model registry, the drift checks (issue 5) and the interval
-# calibration live in their own modules; imported here so Django sees their models.
-from predictions.calibration_models import IntervalCalibration  # noqa: E402, F401
-from predictions.drift_models import DriftCheck, DriftStatus  # noqa: E402, F401
-from predictions.outbox_models import CallbackAttempt, CallbackItem, CallbackOutbox, EndpointCircuit  # noqa: E402, F401
-from predictions.registry_models import ModelStatus, ModelVersion  # noqa: E402, F401
-from predictions.shadow_models import PredictorScore  # noqa: E402, F401
+# --- online interval calibration: two margins per kind of prediction, learned from scored outcomes ----------
+# Written by `predictions.calibration` only (created on first use, moved by atomic updates when a booking's
+# predictions are scored); prediction writes read them all in one query.
+class IntervalCalibration(models.Model):
+    """How far to move out the lower and the upper side of one kind of prediction's 95 % interval.
+
+    `key` is `<model|pattern>|<trigger>[ (cascade)]|<lead time: hours from the present to the
+    pick-up>`; see `predictions.calibration`. Margins are in points (0: as the predictor gave it).
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    margin_lower = models.FloatField(default=0.0, help_text="points added below the predictor's interval")
+    margin_upper = models.FloatField(default=0.0, help_text="points added above the predictor's interval")
+    bookings = models.PositiveIntegerField(default=0, help_text="scored bookings that moved the margins")
+    predictions = models.PositiveIntegerField(default=0, help_text="scored predictions among them")
+    below = models.PositiveIntegerField(default=0, help_text="predictions whose actual fell below their interval")
+    above = models.PositiveIntegerField(default=0, help_text="predictions whose actual fell above their interval")
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+# --- shadow scores: how far off each candidate predictor has been, per kind of prediction, on this fleet ------
+# Written by `predictions.shadow` only (created on first use, moved by atomic updates when a booking is picked up
+# and its predictions are scored); every prediction write reads them all in one cached query.
+class PredictorScore(models.Model):
+    """One candidate's exponentially weighted mean absolute error on one kind of prediction.
+
+    `kind` is `<lead time>|<own|cascade>|<charging|parked|unknown>` (see `predictions.shadow.shadow_kind`);
+    `candidate` is `model`, `pattern` or `persistence`. Each scored booking adds its error with weight 1
+    after the older weight decays by `predictions.shadow.DECAY`, so the score follows the fleet as it changes.
+    """
+
+    kind = models.CharField(max_length=48)
+    candidate = models.CharField(max_length=16)
+    weight = models.FloatField(default=0.0, help_text="decayed number of scored bookings")
+    sum_abs_error = models.FloatField(default=0.0, help_text="decayed sum of absolute errors, in points")
+    bookings = models.PositiveIntegerField(default=0, help_text="scored bookings, undecayed")
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["kind", "candidate"]
+        constraints = [models.UniqueConstraint(fields=["kind", "candidate"], name="one_score_per_kind_candidate")]
+
+    def __str__(self) -> str:
+        return f"{self.candidate} on {self.kind}"
+
+    @property
+    def mae(self) -> float | None:
+        return self.sum_abs_error / self.weight if self.weight > 0 else None

@@ -3,7 +3,7 @@
 from django.dispatch import receiver
 
 from bookings.signals import bookings_marked_no_show, schedule_changed, start_level_observed
-from learning.signals import model_promoted
+from learning.signals import champion_promoted
 from predictions.services import predictions_cancel, predictions_cascade, predictions_score_pickup
 from predictions.shadow import shadow_forget_model
 
@@ -23,6 +23,7 @@ def cancel_no_shows(sender, booking_ids, **kwargs):
     predictions_cancel(booking_ids=booking_ids)
 
 
-@receiver(model_promoted, dispatch_uid="predictions.forget_model_scores")
-def forget_model_scores(sender, version, **kwargs):
+@receiver(champion_promoted, dispatch_uid="predictions.shadow_forget_on_promotion")
+def shadow_forget_on_promotion(sender, version, **kwargs):
+    """The `model` candidate's shadow scores were the previous champion's: the new one is judged on its own."""
     shadow_forget_model()

@@ -11,10 +11,9 @@ from bookings.models import BatteryReading, Booking, BookingStatus, Vehicle
 from common.api.fields import iso
 from core.physics import BASE_STD
 from learning.models import AccuracyMetric, BookingOutcome, VehiclePattern
-from learning.selectors import fleet_prior
+from learning.selectors import fleet_prior, model_champion, model_version_body
 from predictions.bodies import affected_item
 from predictions.models import Prediction
-from predictions.registry_selectors import model_champion, model_version_body
 from predictions.services import MODEL_VERSION
 from predictions.shadow import shadow_report
 

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 SCHEDULES: dict[str, dict[str, Any]] = {
     # The outbox's safety net: any pending callback whose queued delivery was lost is sent within a minute.
     "callbacks_dispatch_due": {
-        "func": "predictions.tasks.callbacks_dispatch_due",
+        "func": "callbacks.tasks.callbacks_dispatch_due",
         "schedule_type": "I",  # Schedule.MINUTES
         "minutes": 1,
         "repeats": -1,
@@ -48,9 +48,9 @@ SCHEDULES: dict[str, dict[str, Any]] = {
         "repeats": -1,
         "cluster": "training",
     },
-    # Retention (predictions/retention.py): old inbound bodies, events, superseded predictions, delivered callbacks.
+    # Retention (callbacks/retention.py): old inbound bodies, events, superseded predictions, delivered callbacks.
     "retention_daily": {
-        "func": "predictions.tasks.retention_daily",
+        "func": "callbacks.tasks.retention_daily",
         "schedule_type": "D",  # Schedule.DAILY
         "repeats": -1,
         "cluster": None,

@@ -3,9 +3,9 @@
 from rest_framework import serializers
 
 from common.api.fields import AwareDateTimeField, BatteryField, ExternalIdField, ObservedAtField
+from learning.models import ModelStatus
+from learning.selectors import MODELS_LIMIT_DEFAULT, MODELS_LIMIT_MAX
 from predictions.models import PredictionMethod
-from predictions.registry_models import ModelStatus
-from predictions.registry_selectors import MODELS_LIMIT_DEFAULT, MODELS_LIMIT_MAX
 from predictions.shadow import CANDIDATES
 
 MAX_INTERMEDIATE_BOOKINGS = 200
@@ -170,6 +170,8 @@ class TimelineQuerySerializer(serializers.Serializer):
     )
 
 
+# Its docstring is the schema's description, kept byte for byte (the API contract): the body is built by
+# `learning.selectors.model_version_body` since the registry moved to learning (issue 14).
 class ModelVersionSerializer(serializers.Serializer):
     """A registered model (`predictions.registry_selectors.model_version_body`)."""
 

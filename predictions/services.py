@@ -7,7 +7,6 @@ booking is flagged current.
 
 from __future__ import annotations
 
-import logging
 import math
 import uuid
 from collections.abc import Iterable, Sequence
@@ -25,6 +24,7 @@ from common.api.errors import DomainError
 from common.api.fields import iso
 from core import ml_cascade
 from core.physics import Checkpoint, Rates, State, Trip, walk
+from learning.champion import champion_model
 from learning.models import AccuracyMetric
 from learning.selectors import (
     feature_book_for,
@@ -43,13 +43,9 @@ from predictions.calibration import (
     interval_widened,
     margins_borrowed,
 )
-from predictions.champion import champion_model
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
-from predictions.outbox import callback_enqueue
 from predictions.selectors import reading_latest
 from predictions.shadow import CANDIDATES, candidate_serving, shadow_kind, shadow_learn, shadow_scores_cached
-
-logger = logging.getLogger(__name__)
 
 MODEL_VERSION = "pattern-cascade-1.0"  # recorded on predictions made without a trained model
 PERSISTENCE_VERSION = "carry-forward-1.0"  # recorded on predictions served by carrying the last level forward
@@ -429,35 +425,6 @@ def predictions_cancel(*, booking_ids: list[str]) -> int:
         status=PredictionStatus.CANCELLED
     )
 
-
-def predictions_reprice_all(*, triggered_by: str) -> int:
-    """Re-predict every car's scheduled bookings (after a new champion is promoted) and queue the callbacks.
-
-    One transaction per car, holding its lock, so a car's events and its re-pricing never
-    interleave and each car's callback is written with its predictions. Returns the number of
-    predictions issued.
-    """
-    vehicle_ids = (
-        Booking.objects.filter(status=BookingStatus.SCHEDULED).values_list("vehicle__external_id", flat=True).distinct()
-    )
-    issued = 0
-    for vehicle_id in sorted(set(vehicle_ids)):
-        try:
-            with transaction.atomic():
-                vehicle = vehicle_lock(external_id=vehicle_id)
-                predictions = predictions_cascade(vehicle=vehicle, pivot=None, event=None, trigger=triggered_by)
-                version = predictions[0].model_version if predictions else None
-                callback_enqueue(
-                    predictions=predictions,
-                    triggered_by=triggered_by,
-                    metadata={"vehicle_id": vehicle_id, "model_version": version},
-                )
-                issued += len(predictions)
-        except Exception:  # one car's failure must not leave the rest of the fleet on the old numbers
-            logger.exception(
-                "re-pricing vehicle %s after %s failed; it keeps its old predictions", vehicle_id, triggered_by
-            )
-    return issued
 
 
 def predictions_score_pickup(*, booking: Booking, reading: BatteryReading) -> None:

@@ -36,7 +36,7 @@ from django.db import transaction
 from django.db.models import Case, F, FloatField, Q, Value, When
 
 from predictions.calibration import lead_time_label
-from predictions.shadow_models import PredictorScore
+from predictions.models import PredictorScore
 
 CANDIDATES = ("model", "pattern", "persistence")
 DECAY = 0.99

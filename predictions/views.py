@@ -12,9 +12,9 @@ from rest_framework.viewsets import ViewSet
 
 from bookings.models import Vehicle
 from common.api.schema import ERROR_RESPONSE_409
+from learning.selectors import model_versions_list
 from predictions import serializers as s
 from predictions.bodies import prediction_body
-from predictions.registry_selectors import model_versions_list
 from predictions.reports import model_info, vehicle_timeline
 from predictions.selectors import prediction_current
 from predictions.services import prediction_predict

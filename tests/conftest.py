@@ -6,7 +6,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
-from predictions.champion import champion_forget
+from learning.champion import champion_forget
 
 
 @pytest.fixture(autouse=True)

@@ -87,7 +87,7 @@ class CallbackOutboxFactory(factory.django.DjangoModelFactory):
     """An outbox row `age` old; a pending one is due since its creation (as the outbox writes them)."""
 
     class Meta:
-        model = "predictions.CallbackOutbox"
+        model = "callbacks.CallbackOutbox"
 
     class Params:
         age = timedelta(0)
@@ -104,7 +104,7 @@ class CallbackAttemptFactory(factory.django.DjangoModelFactory):
     """One finished attempt of a callback (200 unless told)."""
 
     class Meta:
-        model = "predictions.CallbackAttempt"
+        model = "callbacks.CallbackAttempt"
 
     outbox = factory.SubFactory(CallbackOutboxFactory)
     number = factory.Sequence(lambda n: n + 1)

@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from bookings.models import Booking, BookingStatus, Vehicle
 from core.features import Outcome
 from core.simulation.fleet import FleetConfig, simulate
-from learning.models import BookingOutcome
+from learning.models import BookingOutcome, ModelVersion
 from learning.training import model_promote, model_train
-from predictions.registry_models import ModelVersion
 
 SMALL_FLEET = FleetConfig(cars=15, renters=40, days=20, seed=3)
 SMALL_ROUNDS = 30

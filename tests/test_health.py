@@ -17,14 +17,14 @@ from rest_framework.test import APIClient
 
 from batterypred import health_checks
 from batterypred.wsgi import application
-from common.api import permissions
-from predictions.champion import artifact_path, champion_forget
-from predictions.outbox_models import (
+from callbacks.models import (
     CallbackAttempt,
     CallbackStatus,
     CircuitState,
     EndpointCircuit,
 )
+from common.api import permissions
+from learning.champion import artifact_path, champion_forget
 from predictions.schedules import schedules_declare
 from predictions.services import MODEL_VERSION
 from tests.factories import CallbackOutboxFactory
@@ -43,7 +43,7 @@ def heartbeat_task(*, seconds_ago: float, success: bool = True) -> Task:
     return Task.objects.create(
         id=uuid.uuid4().hex,
         name=f"run-{uuid.uuid4().hex[:8]}",
-        func="predictions.tasks.callbacks_dispatch_due",
+        func="callbacks.tasks.callbacks_dispatch_due",
         group=HEARTBEAT,
         started=at - timedelta(seconds=1),
         stopped=at,

@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from batterypred import metrics
 from bookings.models import InboundEvent
+from callbacks.models import CallbackStatus, CircuitState, EndpointCircuit
+from learning.champion import artifact_path, champion_forget
 from learning.models import AccuracyMetric
-from predictions.champion import artifact_path, champion_forget
 from predictions.models import Prediction
-from predictions.outbox_models import CallbackStatus, CircuitState, EndpointCircuit
 from predictions.services import MODEL_VERSION
 from tests.factories import CallbackOutboxFactory
 from tests.modelling import champion_serve

@@ -13,8 +13,8 @@ from django.db.models import Max, Prefetch, QuerySet
 from django.utils import timezone
 
 from bookings.models import InboundEvent
-from predictions.outbox_models import CallbackAttempt, CallbackOutbox, CallbackStatus, EndpointCircuit
-from predictions.outbox_selectors import outbox_backlog
+from callbacks.models import CallbackAttempt, CallbackOutbox, CallbackStatus, EndpointCircuit
+from callbacks.selectors import outbox_backlog
 
 RECENT_LIMIT = 50
 STATUS_FILTERS = ("", *CallbackStatus.values)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from predictions.drift_models import DriftCheck
-from predictions.registry_models import ModelStatus, ModelVersion
-from predictions.registry_selectors import drift_latest_by_version, model_champion
+from learning.models import DriftCheck, ModelStatus, ModelVersion
+from learning.selectors import drift_latest_by_version, model_champion
 from predictions.shadow import CANDIDATES, shadow_report
 
 MODELS_PAGE_LIMIT = 30

@@ -1,7 +1,7 @@
 """A real HTTP receiver on 127.0.0.1 for callback tests: scripted answers, recorded requests, signature checks.
 
 It verifies each request the way the Laravel side would (X-ML-Signature as PHP's hash_hmac, and the
-Standard Webhooks signature as the spec defines it), independently of `predictions.outbox`.
+Standard Webhooks signature as the spec defines it), independently of `callbacks.services`.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.models import OrmQ
 
-from predictions.outbox import callback_deliver, callback_enqueue
-from predictions.outbox_models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from callbacks.models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from callbacks.services import callback_deliver, callback_enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -24,9 +24,9 @@ def test_the_outbox_its_attempts_and_the_circuits_are_visible(staff_client, rece
     row = enqueue(make_predictions)
     callback_deliver(outbox_id=row.pk)
 
-    listing = staff_client.get(reverse("admin:predictions_callbackoutbox_changelist"))
-    detail = staff_client.get(reverse("admin:predictions_callbackoutbox_change", args=[row.pk]))
-    circuits = staff_client.get(reverse("admin:predictions_endpointcircuit_changelist"))
+    listing = staff_client.get(reverse("admin:callbacks_callbackoutbox_changelist"))
+    detail = staff_client.get(reverse("admin:callbacks_callbackoutbox_change", args=[row.pk]))
+    circuits = staff_client.get(reverse("admin:callbacks_endpointcircuit_changelist"))
 
     assert listing.status_code == detail.status_code == circuits.status_code == 200
     assert str(row.pk) in listing.content.decode() and "Redeliver now" in listing.content.decode()
@@ -49,7 +49,7 @@ def test_redeliver_now_resets_failed_callbacks_and_queues_a_dispatch_that_probes
 
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(
-            reverse("admin:predictions_callbackoutbox_changelist"),
+            reverse("admin:callbacks_callbackoutbox_changelist"),
             {"action": "redeliver_now", "_selected_action": [str(failed.pk), str(delivered.pk)]},
             follow=True,
         )
@@ -60,7 +60,7 @@ def test_redeliver_now_resets_failed_callbacks_and_queues_a_dispatch_that_probes
     failed.refresh_from_db()
     assert failed.status == CallbackStatus.PENDING and failed.next_attempt_at <= timezone.now()
     [task] = OrmQ.objects.all()
-    assert (task.task["func"], task.task["args"]) == ("predictions.tasks.callbacks_dispatch_due", ())
+    assert (task.task["func"], task.task["args"]) == ("callbacks.tasks.callbacks_dispatch_due", ())
 
     import_string(task.task["func"])()  # the worker runs the queued dispatch
 
@@ -75,12 +75,12 @@ def test_redeliver_now_resets_failed_callbacks_and_queues_a_dispatch_that_probes
 
 @pytest.fixture
 def clerk(db, client, django_user_model):
-    """`clerk(*codenames)`: a logged-in staff member (not a superuser) holding exactly these predictions permissions."""
+    """`clerk(*codenames)`: a logged-in staff member (not a superuser) holding exactly these callbacks permissions."""
 
     def _clerk(*codenames: str):
         user = django_user_model.objects.create_user("clerk", "clerk@example.com", None, is_staff=True)
         user.user_permissions.add(
-            *Permission.objects.filter(content_type__app_label="predictions", codename__in=codenames)
+            *Permission.objects.filter(content_type__app_label="callbacks", codename__in=codenames)
         )
         client.force_login(user)
         return client
@@ -99,7 +99,7 @@ def failed_row(make_predictions, status=CallbackStatus.FAILED) -> CallbackOutbox
     return row
 
 
-CHANGELIST = "admin:predictions_callbackoutbox_changelist"
+CHANGELIST = "admin:callbacks_callbackoutbox_changelist"
 
 
 def test_staff_without_the_redeliver_permission_are_not_offered_the_action_and_cannot_post_it(
@@ -156,7 +156,7 @@ def test_the_staff_pages_redeliver_needs_the_same_permission(clerk, receiver, ma
 def test_a_callback_still_owed_cannot_be_deleted_from_the_admin(clerk, receiver, make_predictions, status):
     client = clerk("view_callbackoutbox", "delete_callbackoutbox")
     row = failed_row(make_predictions, status=status)
-    delete_url = reverse("admin:predictions_callbackoutbox_delete", args=[row.pk])
+    delete_url = reverse("admin:callbacks_callbackoutbox_delete", args=[row.pk])
 
     assert client.get(delete_url).status_code == 403
     assert client.post(delete_url, {"post": "yes"}).status_code == 403

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from predictions import outbox
-from predictions.outbox import Outcome, callbacks_dispatch_due
-from predictions.outbox_models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from callbacks import services as outbox
+from callbacks.models import CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from callbacks.services import Outcome, callbacks_dispatch_due
 from tests.callbacks.conftest import SECRET
 from tests.callbacks.receiver import Receiver
 from tests.seed_examples import CREATED, URL

@@ -9,9 +9,9 @@ from email.utils import format_datetime
 import pytest
 from django.utils import timezone
 
-from predictions import outbox
-from predictions.outbox import Outcome, callback_deliver, callback_enqueue, callbacks_dispatch_due
-from predictions.outbox_models import CallbackAttempt, CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from callbacks import services as outbox
+from callbacks.models import CallbackAttempt, CallbackOutbox, CallbackStatus, CircuitState, EndpointCircuit
+from callbacks.services import Outcome, callback_deliver, callback_enqueue, callbacks_dispatch_due
 
 pytestmark = pytest.mark.django_db
 

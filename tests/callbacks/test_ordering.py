@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from callbacks.models import CallbackAttempt, CallbackOutbox, CallbackStatus
+from callbacks.services import Outcome, callback_deliver, callback_enqueue, callbacks_dispatch_due
 from predictions.models import Prediction
-from predictions.outbox import Outcome, callback_deliver, callback_enqueue, callbacks_dispatch_due
-from predictions.outbox_models import CallbackAttempt, CallbackOutbox, CallbackStatus
 from tests.seed_examples import CREATED, MODIFIED, URL
 
 pytestmark = pytest.mark.django_db

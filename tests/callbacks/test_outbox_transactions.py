@@ -14,10 +14,10 @@ from django.utils.module_loading import import_string
 from django_q.models import OrmQ, Schedule
 
 from bookings.models import InboundEvent
+from callbacks import services as outbox
+from callbacks.models import CallbackOutbox, CallbackStatus
+from callbacks.services import DispatchReport, callback_enqueue, callbacks_dispatch_due
 from events import services as event_services
-from predictions import outbox
-from predictions.outbox import DispatchReport, callback_enqueue, callbacks_dispatch_due
-from predictions.outbox_models import CallbackOutbox, CallbackStatus
 from predictions.schedules import schedules_declare
 from tests.seed_examples import CREATED, STARTED, URL
 
@@ -76,7 +76,7 @@ def test_a_committed_event_queues_one_delivery_task_that_takes_the_outbox_id(
 
     [row] = CallbackOutbox.objects.all()
     assert len([c for c in callbacks if "queue_on_commit" in c.__qualname__]) == 1
-    assert queued() == [("predictions.tasks.callback_deliver", (str(row.pk),))]
+    assert queued() == [("callbacks.tasks.callback_deliver", (str(row.pk),))]
     func, args = queued()[0]
     import_string(func)(*args)  # what the worker runs
     assert receiver.accepted_ids == [str(row.pk)]
@@ -143,7 +143,7 @@ def test_the_dispatch_schedule_is_declared_in_code_idempotently():
 
     [schedule] = Schedule.objects.filter(name="callbacks_dispatch_due")
     assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats, schedule.cluster) == (
-        "predictions.tasks.callbacks_dispatch_due",
+        "callbacks.tasks.callbacks_dispatch_due",
         Schedule.MINUTES,
         1,
         -1,
@@ -164,8 +164,8 @@ def test_a_dispatch_run_that_leaves_a_backlog_queues_the_next_run(
     monkeypatch.setattr(outbox, "callbacks_dispatch_due", lambda: report)
     OrmQ.objects.all().delete()
     with django_capture_on_commit_callbacks(execute=True):
-        import_string("predictions.tasks.callbacks_dispatch_due")()
-    assert queued() == [("predictions.tasks.callbacks_dispatch_due", ())]
+        import_string("callbacks.tasks.callbacks_dispatch_due")()
+    assert queued() == [("callbacks.tasks.callbacks_dispatch_due", ())]
 
 
 def test_the_django_q_config_keeps_timeout_below_retry_and_has_a_training_cluster():

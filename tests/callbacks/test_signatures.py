@@ -12,9 +12,9 @@ import subprocess
 
 import pytest
 
+from callbacks.services import callback_deliver, callback_enqueue, signed_headers
 from common.api.signatures import sign_hex, standard_signature
 from predictions.models import Prediction
-from predictions.outbox import callback_deliver, callback_enqueue, signed_headers
 from tests.callbacks.conftest import SECRET
 
 BODY = (

@@ -24,8 +24,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from predictions.outbox import callback_enqueue
-from predictions.outbox_models import CallbackOutbox, CallbackStatus
+from callbacks.models import CallbackOutbox, CallbackStatus
+from callbacks.services import callback_enqueue
 from predictions.schedules import schedules_declare
 from tests.callbacks.conftest import SECRET
 

@@ -7,11 +7,10 @@ import pytest
 from django.utils import timezone
 
 from bookings.models import BookingStatus
+from callbacks.models import CallbackAttempt, CallbackStatus
 from dashboard.selectors.operations import idle_drain_jumps, low_battery_upcoming
 from dashboard.selectors.timeline import car_timeline
-from learning.models import VehiclePattern
-from predictions.outbox_models import CallbackAttempt, CallbackStatus
-from predictions.registry_models import ModelStatus, ModelVersion
+from learning.models import ModelStatus, ModelVersion, VehiclePattern
 from tests.factories import (
     BatteryReadingFactory,
     BookingFactory,
@@ -279,7 +278,7 @@ def test_redeliver_makes_a_failed_callback_due_now(staff_client, django_capture_
 
 @pytest.mark.django_db
 def test_models_page_shows_the_latest_drift_check_most_drifted_feature_first(staff_client):
-    from predictions.drift_models import DriftCheck
+    from learning.models import DriftCheck
 
     model = ModelVersion.objects.create(
         version="m-drift", status=ModelStatus.CHAMPION, artifact_path="x.json", artifact_sha256="0" * 64

@@ -12,9 +12,9 @@ from django.core.management import CommandError, call_command
 
 from core import gbm
 from core.compiled import compiled_dir
+from learning.champion import artifact_path, champion_forget, champion_model
+from learning.models import ModelStatus
 from learning.training import model_promote, model_train, segment_frames
-from predictions.champion import artifact_path, champion_forget, champion_model
-from predictions.registry_models import ModelStatus
 from tests.modelling import champion_serve, fleet_outcomes
 
 ROUNDS = 5  # compiling takes time per tree: a handful is enough to compare numbers
@@ -59,7 +59,7 @@ def test_a_model_whose_compiled_boosters_are_missing_serves_with_lightgbm_and_sa
     next(compiling.glob(f"{row.artifact_sha256[:16]}-*-trip-3.so")).unlink()
     champion_forget()
 
-    with caplog.at_level(logging.WARNING, logger="predictions.champion"):
+    with caplog.at_level(logging.WARNING, logger="learning.champion"):
         served = champion_model()
 
     assert served is not None and served.version == row.version

@@ -32,11 +32,10 @@ from learning.drift import (
     psi,
     psi_status,
 )
+from learning.models import DriftCheck, DriftStatus, ModelVersion
+from learning.selectors import drift_latest_by_version
 from learning.tasks import model_drift_weekly
 from learning.training import model_promote, model_retrain, model_train, segment_frames
-from predictions.drift_models import DriftCheck, DriftStatus
-from predictions.registry_models import ModelVersion
-from predictions.registry_selectors import drift_latest_by_version
 from predictions.schedules import schedules_declare
 from tests.modelling import champion_serve, fleet_outcomes, outcomes_store
 
@@ -322,13 +321,13 @@ def test_the_latest_check_of_every_model_version_in_one_query(django_assert_num_
 
     assert latest == {"old": latest_old, "new": latest_new}
     assert versions == {"old": "old", "new": "new"} and unchecked.version not in latest
-    assert drift_latest_by_version.__module__ == "predictions.registry_selectors"
+    assert drift_latest_by_version.__module__ == "learning.selectors"
 
 
 def test_the_admin_lists_drift_checks_read_only(admin_client):
     check = _check(_version("v1"), at=timezone.now(), status="warn")
 
-    assert admin_client.get("/admin/predictions/driftcheck/").status_code == 200
-    page = admin_client.get(f"/admin/predictions/driftcheck/{check.pk}/change/")
+    assert admin_client.get("/admin/learning/driftcheck/").status_code == 200
+    page = admin_client.get(f"/admin/learning/driftcheck/{check.pk}/change/")
     assert page.status_code == 200 and b'name="_save"' not in page.content
-    assert admin_client.get("/admin/predictions/driftcheck/add/").status_code == 403
+    assert admin_client.get("/admin/learning/driftcheck/add/").status_code == 403

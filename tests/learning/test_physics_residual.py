@@ -31,9 +31,9 @@ from core.features import (
     trip_row,
 )
 from core.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, charge_level
+from learning.champion import artifact_path, champion_model
+from learning.models import ModelStatus, ModelVersion
 from learning.training import segment_frames
-from predictions.champion import artifact_path, champion_model
-from predictions.registry_models import ModelStatus, ModelVersion
 from tests.modelling import SMALL_FLEET, champion_serve, fleet_outcomes, outcomes_store
 from tests.seed_examples import URL
 

@@ -19,12 +19,11 @@ from core import gbm, ml_cascade
 from core.simulation.fleet import FleetConfig
 from core.simulation.world import SHIFTS
 from learning.cascade_eval import cascade_metrics, cascade_price, holdout_cascades
-from learning.models import BookingOutcome
+from learning.champion import artifact_path
+from learning.models import BookingOutcome, ModelStatus, ModelVersion
 from learning.prior import fleet_from_json, prior_rows, prior_weight
 from learning.selectors import feature_book_for, outcomes_all
 from learning.training import FROM_CHAMPION, MIN_HOLDOUT_BOOKINGS, model_promote, model_retrain, segment_frames
-from predictions.champion import artifact_path
-from predictions.registry_models import ModelStatus, ModelVersion
 from tests.modelling import SMALL_FLEET, champion_serve, fleet_outcomes, outcomes_store
 from tests.seed_examples import PREDICT_REAL_TIME, URL
 

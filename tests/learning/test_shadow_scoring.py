@@ -10,9 +10,8 @@ import pytest
 
 from core.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
-from predictions.models import Prediction
+from predictions.models import Prediction, PredictorScore
 from predictions.shadow import MIN_BOOKINGS, Score, candidate_serving, kind_levels, shadow_report
-from predictions.shadow_models import PredictorScore
 from tests.modelling import SMALL_FLEET, SMALL_ROUNDS, fleet_outcomes
 from tests.seed_examples import CREATED, STARTED, URL
 
@@ -221,7 +220,7 @@ def test_a_new_champion_starts_without_its_predecessors_scores(settings, tmp_pat
 
 
 def test_a_candidate_that_starts_serving_borrows_the_defaults_interval_margins(post, settings):
-    from predictions.calibration_models import IntervalCalibration
+    from predictions.models import IntervalCalibration
 
     settings.CALIBRATION_CACHE_SECONDS = 0
     for candidate, mae in (("pattern", 10.0), ("persistence", 2.0)):
@@ -247,7 +246,7 @@ def test_a_new_candidates_margins_start_from_those_it_borrowed_not_from_zero(pos
     """Adaptive conformal margins pay about margin / STEP misses while they climb: a row that started at 0 under
     a candidate whose margins had to reach 20 points lost coverage on every newly served kind."""
     from predictions.calibration import STEP, TAIL
-    from predictions.calibration_models import IntervalCalibration
+    from predictions.models import IntervalCalibration
     from predictions.services import predictions_score
     from tests.factories import BookingFactory, VehicleFactory
 

@@ -21,17 +21,18 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from bookings.models import ReadingSource, Vehicle
+from callbacks.models import CallbackOutbox
+from callbacks.repricing import predictions_reprice_all
 from core import gbm
 from core.simulation.fleet import FleetConfig
+from learning.champion import artifact_path, champion_forget, champion_model
+from learning.models import ModelStatus, ModelVersion
 from learning.selectors import readings_mid_gap
 from learning.tasks import model_retrain_weekly
 from learning.training import COVERAGE_RANGE, MIN_OUTCOMES, _decide, model_promote, model_train, segment_frames
-from predictions.champion import artifact_path, champion_forget, champion_model
 from predictions.models import Prediction
-from predictions.outbox_models import CallbackOutbox
-from predictions.registry_models import ModelStatus, ModelVersion
 from predictions.schedules import schedules_declare
-from predictions.services import MODEL_VERSION, predictions_reprice_all
+from predictions.services import MODEL_VERSION
 from tests.factories import T0, BatteryReadingFactory
 from tests.modelling import SMALL_FLEET, champion_serve, fleet_outcomes, outcomes_store
 from tests.seed_examples import CREATED, ENDED, PREDICT_REAL_TIME, STARTED, URL
@@ -398,7 +399,7 @@ def test_promotion_queues_the_repricing_and_repricing_sends_the_new_numbers(
         model_promote(version=row.version)
 
     queued = [(q.task["func"], tuple(q.task["args"])) for q in OrmQ.objects.all()]
-    assert ("predictions.tasks.predictions_reprice_all", ("model_promoted",)) in queued
+    assert ("callbacks.tasks.predictions_reprice_all", ("model_promoted",)) in queued
 
     assert predictions_reprice_all(triggered_by="model_promoted") == 1
 

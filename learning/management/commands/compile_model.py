@@ -9,8 +9,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from learning.management.commands._progress import training_bar
+from learning.models import ModelStatus, ModelVersion
 from learning.training import model_compile
-from predictions.registry_models import ModelStatus, ModelVersion
 
 
 class Command(BaseCommand):

@@ -7,9 +7,9 @@ from datetime import datetime
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
+from learning.champion import champion_row
 from learning.drift import drift_table, drift_unavailable_reason, model_drift_check
-from predictions.champion import champion_row
-from predictions.drift_models import DriftStatus
+from learning.models import DriftStatus
 
 
 def _aware(value: str) -> datetime:

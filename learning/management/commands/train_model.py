@@ -6,10 +6,10 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from core.simulation.fleet import FleetConfig, simulate
+from learning.champion import champion_incompatible, champion_model, champion_row
 from learning.management.commands._progress import training_bar
 from learning.prior import SYNTHETIC_SEED
 from learning.training import model_promote, model_train
-from predictions.champion import champion_incompatible, champion_model, champion_row
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 """The callback outbox: every `predictions.updated` callback owed to Laravel, its attempts, and each endpoint's circuit.
 
 A row is written in the same transaction as the predictions it reports, so a callback exists if and
-only if its predictions were committed. The worker delivers it later (see `predictions.outbox`).
-Imported from `predictions.models`, so these are ordinary models of the `predictions` app.
+only if its predictions were committed. The worker delivers it later (see `callbacks.services`).
+The tables keep the names they had while these models lived in `predictions` (issue 14 moved them).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class CallbackOutbox(models.Model):
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
+        db_table = "predictions_callbackoutbox"
         ordering = ["-created_at"]
         verbose_name = "callback"
         # Sending a callback again is a write to Laravel: its own permission, apart from viewing the outbox.
@@ -80,6 +81,7 @@ class CallbackAttempt(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When the next attempt was scheduled.")
 
     class Meta:
+        db_table = "predictions_callbackattempt"
         ordering = ["outbox", "number"]
         constraints = [models.UniqueConstraint(fields=["outbox", "number"], name="one_attempt_per_number")]
 
@@ -103,6 +105,7 @@ class CallbackItem(models.Model):
     sequence = models.BigIntegerField()
 
     class Meta:
+        db_table = "predictions_callbackitem"
         verbose_name = "callback item"
         indexes = [models.Index(fields=["booking_external_id", "sequence"], name="callback_item_booking_seq")]
 
@@ -132,6 +135,7 @@ class EndpointCircuit(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "predictions_endpointcircuit"
         ordering = ["endpoint"]
         verbose_name = "callback endpoint circuit"
         constraints = [

@@ -1,4 +1,4 @@
-"""django-q2 tasks of the predictions app: each takes ids or nothing and calls one service.
+"""django-q2 tasks of the callbacks app: each takes ids or nothing and calls one service.
 
 Queued only through `common.queue.queue_on_commit`; periodic ones are declared in
 `predictions.schedules`.
@@ -11,10 +11,11 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
+from callbacks import repricing, retention
+from callbacks import services as outbox
 from common.queue import queue_on_commit
-from predictions import outbox, retention, services
 
-RETENTION_TASK = "predictions.tasks.retention_daily"
+RETENTION_TASK = "callbacks.tasks.retention_daily"
 
 
 def callback_deliver(outbox_id: str) -> str:
@@ -35,11 +36,11 @@ def callbacks_dispatch_due() -> dict[str, int]:
 
 def predictions_reprice_all(triggered_by: str = "model_promoted") -> int:
     """After a promotion: every scheduled booking re-priced by the new champion, and Laravel told."""
-    return services.predictions_reprice_all(triggered_by=triggered_by)
+    return repricing.predictions_reprice_all(triggered_by=triggered_by)
 
 
 def retention_daily() -> dict[str, int | None]:
-    """Daily: remove what has outlived its retention window (`predictions.retention`).
+    """Daily: remove what has outlived its retention window (`callbacks.retention`).
 
     One run stops starting batches after RETENTION_TASK_BUDGET_SECONDS (below the cluster's 60 s task
     timeout); when rows are left, as on a first run over a big table, another run is queued at once.

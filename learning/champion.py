@@ -3,6 +3,10 @@
 A promotion (by `retrain` in the worker) reaches every web process within
 MODEL_REFRESH_SECONDS without a restart. A champion whose artifact is missing or corrupt is
 logged and not served: the pattern cascade answers, and says so in `prediction_method`.
+
+A promotion is announced with `learning.signals.champion_promoted`, so the layers above hear of it without
+learning calling up into them: predictions forgets the `model` candidate's shadow scores, and callbacks queues
+the re-pricing of every scheduled booking (with its callbacks to Laravel).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from django.conf import settings
 
 from core.compiled import attach_compiled, compiled_dir
 from core.gbm import ArtifactMismatch, GapTripModel
-from predictions.registry_models import ModelStatus, ModelVersion
+from learning.models import ModelStatus, ModelVersion
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,9 @@ prediction outlives the event that triggered it, its link cleared), and a callba
 Rows go in batches of `RETENTION_BATCH_SIZE`, one short transaction each, picked oldest first through an
 index, so a first run on a big table never holds a long transaction. Each batch re-checks its predicate
 as it deletes, so a row that changed meanwhile is left alone. A window of 0 keeps its rows forever.
+
+It lives in `callbacks`, the highest app whose rows it prunes (bookings' inbound events, predictions, the
+outbox), so that it imports only downwards.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from bookings.models import FINAL_STATUSES, Booking, InboundEvent
+from callbacks.models import CallbackAttempt, CallbackOutbox, CallbackStatus
 from predictions.models import Prediction, PredictionStatus
-from predictions.outbox_models import CallbackAttempt, CallbackOutbox, CallbackStatus
 
 # What one run reports, in the order it runs, with the setting that holds each window.
 KINDS: dict[str, str] = {

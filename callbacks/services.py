@@ -39,12 +39,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.api.fields import iso
-from common.api.signatures import sign_hex, standard_signature
-from common.queue import queue_on_commit
-from predictions.bodies import callback_item
-from predictions.models import Prediction
-from predictions.outbox_models import (
+from callbacks.models import (
     CallbackAttempt,
     CallbackItem,
     CallbackOutbox,
@@ -52,12 +47,17 @@ from predictions.outbox_models import (
     CircuitState,
     EndpointCircuit,
 )
+from common.api.fields import iso
+from common.api.signatures import sign_hex, standard_signature
+from common.queue import queue_on_commit
+from predictions.bodies import callback_item
+from predictions.models import Prediction
 
 logger = logging.getLogger(__name__)
 
 EVENT = "predictions.updated"
-DELIVER_TASK = "predictions.tasks.callback_deliver"
-DISPATCH_TASK = "predictions.tasks.callbacks_dispatch_due"
+DELIVER_TASK = "callbacks.tasks.callback_deliver"
+DISPATCH_TASK = "callbacks.tasks.callbacks_dispatch_due"
 
 # Wait after the 1st, 2nd, ... failed attempt; the last failure after these marks the callback failed.
 # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 24 h, 24 h: nine attempts spread over 2 days 17.5 hours, which

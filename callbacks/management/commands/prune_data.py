@@ -1,12 +1,12 @@
 """`python manage.py prune_data [--dry-run]`: apply the retention windows now and say what went, per kind.
 
-The same service the daily `retention_daily` task runs (`predictions.retention`), without its time budget.
+The same service the daily `retention_daily` task runs (`callbacks.retention`), without its time budget.
 """
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from predictions.retention import KINDS, retention_run, retention_windows
+from callbacks.retention import KINDS, retention_run, retention_windows
 
 LABELS = {
     "inbound_event_bodies": ("inbound event bodies", "blanked", "would blank"),

@@ -1,4 +1,4 @@
-"""Retention (predictions/retention.py): what outlived its window goes, in batches; what accuracy, training or an
+"""Retention (callbacks/retention.py): what outlived its window goes, in batches; what accuracy, training or an
 open delivery needs stays however old; `manage.py prune_data` and the daily schedule run the same service."""
 
 import time
@@ -14,11 +14,11 @@ from django.utils.module_loading import import_string
 from django_q.models import OrmQ, Schedule
 
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent
+from callbacks import retention, tasks
+from callbacks.models import CallbackAttempt, CallbackItem, CallbackOutbox, CallbackStatus
+from callbacks.retention import retention_backlog, retention_run
 from learning.models import BookingOutcome
-from predictions import retention, tasks
 from predictions.models import Prediction, PredictionStatus
-from predictions.outbox_models import CallbackAttempt, CallbackItem, CallbackOutbox, CallbackStatus
-from predictions.retention import retention_backlog, retention_run
 from predictions.schedules import schedules_declare
 from tests.factories import (
     BatteryReadingFactory,
@@ -324,7 +324,7 @@ def test_the_daily_task_prunes_and_queues_another_run_while_a_backlog_remains(
 
     assert report["superseded_predictions"] == 1
     assert sum(exists(p) for p in rows) == 2
-    assert [q.task["func"] for q in OrmQ.objects.all()] == ["predictions.tasks.retention_daily"]
+    assert [q.task["func"] for q in OrmQ.objects.all()] == ["callbacks.tasks.retention_daily"]
 
 
 def test_the_daily_task_queues_nothing_once_everything_is_done(django_capture_on_commit_callbacks):
@@ -345,7 +345,7 @@ def test_the_retention_schedule_is_declared_once_in_code():
 
     [schedule] = Schedule.objects.filter(name="retention_daily")
     assert (schedule.func, schedule.schedule_type, schedule.repeats, schedule.cluster) == (
-        "predictions.tasks.retention_daily",
+        "callbacks.tasks.retention_daily",
         Schedule.DAILY,
         -1,
         None,

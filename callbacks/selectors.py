@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.db.models import Count, Min
 
-from predictions.outbox_models import CallbackOutbox, CallbackStatus
+from callbacks.models import CallbackOutbox, CallbackStatus
 
 
 @dataclass(frozen=True)
