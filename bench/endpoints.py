@@ -16,11 +16,11 @@ What it measures
       * the five booking webhooks, each carrying `future_bookings` with the car's 10 future
         bookings (the scenario "an event with 10 future bookings": every event re-predicts them).
 
-    The fleet and its events come from the project's simulator (`core.simulation`, seed `--seed`),
-    its clock ending now: every booking follows the lifecycle the simulator gives it (created,
-    maybe modified, started and ended, or cancelled). The first days are sent untimed; then the
-    stream is timed, each call under its event, until N bookings were created (the stream's
-    modifications and cancellations are fewer: the table says how many). Each event's
+    The fleet and its events come from the project's simulator (`core.simulation`, seed `--seed`, its
+    parked gaps x 0.3 for a busy fleet), its clock ending now: every booking follows the lifecycle the
+    simulator gives it (created, maybe modified, started and ended, or cancelled). The first days are
+    sent untimed; then the stream is timed, each call under its event, until N bookings were created
+    (the stream's modifications and cancellations are fewer: the table says how many). Each event's
     `future_bookings` holds the car's next 10 simulated bookings.
 
 How it works
@@ -81,13 +81,17 @@ from bench.common import (
     write_json,
 )
 from core.simulation.fleet import EVENT_PATHS, FleetConfig, SimBooking, Simulation, simulate
+from core.simulation.world import World
 
 DEFAULT_DATABASE_URL = POSTGRES + "batterypred_bench"
 WORKERS = 2
 
 HISTORY_DAYS = 2  # days of the simulated stream sent untimed before the timed events
-BOOKINGS_PER_CAR_DAY = 1.0  # about the simulator's rate, to size the stream
-FUTURE_DAYS = 21  # simulated beyond now, for every car's next 10 bookings
+# Busy cars (the simulator's parked gaps x 0.3: about 2 bookings a day, few at night), so that a car's 10 future
+# bookings span some 5 days, as they did in this bench's scenario before it used the simulator.
+WORLD = World(gap_scale=0.3)
+BOOKINGS_PER_CAR_DAY = 2.0  # about the simulator's rate in that world, to size the stream
+FUTURE_DAYS = 10  # simulated beyond now, for every car's next 10 bookings
 FUTURE_BOOKINGS = 10  # the car's future bookings every event carries
 BATCH_SIZE = 10
 
@@ -307,7 +311,8 @@ def fleet_build(cars: int, calls: int, seed: int) -> Fleet:
     days = HISTORY_DAYS + math.ceil(calls / (cars * BOOKINGS_PER_CAR_DAY)) + 1
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     epoch = now - timedelta(days=days)
-    sim = simulate(FleetConfig(cars=cars, renters=4 * cars, days=days + FUTURE_DAYS, seed=seed, epoch=epoch))
+    config = FleetConfig(cars=cars, renters=4 * cars, days=days + FUTURE_DAYS, seed=seed, epoch=epoch, world=WORLD)
+    sim = simulate(config)
     by_car: dict[str, list[SimBooking]] = {}
     for b in sorted(sim.bookings, key=lambda b: (b.start, b.booking_id)):
         by_car.setdefault(b.car.car_id, []).append(b)
@@ -316,7 +321,6 @@ def fleet_build(cars: int, calls: int, seed: int) -> Fleet:
     return Fleet(sim, now, by_car, future, random.Random(seed))
 
 
-EVENTS = "/api/v1/events/"
 NAMES = {kind: f"POST {path}" for kind, path in EVENT_PATHS.items() if kind != "predict"}
 PREDICT_HISTORICAL = "POST /api/v1/predict (historical)"
 PREDICT_REAL_TIME = "POST /api/v1/predict (real-time, 2 intermediate)"
