@@ -73,7 +73,8 @@ bench-load: venv
 bench-fuzz: venv
 	$(PY) -m bench.schemathesis_deep $(BENCH_ARGS)
 
-# Staff pages and admin changelists with a year of data for 500 cars (seeds Postgres in ~4 minutes): see bench/pages.py.
+# Staff pages and admin changelists with a year of simulated data for 500 cars (seeds Postgres in ~15 minutes): see
+# bench/pages.py.
 bench-pages: venv
 	$(PY) -m bench.pages $(BENCH_ARGS)
 
