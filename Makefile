@@ -47,35 +47,36 @@ test: test-deps venv
 	$(PY) -m pytest $(if $(ON_POSTGRES),,-m "not postgres") $(PYTEST_ARGS)
 
 bench: venv
-	$(PY) bench/endpoints.py
+	$(PY) -m bench.endpoints
 
 # Accuracy against persistence, the seed's EMA cascade and the oracle (about 10 minutes): see bench/accuracy.py.
 bench-accuracy: venv
-	$(PY) bench/accuracy.py $(BENCH_ARGS)
+	$(PY) -m bench.accuracy $(BENCH_ARGS)
 
 # The world-shift suite (about 22 minutes): one bootstrap model, replayed on worlds that each differ from the one it
 # learnt, with issue 13's targets per world; BENCH_ARGS=--quick for a smoke run. See bench/worlds.py.
 bench-worlds: venv
-	$(PY) bench/worlds.py $(BENCH_ARGS)
+	$(PY) -m bench.worlds $(BENCH_ARGS)
 
 # Training time at 100 k and 1 M outcomes, and cascade inference time: see bench/training.py.
 bench-training: venv
-	$(PY) bench/training.py $(BENCH_ARGS)
+	$(PY) -m bench.training $(BENCH_ARGS)
 
 # Throughput, tail latency and a 10-minute soak under load (gunicorn, Postgres, wrk from Debian): see bench/load.py.
 # BENCH_ARGS=--quick for a smoke run.
 bench-load: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PY) bench/load.py $(BENCH_ARGS)
+	$(PY) -m bench.load $(BENCH_ARGS)
 
 # The schemathesis test with 1000 examples per operation on SQLite and on Postgres, counting every 5xx and failed
 # check (5 to 10 minutes per database on 2 cores): see bench/schemathesis_deep.py. BENCH_ARGS="--examples 200" for less.
 bench-fuzz: venv
-	$(PY) bench/schemathesis_deep.py $(BENCH_ARGS)
+	$(PY) -m bench.schemathesis_deep $(BENCH_ARGS)
 
-# Staff pages and admin changelists with a year of data for 500 cars (seeds Postgres in ~4 minutes): see bench/pages.py.
+# Staff pages and admin changelists with a year of simulated data for 500 cars (seeds Postgres in ~15 minutes): see
+# bench/pages.py.
 bench-pages: venv
-	$(PY) bench/pages.py $(BENCH_ARGS)
+	$(PY) -m bench.pages $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -1,7 +1,7 @@
 """Accuracy benchmark: replay a simulated fleet through the HTTP API as Laravel would, and score the predictions.
 
-    .venv/bin/python bench/accuracy.py                       # default scenario (seed 7)
-    .venv/bin/python bench/accuracy.py --cars 15 --days 30   # a quicker look
+    .venv/bin/python -m bench.accuracy                       # default scenario (seed 7)
+    .venv/bin/python -m bench.accuracy --cars 15 --days 30   # a quicker look
 
 What it does, in one run:
 1. simulates the fleet (`core.simulation`, seed `--seed`, default 7);
@@ -15,18 +15,13 @@ What it does, in one run:
    Laravel would show). The same moments are scored for persistence, the seed's EMA cascade and
    the oracle, each from exactly what Laravel knew at that call (`core.simulation.baselines`).
 
-Prints a table and writes JSON to bench/results/. `bench/worlds.py` (`make bench-worlds`) runs the
+Prints a table and writes JSON to bench/results/. `bench.worlds` (`make bench-worlds`) runs the
 same replay and scoring on the world-shift suite: one bootstrap model, worlds that each differ
 from the one it was trained on.
 """
 
 from __future__ import annotations
 
-import argparse
-import http.client
-import json
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -39,14 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batterypred.settings")
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from endpoints import HOST, api_key_create, manage, server_env, server_start, server_stop, server_wait_healthy  # noqa: E402, I001
-from core.simulation.baselines import KnownFleet, Snapshot, oracle, persistence, seed_ema  # noqa: E402
-from core.simulation.fleet import FleetConfig, Simulation, simulate  # noqa: E402
+from bench.common import RESULTS, Service, parser_for, service_prepare, write_json
+from core.simulation.baselines import KnownFleet, Snapshot, oracle, persistence, seed_ema
+from core.simulation.fleet import FleetConfig, Simulation, simulate
 
 METHODS = ("service", "persistence", "seed_ema", "oracle")
 MOMENTS = ("creation", "latest")
@@ -61,62 +51,6 @@ class Scored:
     lower: float | None
     upper: float | None
     horizon_hours: float
-
-
-def _service_env(workdir: Path) -> dict[str, str]:
-    env = server_env(f"sqlite:///{workdir / 'bench.sqlite3'}")
-    return env | {"MODEL_DIR": str(workdir / "models"), "ML_CALLBACK_URL": "", "ML_CALLBACKS_DISABLED": "1"}
-
-
-def service_prepare(workdir: Path, *, model: bool, train_args: tuple[str, ...] = ()) -> Path:
-    """A migrated SQLite database, an API key and, with `model`, the bootstrap champion, all in `workdir`.
-
-    The bootstrap model is trained on simulator seed 1001 (`train_model --synthetic`), never on the
-    replayed stream. The directory is self-contained (the registry stores artifact paths relative
-    to MODEL_DIR), so `service_copy` can serve copies of it.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = _service_env(workdir)
-    manage(env, "migrate", "--noinput", "-v0")
-    (workdir / "api-key").write_text(api_key_create(env))
-    if model:
-        manage(env, "train_model", "--synthetic", "--seed", "1001", *train_args)
-    return workdir
-
-
-def service_copy(template: Path, workdir: Path) -> Path:
-    """A fresh copy of a prepared directory: the same database, key and model, none of another replay's data."""
-    shutil.copytree(template, workdir)
-    return workdir
-
-
-class Service:
-    """The service on a prepared SQLite database (`service_prepare`), served by one gunicorn worker.
-
-    Uses bench/endpoints.py's helpers for the environment, `manage.py` and gunicorn.
-    """
-
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
-        self.env = _service_env(workdir) | (env or {})
-        self.key = (workdir / "api-key").read_text().strip()
-        self.server = server_start(self.env, 1)
-        server_wait_healthy(self.server, timeout=60)
-        self.conn = http.client.HTTPConnection(HOST, self.server.port, timeout=60)
-
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
-        data = json.dumps(body).encode()
-        self.conn.request("POST", path, data, {"Content-Type": "application/json", "X-API-Key": self.key})
-        response = self.conn.getresponse()
-        payload = response.read()
-        return response.status, json.loads(payload or b"{}")
-
-    def get(self, path: str) -> dict:
-        self.conn.request("GET", path, headers={"X-API-Key": self.key})
-        return json.loads(self.conn.getresponse().read())
-
-    def stop(self) -> None:
-        self.conn.close()
-        server_stop(self.server)
 
 
 def _service_items(kind: str, body: dict, response: dict) -> list[tuple[str, float, float, float]]:
@@ -265,43 +199,33 @@ def details(creation: dict, latest: dict, truth: dict) -> list[dict]:
     return rows
 
 
-def _fmt(value, pct: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
+COLUMNS = {"n": "n", "mae": "MAE", "rmse": "RMSE", "bias": "bias", "within_5": "<=5", "within_10": "<=10"}
+COLUMNS |= {"within_15": "<=15", "coverage_95": "cov95", "width_95": "width", "mae_<6h": "MAE<6h"}
+COLUMNS |= {"mae_6-24h": "MAE6-24h", "mae_>24h": "MAE>24h"}
+SHARES = {"within_5", "within_10", "within_15", "coverage_95"}
+
+
+def _cell(key: str, value) -> str:
+    if value is None or key == "n":
+        return "-" if value is None else str(value)
+    return f"{100 * value:.1f}%" if key in SHARES else f"{value:.2f}"
 
 
 def print_table(result: dict, methods: tuple[str, ...] = METHODS) -> None:
-    cols = [
-        ("n", "n", False),
-        ("mae", "MAE", False),
-        ("rmse", "RMSE", False),
-        ("bias", "bias", False),
-        ("within_5", "<=5", True),
-        ("within_10", "<=10", True),
-        ("within_15", "<=15", True),
-        ("coverage_95", "cov95", True),
-        ("width_95", "width", False),
-        ("mae_<6h", "MAE<6h", False),
-        ("mae_6-24h", "MAE6-24h", False),
-        ("mae_>24h", "MAE>24h", False),
-    ]
     for moment in MOMENTS:
         print(f"\n== {moment} ({'prediction at creation' if moment == 'creation' else 'latest before pick-up'})")
-        print(f"{'method':<12}" + "".join(f"{title:>10}" for _, title, _ in cols))
+        print(f"{'method':<12}" + "".join(f"{title:>10}" for title in COLUMNS.values()))
         for method in methods:
             m = result[moment][method]
-            row = "".join(
-                f"{(str(m.get(key, '-')) if key == 'n' else _fmt(m.get(key), pct)):>10}" for key, _, pct in cols
-            )
-            print(f"{method:<12}{row}")
+            cells = (_cell(key, m.get(key, "-" if key == "n" else None)) for key in COLUMNS)
+            print(f"{method:<12}" + "".join(f"{cell:>10}" for cell in cells))
         svc, orc = result[moment]["service"], result[moment]["oracle"]
         if svc.get("mae") and orc.get("mae"):
             print(f"service MAE / oracle MAE = {svc['mae'] / orc['mae']:.3f}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = parser_for(__doc__)
     parser.add_argument("--cars", type=int, default=40)
     parser.add_argument("--renters", type=int, default=150)
     parser.add_argument("--days", type=int, default=60)
@@ -309,7 +233,7 @@ def main() -> None:
     parser.add_argument("--warmup-days", type=float, default=14.0)
     parser.add_argument("--no-model", action="store_true", help="serve with the pattern cascade alone")
     parser.add_argument("--details", action="store_true", help="also write every scored prediction to the JSON")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     config = FleetConfig(cars=args.cars, renters=args.renters, days=args.days, seed=args.seed)
@@ -336,9 +260,7 @@ def main() -> None:
     }
     print(f"\nreplayed {stats['calls']} calls ({stats['errors']} errors) in {stats['seconds']:.0f} s of requests")
     print_table(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"accuracy-seed{args.seed}-{'pattern' if args.no_model else 'model'}.json"
-    path.write_text(json.dumps(result, indent=1, default=str))
+    path = write_json(args.out / f"accuracy-seed{args.seed}-{'pattern' if args.no_model else 'model'}.json", result)
     print(f"\nJSON: {path}")
 
 

@@ -1,6 +1,6 @@
 """Load benchmark: throughput and tail latency of batterypred under concurrent load (gunicorn + Postgres + wrk).
 
-bench/endpoints.py times one request at a time; this script asks how much traffic the service takes and what the
+bench.endpoints times one request at a time; this script asks how much traffic the service takes and what the
 tail looks like under it. It is a benchmark, not a test: run it on a quiet machine and read the figures.
 
 What it measures
@@ -30,7 +30,7 @@ How the load is made
 
 Set-up
     Drops and creates a dedicated Postgres database (default `batterypred_bench_load`, so that it never collides
-    with bench/endpoints.py's), migrates it, creates an API key and starts `gunicorn batterypred.wsgi` with
+    with bench.endpoints'), migrates it, creates an API key and starts `gunicorn batterypred.wsgi` with
     --workers (default WEB_CONCURRENCY or 3, what `make run` and the Docker image start; gunicorn's own rule of
     thumb, 2 x CPUs + 1 = 5 here, was about 10 % slower in closed-loop runs on this 2-core machine, where the workers
     share the cores with Postgres and wrk) on a free port with DJANGO_DEBUG=0, a random secret key, LOG_LEVEL=WARNING
@@ -40,9 +40,9 @@ Set-up
 
 Run it
     make bench-load                                   # the full run, with a 10-minute soak (about 20 minutes)
-    .venv/bin/python bench/load.py --quick            # smoke: 10 s phases, 1-minute soak
-    .venv/bin/python bench/load.py --phases predict --step-seconds 30 --workers 5
-    .venv/bin/python bench/load.py --phases events,soak --event-rate 150 --soak-minutes 30 --soak-rate 80
+    .venv/bin/python -m bench.load --quick            # smoke: 10 s phases, 1-minute soak
+    .venv/bin/python -m bench.load --phases predict --step-seconds 30 --workers 5
+    .venv/bin/python -m bench.load --phases events,soak --event-rate 150 --soak-minutes 30 --soak-rate 80
 """
 
 from __future__ import annotations
@@ -61,35 +61,38 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from endpoints import (  # bench/ is a folder of scripts, not a package: endpoints.py is imported by path
+from bench.common import (
     HOST,
+    POSTGRES,
+    RESULTS,
+    ROOT,
     BenchError,
     Server,
     api_key_create,
     database_create,
     database_drop,
     database_name,
+    iso,
     log_first_error,
     log_tail,
     log_tracebacks,
     machine_info,
     manage,
+    parser_for,
     server_env,
     server_start,
     server_stop,
     server_wait_healthy,
+    text_table,
     write_json,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "wrk_replay.lua"
-RESULTS = ROOT / "bench" / "results" / "load.json"
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/batterypred_bench_load"
+DEFAULT_DATABASE_URL = POSTGRES + "batterypred_bench_load"
 PHASES = ("predict", "events", "soak")
 
 PREDICT_PATH = "/api/v1/predict"
@@ -106,33 +109,8 @@ AIM_EVENTS_P99_MS = 100.0
 # --- configuration -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Config:
-    phases: tuple[str, ...]
-    workers: int
-    database_url: str
-    keep: bool
-    seed: int
-    cars: int
-    renters: int
-    seed_days: int
-    step_seconds: int
-    half_seconds: int
-    rates: tuple[float, ...]
-    max_p99_ms: float
-    realtime_share: float
-    event_rate: float
-    event_seconds: int
-    soak_minutes: float
-    soak_rate: float
-    sample_seconds: float
-    connections: int
-    calls_file: Path | None
-    output: Path
-
-
-def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = parser_for(__doc__)
     add = parser.add_argument
     add("--phases", default=",".join(PHASES), help="comma-separated subset of predict,events,soak")
     add("--quick", action="store_true", help="smoke run: 10 s phases, 1-minute soak at 20/s")
@@ -160,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--sample-seconds", type=float, default=10.0, help="how often worker memory is sampled in the soak")
     add("--connections", type=int, default=64, help="wrk connections for the fixed-rate runs")
     add("--calls-file", type=Path, help="replay this calls.jsonl instead of simulating a fleet")
-    add("--output", type=Path, default=RESULTS, help="JSON results file")
+    add("--output", type=Path, default=RESULTS / "load.json", help="JSON results file")
     args = parser.parse_args(argv)
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     if not phases or set(phases) - set(PHASES):
@@ -168,32 +146,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if args.quick:
         args.step_seconds, args.half_seconds, args.event_seconds = 10, 10, 10
         args.soak_minutes, args.soak_rate, args.sample_seconds = min(args.soak_minutes, 1.0), 20.0, 2.0
-    rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
     if args.workers < 1 or args.cars < 1 or min(args.step_seconds, args.half_seconds, args.event_seconds) < 1:
         parser.error("--workers, --cars and the phase lengths must be positive")
-    return Config(
-        phases=phases,
-        workers=args.workers,
-        database_url=args.database_url,
-        keep=args.keep,
-        seed=args.seed,
-        cars=args.cars,
-        renters=args.renters,
-        seed_days=max(args.seed_days, 1),
-        step_seconds=args.step_seconds,
-        half_seconds=args.half_seconds,
-        rates=rates,
-        max_p99_ms=args.max_p99_ms,
-        realtime_share=min(max(args.realtime_share, 0.0), 1.0),
-        event_rate=args.event_rate,
-        event_seconds=args.event_seconds,
-        soak_minutes=args.soak_minutes,
-        soak_rate=args.soak_rate,
-        sample_seconds=max(args.sample_seconds, 0.5),
-        connections=max(args.connections, 1),
-        calls_file=args.calls_file,
-        output=args.output,
-    )
+    args.phases, args.rates = phases, tuple(float(r) for r in args.rates.split(",") if r.strip())
+    args.seed_days, args.realtime_share = max(args.seed_days, 1), min(max(args.realtime_share, 0.0), 1.0)
+    args.sample_seconds, args.connections = max(args.sample_seconds, 0.5), max(args.connections, 1)
+    return args
 
 
 # --- the calls ----------------------------------------------------------------------------------------
@@ -214,10 +172,6 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def calls_load(path: Path) -> list[Call]:
     """Read a calls.jsonl: one `{"at": ISO time, "path": "/api/v1/...", "body": {...}}` per line, in time order."""
     calls = []
@@ -234,7 +188,7 @@ def calls_load(path: Path) -> list[Call]:
     return calls
 
 
-def calls_simulate(env: dict[str, str], config: Config, days: int, out: Path) -> list[Call]:
+def calls_simulate(env: dict[str, str], config: argparse.Namespace, days: int, out: Path) -> list[Call]:
     """Run the fleet simulator (`manage.py simulate_fleet`) into `out` and read its call stream."""
     args = ["simulate_fleet", "--cars", str(config.cars), "--renters", str(config.renters)]
     args += ["--days", str(days), "--seed", str(config.seed), "--out", str(out)]
@@ -242,7 +196,7 @@ def calls_simulate(env: dict[str, str], config: Config, days: int, out: Path) ->
     return calls_load(out / "calls.jsonl")
 
 
-def calls_needed(config: Config) -> int:
+def calls_needed(config: argparse.Namespace) -> int:
     """How many replayed calls phases (b) and (c) use, with a margin."""
     needed = 0
     if "events" in config.phases:
@@ -252,7 +206,7 @@ def calls_needed(config: Config) -> int:
     return int(needed * 1.15) + 100
 
 
-def calls_prepare(env: dict[str, str], config: Config, workdir: Path) -> tuple[list[Call], str]:
+def calls_prepare(env: dict[str, str], config: argparse.Namespace, workdir: Path) -> tuple[list[Call], str]:
     if config.calls_file:
         return calls_load(config.calls_file), f"file {config.calls_file}"
     needed = calls_needed(config)
@@ -527,7 +481,7 @@ def run_line(run: Run) -> str:
 
 @dataclass
 class Context:
-    config: Config
+    config: argparse.Namespace
     server: Server
     api_key: str
     workdir: Path
@@ -618,30 +572,14 @@ def phase_soak(ctx: Context, stream: list[Call]) -> dict[str, Any]:
 
 
 def table(runs: list[Run]) -> str:
-    headers = ["run", "offered/s", "achieved/s", "requests", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors", ""]
-    rows = [
-        [
-            r.name,
-            "max" if r.offered_rate is None else f"{r.offered_rate:.0f}",
-            f"{r.achieved_rate:.1f}",
-            str(r.requests),
-            f"{r.p50_ms:.1f}",
-            f"{r.p90_ms:.1f}",
-            f"{r.p99_ms:.1f}",
-            f"{r.p99_9_ms:.1f}",
-            str(r.errors),
-            "" if r.sustained is None else ("ok" if r.sustained else "NOT sustained"),
-        ]
-        for r in runs
-    ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(
-            v.ljust(w) if i in (0, 9) else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(row) for row in rows)])
+    rows = [["run", "offered/s", "achieved/s", "requests", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors", ""]]
+    for r in runs:
+        figures = (r.p50_ms, r.p90_ms, r.p99_ms, r.p99_9_ms)
+        offered = "max" if r.offered_rate is None else f"{r.offered_rate:.0f}"
+        verdict = "" if r.sustained is None else ("ok" if r.sustained else "NOT sustained")
+        rows.append([r.name, offered, f"{r.achieved_rate:.1f}", str(r.requests), *(f"{v:.1f}" for v in figures)])
+        rows[-1] += [str(r.errors), verdict]
+    return text_table(rows, left=(0, 9))
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
@@ -679,7 +617,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
 # --- main -----------------------------------------------------------------------------------------------------------
 
 
-def run_all(config: Config, env: dict[str, str], workdir: Path, payload: dict[str, Any]) -> Context:
+def run_all(config: argparse.Namespace, env: dict[str, str], workdir: Path, payload: dict[str, Any]) -> Context:
     manage(env, "migrate", "--noinput", "-v0")
     calls, source = calls_prepare(env, config, workdir)
     seed_calls, stream = calls_split(calls, config.seed_days)
@@ -718,10 +656,8 @@ def run_all(config: Config, env: dict[str, str], workdir: Path, payload: dict[st
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     wrk_path()
-    machine = machine_info() | {"load_average": os.getloadavg()}
-    payload: dict[str, Any] = {"machine": machine, "config": {**asdict(config), "output": str(config.output)}}
-    payload["config"]["calls_file"] = str(config.calls_file) if config.calls_file else None
-    payload["results"] = {}
+    machine = machine_info()
+    payload: dict[str, Any] = {"machine": machine, "config": vars(config), "results": {}}
     ctx: Context | None = None
     created = ok = False
     with tempfile.TemporaryDirectory(prefix="batterypred-load-") as tmp:

@@ -1,37 +1,34 @@
 """Staff pages at scale: server time of the dashboard and the admin changelists with a year of data, on Postgres.
 
-The question (issue 5): do the staff pages stay under 500 ms of server time with a year of data for 500 cars
-(about 500 k bookings)? This is a benchmark, not a test: it prints its figures (medians; the machine is noisy).
+The question (issue 5): do the staff pages stay under 500 ms of server time with a year of data for 500 cars?
+This is a benchmark, not a test: it prints its figures (medians; the machine is noisy).
 
 What it does
     1. Creates a Postgres database (default `batterypred_bench_pages`; `--reuse` keeps an existing, seeded one),
-       migrates it and seeds --days (365) of history for --cars (500) cars with set-based SQL
-       (`INSERT ... SELECT ... FROM generate_series(...)`, spread with random()), in a few minutes:
-         - ~2 renters per car; ~2.7 bookings per car per day, none overlapping on a car, ~2 % cancelled, the
-           next 7 days scheduled, one booking active where a car is out now; battery levels follow each car's
-           schedule (trip drain by distance, idle drain while parked, a reset to 70-100 % after a charge);
-         - a reading at every pick-up and return; an outcome for every completed booking;
-         - 1-3 predictions per booking (at creation, on the previous booking's return, shortly before
-           pick-up), exactly one `is_current`; errors grow with the horizon (MAE ~3-10 points) and the 95 %
-           intervals cover ~95 %; `actual_battery` and `prediction_error` filled once the car was picked up;
+       migrates it and seeds --days (365) of history for --cars (500) cars, the next 7 days scheduled:
+         - the fleet is the project's simulator (`core.simulation`, seed --seed, its clock ending now):
+           bookings (about 1.2 per car per day), their lifecycle and the levels at every pick-up and return;
+         - every call of its stream up to now is an InboundEvent with its body, its body hash
+           (`events.services.body_digest`) and a response; a reading at every pick-up, return and
+           telematics report; an outcome for every completed booking;
+         - predictions where the service makes them: at creation, when the car's previous booking ended
+           (the re-prediction that event answered and called back with) and at each real-time predict call,
+           exactly one `is_current`; errors grow with the horizon and the 95 % intervals cover ~95 %;
+           ids from `predictions.services.prediction_id_new`;
+         - event responses, callback bodies and items built by the project's builders (`predictions.bodies`,
+           `callbacks.services.callback_body`): a callback per re-prediction on a return, plus one per car at
+           each promotion, mostly delivered, some pending (recent ones) or failed, with their attempts;
          - the model registry of a year: a synthetic bootstrap model, a weekly challenger trained on outcomes,
-           two of them promoted (one champion, the others retired or never promoted); predictions carry the
-           version that served them (the pattern cascade before the first model); where the models have them,
-           each version's drift reference and a weekly DriftCheck of the serving one. No artifact file is
-           written, so the champion row is not served (the pattern cascade answers, as the models page says);
-         - AccuracyMetric daily rows summed from the current predictions, scored on the pick-up day;
-         - one InboundEvent per lifecycle event (created, started, ended, ~10 % modified, cancelled) with a
-           small body and the stored response;
-         - a CallbackOutbox row per return that re-predicted the car's next booking, plus one per car at each
-           promotion: mostly delivered, some pending (recent ones) or failed (retries exhausted), with their
-           CallbackAttempt rows (1-3 each; a failed callback has all of its attempts);
-         - a VehiclePattern per car (a few cars with an idle drain far above their baseline) and a
-           UserPattern per renter, from the outcomes.
-       Every CheckConstraint and the one-current-prediction index hold (the inserts, or the index builds,
-       would fail otherwise). The big tables' plain indexes are dropped for the load and built again after it;
-       then `VACUUM ANALYZE`, as autovacuum would have done on a database that grew over a year. About four
-       minutes on 2 cores. A database comment marks a finished seed: --reuse seeds again without it.
-       Columns the seed does not know get their model default, so fields added later do not break it.
+           two of them promoted (one champion); predictions carry the version that served them (the pattern
+           cascade before the first model); each version's drift reference and a weekly DriftCheck. No artifact
+           file is written, so the champion row is not served (the pattern cascade answers, as the models page
+           says);
+         - AccuracyMetric daily rows summed from the current predictions, scored on the pick-up day; a
+           VehiclePattern per car (a few with an idle drain far above their baseline) and a UserPattern per
+           renter, from the outcomes.
+       Rows are written with bulk_create (the big tables' plain indexes dropped for the load and built again
+       after it), then `VACUUM ANALYZE`, as autovacuum would have done on a database that grew over a year. A
+       database comment marks a finished seed: --reuse seeds again without it.
     2. Times every page in-process with Django's test Client, logged in as a staff superuser (`force_login`),
        on that database with the production settings (DJANGO_DEBUG=0): --warmup untimed requests (the first
        one is reported as "first"), one request under CaptureQueriesContext (the number of SQL queries, their
@@ -43,11 +40,11 @@ What it does
        `--explain` runs EXPLAIN (ANALYZE, BUFFERS) on each page's slowest queries.
 
 Run it
-    make bench-pages                                    # seed (~4 minutes) and time every page
+    make bench-pages                                    # seed and time every page
     make bench-pages BENCH_ARGS=--reuse                 # time again on the database seeded last time
-    .venv/bin/python bench/pages.py --reuse --explain --json bench/results/pages.json
-    .venv/bin/python bench/pages.py --cars 50 --days 60 --seed-only     # a small database, no timing
-    .venv/bin/python bench/pages.py --reuse --url '/admin/bookings/booking/?q={booking}' --url /admin/
+    .venv/bin/python -m bench.pages --reuse --explain --json bench/results/pages.json
+    .venv/bin/python -m bench.pages --cars 50 --days 60 --seed-only     # a small database, no timing
+    .venv/bin/python -m bench.pages --reuse --url '/admin/bookings/booking/?q={booking}' --url /admin/
         (placeholders: {car} the busiest car, {booking} one of its recent bookings, {today}, {year_ago})
 
 The database is kept afterwards (so that --reuse can time again without seeding); `--drop` drops it at the end.
@@ -59,75 +56,56 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import statistics
 import sys
 import time
 import uuid
-import warnings
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from endpoints import (  # bench/ is a folder of scripts, not a package: endpoints.py is imported by path
+from bench.common import (
+    POSTGRES,
     BenchError,
     database_create,
     database_drop,
+    database_exists,
     database_name,
+    django_setup,
     machine_info,
     manage,
-    psql,
+    parser_for,
     server_env,
+    text_table,
     write_json,
 )
+from core.simulation.fleet import FleetConfig, SimBooking, Simulation, simulate
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/batterypred_bench_pages"
+DEFAULT_DATABASE_URL = POSTGRES + "batterypred_bench_pages"
 TARGET_MS = 500.0
 
 FUTURE_DAYS = 7
-BOOKINGS_PER_CAR_DAY = 2.7
 RENTERS_PER_CAR = 2
-CANCELLED_SHARE = 0.02
-MODIFIED_SHARE = 0.10
-CHARGED_AT_RETURN = 0.28  # returns left plugged in
-STAFF_CHARGE = 0.04  # gaps in which staff charged the car without being told
 ANOMALOUS_CARS = 0.04  # cars whose recent idle drain is far above their baseline
 CALLBACK_FAILED = 0.01
 CALLBACK_PENDING_RECENT = 0.06  # of the callbacks written in the last 6 hours
 CALLBACK_URL = "http://laravel.internal/api/ml/predictions-updated"
 STAFF_USERNAME = "bench-staff"
 SEED_MARKER = "batterypred bench/pages.py seed"  # the database comment written once seeding has finished
+BATCH = 5000  # rows per bulk_create
+PART_CARS = 25  # cars simulated together (the parts run in parallel)
 
 
-# --- configuration -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Config:
-    database_url: str
-    reuse: bool
-    drop: bool
-    seed_only: bool
-    cars: int
-    days: int
-    renters: int
-    seed: int
-    warmup: int
-    runs: int
-    target_ms: float
-    urls: tuple[str, ...]
-    explain: bool
-    explain_ms: float
-    json_path: Path | None
-
-
-def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = parser_for(__doc__)
     add = parser.add_argument
     add("--database-url", default=DEFAULT_DATABASE_URL, help="Postgres database to (re)create and use")
     add("--reuse", action="store_true", help="use the database as it is when it is already seeded")
@@ -136,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--cars", type=int, default=500, help="fleet size (default 500)")
     add("--days", type=int, default=365, help="days of history (default 365), plus 7 days of scheduled bookings")
     add("--renters", type=int, default=0, help=f"renters (default {RENTERS_PER_CAR} per car)")
-    add("--seed", type=int, default=42, help="random seed of the generated data")
+    add("--seed", type=int, default=42, help="simulator seed of the fleet and random seed of the rest")
     add("--warmup", type=int, default=2, help="untimed requests per page first (default 2)")
     add("--runs", type=int, default=7, help="timed requests per page (default 7)")
     add("--target-ms", type=float, default=TARGET_MS, help="a median above this is SLOW (default 500)")
@@ -147,118 +125,24 @@ def parse_args(argv: list[str] | None = None) -> Config:
     args = parser.parse_args(argv)
     if args.cars < 2 or args.days < 14 or args.runs < 1 or args.warmup < 0:
         parser.error("--cars >= 2, --days >= 14, --runs >= 1 and --warmup >= 0")
-    return Config(
-        database_url=args.database_url,
-        reuse=args.reuse,
-        drop=args.drop,
-        seed_only=args.seed_only,
-        cars=args.cars,
-        days=args.days,
-        renters=args.renters or RENTERS_PER_CAR * args.cars,
-        seed=args.seed,
-        warmup=args.warmup,
-        runs=args.runs,
-        target_ms=args.target_ms,
-        urls=tuple(args.url),
-        explain=args.explain,
-        explain_ms=args.explain_ms,
-        json_path=args.json_path,
-    )
+    args.renters = args.renters or RENTERS_PER_CAR * args.cars
+    return args
 
 
-def database_exists(url: str) -> bool:
-    return psql(url, f"SELECT 1 FROM pg_database WHERE datname = '{database_name(url)}'") == "1"
-
-
-def django_setup(database_url: str) -> None:
-    """Configure Django in this process on the bench database, with the settings gunicorn would run with."""
-    os.environ.update(server_env(database_url))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "batterypred.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+def setup(database_url: str) -> None:
+    """Django in this process on the bench database, with the settings gunicorn would run with."""
+    django_setup(server_env(database_url))
     # No model artifact is written: the champion row exists but is not served (the pattern cascade answers),
-    # which the models page shows; its one "cannot be loaded" error and whitenoise's note are noise here.
+    # which the models page shows; its one "cannot be loaded" error is noise here.
     logging.getLogger("learning.champion").setLevel(logging.CRITICAL)
-    warnings.filterwarnings("ignore", message="No directory at")
 
 
-# --- SQL helpers ----------------------------------------------------------------------------------------------
-
-
-def sql_literal(value: Any) -> str:
-    """A constant as SQL (only for values this script makes: no user input ever reaches it)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, datetime):
-        return f"'{value.isoformat()}'::timestamptz"
-    if isinstance(value, date):
-        return f"'{value.isoformat()}'::date"
-    if isinstance(value, uuid.UUID):
-        return f"'{value}'::uuid"
-    if isinstance(value, dict | list):
-        return "'" + json.dumps(value).replace("'", "''") + "'::jsonb"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def sql_array(values: Iterable[float]) -> str:
-    return "ARRAY[" + ", ".join(repr(float(v)) for v in values) + "]::float8[]"
-
-
-def column_default(model, f, now: datetime) -> str | None:
-    """What an INSERT ... SELECT puts in a column the seed does not compute; None to leave it out."""
-    from django.db.models import NOT_PROVIDED
-
-    if getattr(f, "db_default", NOT_PROVIDED) is not NOT_PROVIDED:
-        return None  # the database fills it
-    if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-        return sql_literal(now)
-    if f.has_default():
-        return sql_literal(f.get_default())
-    if f.null:
-        return "NULL"
-    raise BenchError(f"cannot seed {model._meta.label}.{f.name}: NOT NULL without a default (teach bench/pages.py)")
-
-
-def insert_select(
-    cursor, model, exprs: dict[str, str], source: str, now: datetime, optional: Iterable[str] = ()
-) -> int:
-    """`INSERT INTO <model's table> (...) SELECT <exprs> FROM <source>`; returns the rows inserted.
-
-    `exprs` maps column names to SQL expressions over `source`. Columns the model has but `exprs` does not
-    name get their field default (fields added later keep the seed working); names in `optional` are
-    dropped when the model has no such column (fields still being added), any other unknown name fails.
-    """
-    fields = {f.column: f for f in model._meta.concrete_fields}
-    unknown = set(exprs) - set(fields) - set(optional)
-    if unknown:
-        raise BenchError(f"{model._meta.label} has no column {sorted(unknown)}")
-    columns, values = [], []
-    for column, f in fields.items():
-        if column in exprs:
-            value = exprs[column]
-        elif f.primary_key and f.get_internal_type() in ("AutoField", "BigAutoField", "SmallAutoField"):
-            continue
-        else:
-            value = column_default(model, f, now)
-            if value is None:
-                continue
-        columns.append(f'"{column}"')
-        values.append(value)
-    sql = f'INSERT INTO "{model._meta.db_table}" ({", ".join(columns)})\nSELECT {", ".join(values)}\nFROM {source}'
-    cursor.execute(sql)
-    return cursor.rowcount
+# --- SQL for the load ---------------------------------------------------------------------------------------
 
 
 def identity_reset(cursor, model) -> None:
     """Move the id sequence past the ids the seed chose itself."""
-    table = model._meta.db_table
-    pk = model._meta.pk.column
+    table, pk = model._meta.db_table, model._meta.pk.column
     cursor.execute(
         f"SELECT setval(pg_get_serial_sequence('\"{table}\"', '{pk}'), "
         f'(SELECT coalesce(max({pk}), 0) + 1 FROM "{table}"), false)'
@@ -267,25 +151,19 @@ def identity_reset(cursor, model) -> None:
 
 def indexes_drop(cursor, tables: list[str]) -> list[str]:
     """Drop the plain (non-constraint, non-primary) indexes of `tables`; return their definitions."""
-    names = ", ".join(sql_literal(t) for t in tables)
     cursor.execute(
-        f"""
+        """
         SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
         FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
-        WHERE t.relname IN ({names}) AND NOT i.indisprimary
+        WHERE t.relname = ANY(%s) AND NOT i.indisprimary
           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-        """
+        """,
+        [tables],
     )
     found = cursor.fetchall()
     for name, _ in found:
         cursor.execute(f"DROP INDEX {name}")
     return [definition for _, definition in found]
-
-
-def indexes_create(cursor, definitions: list[str]) -> int:
-    for definition in definitions:
-        cursor.execute(definition)
-    return len(definitions)
 
 
 # --- the model registry of a year --------------------------------------------------------------------------------
@@ -300,31 +178,41 @@ class Era:
     error_scale: float  # how good it was: scales the prediction errors of its era
 
 
-def _segment_figures(rng: random.Random, rows: int, mae: float) -> dict[str, float]:
-    return {
-        "rows": rows,
-        "mae": round(mae, 3),
-        "coverage_95": round(rng.uniform(0.935, 0.962), 4),
-        "width_95": round(mae * rng.uniform(4.6, 5.4), 3),
-    }
+def _figures(rng: random.Random, rows: int, mae: float) -> dict[str, float]:
+    """One segment's figures, in the shape of learning.training.evaluate."""
+    coverage, width = round(rng.uniform(0.935, 0.962), 4), round(mae * rng.uniform(4.6, 5.4), 3)
+    return {"rows": rows, "mae": round(mae, 3), "coverage_95": coverage, "width_95": width}
 
 
-def _evaluation(rng: random.Random, gap_rows: int, trip_rows: int, mae: float) -> dict[str, Any]:
-    """The shape of learning.training.evaluate: per segment kind, then over both."""
-    gap = _segment_figures(rng, gap_rows, mae * rng.uniform(0.7, 0.9))
-    trip = _segment_figures(rng, trip_rows, mae * rng.uniform(1.1, 1.3))
-    return {
-        "gap": gap,
-        "trip": trip,
-        "rows": gap_rows + trip_rows,
-        "mae": round(mae, 3),
-        "bias": round(rng.uniform(-0.4, 0.4), 3),
-        "within_10": round(min(0.99, 0.97 - mae / 60 + rng.uniform(-0.01, 0.01)), 4),
-        "coverage_95": round(rng.uniform(0.94, 0.958), 4),
-    }
+def _evaluation(rng: random.Random, rows: int, mae: float) -> dict[str, Any]:
+    """learning.training.evaluate's shape: per segment kind, then over both."""
+    out = {"gap": _figures(rng, rows, mae * rng.uniform(0.7, 0.9)), "trip": _figures(rng, rows, mae * 1.2)}
+    within = round(min(0.99, 0.97 - mae / 60 + rng.uniform(-0.01, 0.01)), 4)
+    out |= {"rows": 2 * rows, "mae": round(mae, 3), "bias": round(rng.uniform(-0.4, 0.4), 3), "within_10": within}
+    return out | {"coverage_95": round(rng.uniform(0.94, 0.958), 4)}
 
 
-def registry_seed(rng: random.Random, t0: datetime, now: datetime, cars: int) -> list[Era]:
+def _shares(rng: random.Random, bins: int = 10) -> list[float]:
+    weights = [rng.uniform(0.6, 1.4) for _ in range(bins)]
+    return [round(w / sum(weights), 4) for w in weights]
+
+
+def _reference(rng: random.Random, window_end: datetime, features: dict) -> dict:
+    """learning.drift.feature_reference's shape: decile edges and shares of every gap and trip input."""
+    start, end = (window_end - timedelta(days=28)).isoformat(), window_end.isoformat()
+    reference: dict[str, Any] = {"format": 1, "bins": "deciles", "decimals": 2, "days": 28}
+    reference |= {"window_start": start, "window_end": end}
+    for kind in ("gap", "trip"):
+        columns = {
+            name: {"edges": sorted(round(rng.uniform(0, 100), 2) for _ in range(9)), "shares": _shares(rng)}
+            | {"missing": round(rng.uniform(0, 0.05), 4)}
+            for name in features[kind]
+        }
+        reference[kind] = {"rows": rng.randint(8_000, 12_000), "features": columns}
+    return reference
+
+
+def registry_seed(rng: random.Random, t0: datetime, now: datetime, outcomes_per_day: float) -> list[Era]:
     """A synthetic bootstrap model, then a weekly retrain on outcomes; two challengers were promoted.
 
     Returns the serving eras: the pattern cascade first, then each promoted model from its promotion.
@@ -335,194 +223,126 @@ def registry_seed(rng: random.Random, t0: datetime, now: datetime, cars: int) ->
     from learning.training import model_version_new
     from predictions.services import MODEL_VERSION
 
-    span = now - t0
     features = {"gap": GAP_FEATURES, "trip": TRIP_FEATURES, "quantiles": list(QUANTILES)}
     hyper = {**DEFAULT_PARAMS, "rounds": DEFAULT_ROUNDS}
-    rows: list[dict[str, Any]] = []
 
-    boot_at = t0 + span * 0.10
-    boot = model_version_new("synthetic:42", boot_at)
-    rows.append(
-        {
-            "version": boot,
-            "source": "synthetic:42",
-            "trained_at": boot_at - timedelta(minutes=3),
-            "promoted_at": boot_at,
-            "window_start": boot_at - timedelta(days=120),
-            "window_end": boot_at - timedelta(days=1),
-            "training_rows": {"gap": 61_000, "trip": 58_000},
-            "holdout_metrics": {
-                "gap": _segment_figures(rng, 9_150, 4.1),
-                "trip": _segment_figures(rng, 8_700, 6.3),
-            },
-            "champion_metrics": {},
-            "notes": "bootstrap model trained on a simulated fleet",
-            "mae": 5.2,
-        }
+    def version(source: str, trained: datetime, start: datetime, end: datetime, rows: int, **fields) -> ModelVersion:
+        name = model_version_new(source, trained)
+        scales = {"gap": round(rng.uniform(0.9, 1.3), 4), "trip": round(rng.uniform(0.9, 1.3), 4)}
+        fields |= {"artifact_path": f"{name}.json", "artifact_sha256": hashlib.sha256(name.encode()).hexdigest()}
+        fields |= {"feature_reference": _reference(rng, end, features), "hyperparameters": hyper, "features": features}
+        fields |= {"training_seconds": round(40 + rows / 4000 * rng.uniform(0.8, 1.2), 2), "calibration": scales}
+        rows_ = {"gap": rows, "trip": rows}
+        return ModelVersion(
+            version=name,
+            source=source,
+            trained_at=trained,
+            window_start=start,
+            window_end=end,
+            training_rows=rows_,
+            **fields,
+        )
+
+    boot_at = t0 + (now - t0) * 0.10
+    holdout = {"gap": _figures(rng, 9_150, 4.1), "trip": _figures(rng, 8_700, 6.3)}
+    notes = "bootstrap model trained on a simulated fleet"
+    boot = version(
+        "synthetic:42",
+        boot_at - timedelta(minutes=3),
+        boot_at - timedelta(days=120),
+        boot_at - timedelta(days=1),
+        60_000,
+        promoted_at=boot_at,
+        holdout_metrics=holdout,
+        notes=notes,
     )
-    eras = [Era(MODEL_VERSION, t0 - timedelta(days=30), 1.25), Era(boot, boot_at, 1.1)]
-    promote_at = [t0 + span * 0.45, t0 + span * 0.80]
-    champion_mae = 5.2
+    rows, eras = [boot], [Era(MODEL_VERSION, t0 - timedelta(days=30), 1.25), Era(boot.version, boot_at, 1.1)]
+    promote_at, champion_mae = [t0 + (now - t0) * 0.45, t0 + (now - t0) * 0.80], 5.2
     week = boot_at + timedelta(days=7)
     while week < now - timedelta(hours=1):
-        outcomes = int(cars * BOOKINGS_PER_CAR_DAY * (week - t0).total_seconds() / 86400 * 0.98)
-        holdout = int(outcomes * 0.2)
+        outcomes = int(outcomes_per_day * (week - t0).total_seconds() / 86400)
         promoted = bool(promote_at) and week >= promote_at[0]
         mae = champion_mae * (rng.uniform(0.88, 0.93) if promoted else rng.uniform(1.0, 1.08))
-        version = model_version_new("outcomes", week)
-        challenger = _evaluation(rng, holdout, holdout, mae)
-        challenger["calibration"] = {
-            "gap": _segment_figures(rng, holdout // 7, mae * 0.8),
-            "trip": _segment_figures(rng, holdout // 7, mae * 1.2),
-        }
-        champion = _evaluation(rng, holdout, holdout, champion_mae)
-        if promoted:
-            reason = f"challenger MAE {mae:.3f} below champion's {champion_mae:.3f}"
-        else:
-            reason = f"challenger MAE {mae:.3f} not below champion's {champion_mae:.3f}"
+        challenger = _evaluation(rng, outcomes // 5, mae)
+        challenger["calibration"] = {"gap": _figures(rng, outcomes // 35, mae * 0.8)}
+        challenger["calibration"]["trip"] = _figures(rng, outcomes // 35, mae * 1.2)
+        notes = f"challenger MAE {mae:.3f} {'' if promoted else 'not '}below champion's {champion_mae:.3f}"
+        at = week + timedelta(minutes=20) if promoted else None
         rows.append(
-            {
-                "version": version,
-                "source": "outcomes",
-                "trained_at": week,
-                "promoted_at": week + timedelta(minutes=20) if promoted else None,
-                "window_start": t0,
-                "window_end": week - (week - t0) * 0.2,
-                "training_rows": {"gap": outcomes, "trip": outcomes},
-                "holdout_metrics": challenger,
-                "champion_metrics": champion,
-                "notes": reason,
-                "mae": mae,
-            }
+            version(
+                "outcomes",
+                week,
+                t0,
+                week - (week - t0) * 0.2,
+                outcomes,
+                promoted_at=at,
+                notes=notes,
+                holdout_metrics=challenger,
+                champion_metrics=_evaluation(rng, outcomes // 5, champion_mae),
+            )
         )
         if promoted:
             promote_at.pop(0)
             champion_mae = mae
-            eras.append(Era(version, week + timedelta(minutes=20), 1.0 if len(eras) == 2 else 0.92))
+            eras.append(Era(rows[-1].version, at, 1.0 if len(eras) == 2 else 0.92))
         week += timedelta(days=7)
-
     promoted_versions = {e.version for e in eras[1:]}
-    champion_version = eras[-1].version
-    objects = []
     for row in rows:
-        status = ModelStatus.CHALLENGER
-        if row["version"] == champion_version:
-            status = ModelStatus.CHAMPION
-        elif row["version"] in promoted_versions:
-            status = ModelStatus.RETIRED
-        objects.append(
-            ModelVersion(
-                version=row["version"],
-                status=status,
-                source=row["source"],
-                promoted_at=row["promoted_at"],
-                window_start=row["window_start"],
-                window_end=row["window_end"],
-                training_rows=row["training_rows"],
-                features=features,
-                hyperparameters=hyper,
-                holdout_metrics=row["holdout_metrics"],
-                champion_metrics=row["champion_metrics"],
-                calibration={"gap": round(rng.uniform(0.9, 1.3), 4), "trip": round(rng.uniform(0.9, 1.3), 4)},
-                training_seconds=round(40 + row["training_rows"]["trip"] / 4000 * rng.uniform(0.8, 1.2), 2),
-                artifact_path=f"{row['version']}.json",
-                artifact_sha256=hashlib.sha256(row["version"].encode()).hexdigest(),
-                notes=row["notes"],
-            )
-        )
-    if has_field(ModelVersion, "feature_reference"):
-        for obj, row in zip(objects, rows, strict=True):
-            obj.feature_reference = feature_reference_fake(rng, row["window_end"], features)
-    ModelVersion.objects.bulk_create(objects)
-    for row in rows:  # trained_at is auto_now_add: set the real times afterwards
-        ModelVersion.objects.filter(version=row["version"]).update(trained_at=row["trained_at"])
+        row.status = ModelStatus.RETIRED if row.version in promoted_versions else ModelStatus.CHALLENGER
+    rows[[r.version for r in rows].index(eras[-1].version)].status = ModelStatus.CHAMPION
+    ModelVersion.objects.bulk_create(rows)
     return eras
 
 
-def has_field(model, name: str) -> bool:
-    return any(f.name == name for f in model._meta.get_fields())
-
-
-def _shares(rng: random.Random, bins: int) -> list[float]:
-    weights = [rng.uniform(0.6, 1.4) for _ in range(bins)]
-    total = sum(weights)
-    return [round(w / total, 4) for w in weights]
-
-
-def feature_reference_fake(rng: random.Random, window_end: datetime, features: dict) -> dict:
-    """The shape of learning.drift.feature_reference: decile edges and shares of every gap and trip input."""
-    reference: dict[str, Any] = {
-        "format": 1,
-        "bins": "deciles",
-        "decimals": 2,
-        "days": 28,
-        "window_start": (window_end - timedelta(days=28)).isoformat(),
-        "window_end": window_end.isoformat(),
-    }
-    for kind in ("gap", "trip"):
-        columns = {}
-        for name in features[kind]:
-            edges = sorted(round(rng.uniform(0, 100), 2) for _ in range(9))
-            columns[name] = {"edges": edges, "shares": _shares(rng, 10), "missing": round(rng.uniform(0, 0.05), 4)}
-        reference[kind] = {"rows": rng.randint(8_000, 12_000), "features": columns}
-    return reference
-
-
 def drift_seed(rng: random.Random, eras: list[Era], now: datetime) -> int:
-    """The weekly drift check of each serving model, when the drift check exists (it is being added)."""
-    from django.apps import apps
-
+    """The weekly drift check of each serving model."""
     from core.features import GAP_FEATURES, TRIP_FEATURES
-    from learning.models import ModelVersion
+    from learning.models import DriftCheck, ModelVersion
 
-    try:
-        DriftCheck = apps.get_model("learning", "DriftCheck")
-    except LookupError:
-        return 0
-    names = {f.name for f in DriftCheck._meta.get_fields()}
     unscored = {"month", "car_gaps", "car_trips", "renter_trips"}
+    thresholds = {"psi_warn": 0.1, "psi_drift": 0.25, "min_rows": 200, "unscored": sorted(unscored)}
+
+    def judged(psi: float) -> str:
+        return "ok" if psi < 0.1 else "warn" if psi < 0.25 else "drift"
+
     checks = []
     for era, following in zip(eras[1:], [*eras[2:], None], strict=True):
         model = ModelVersion.objects.get(version=era.version)
         at, until = era.since + timedelta(days=7), following.since if following else now
         while at < until:
-            features: dict[str, dict] = {}
-            worst = (0.0, "")
-            for kind, kind_names in (("gap", GAP_FEATURES), ("trip", TRIP_FEATURES)):
-                features[kind] = {}
-                for name in kind_names:
-                    value = round(rng.expovariate(1 / 0.04), 4)
-                    status = "ok" if value < 0.1 else "warn" if value < 0.25 else "drift"
-                    scored = name not in unscored
-                    features[kind][name] = {
-                        "psi": value,
-                        "status": status,
-                        "scored": scored,
-                        "shares": _shares(rng, 10),
-                        "missing": round(rng.uniform(0, 0.05), 4),
-                    }
-                    if scored and value > worst[0]:
-                        worst = (value, f"{kind}.{name}")
-            fields = {
-                "model_version": model,
-                "checked_at": at,
-                "window_start": at - timedelta(days=7),
-                "window_end": at,
-                "status": "ok" if worst[0] < 0.1 else "warn" if worst[0] < 0.25 else "drift",
-                "outcomes": 2_400 + rng.randint(0, 400),
-                "rows": {"gap": 2_300 + rng.randint(0, 300), "trip": 2_400 + rng.randint(0, 300)},
-                "max_psi": worst[0],
-                "worst_feature": worst[1],
-                "features": features,
-                "thresholds": {"psi_warn": 0.1, "psi_drift": 0.25, "min_rows": 200, "unscored": sorted(unscored)},
-            }
-            checks.append(DriftCheck(**{k: v for k, v in fields.items() if k in names}))
+            features: dict[str, dict] = {"gap": {}, "trip": {}}
+            for kind, names in (("gap", GAP_FEATURES), ("trip", TRIP_FEATURES)):
+                for name in names:
+                    psi, missing = round(rng.expovariate(1 / 0.04), 4), round(rng.uniform(0, 0.05), 4)
+                    figures = {"psi": psi, "status": judged(psi), "scored": name not in unscored}
+                    features[kind][name] = figures | {"shares": _shares(rng), "missing": missing}
+            scored = [(f["psi"], f"{k}.{n}") for k in features for n, f in features[k].items() if f["scored"]]
+            worst = max(scored)
+            rows = {"gap": 2_300 + rng.randint(0, 300), "trip": 2_400 + rng.randint(0, 300)}
+            checks.append(
+                DriftCheck(
+                    model_version=model,
+                    checked_at=at,
+                    window_start=at - timedelta(days=7),
+                    window_end=at,
+                    status=judged(worst[0]),
+                    outcomes=2_400 + rng.randint(0, 400),
+                    rows=rows,
+                    max_psi=worst[0],
+                    worst_feature=worst[1],
+                    features=features,
+                    thresholds=thresholds,
+                )
+            )
             at += timedelta(days=7)
     DriftCheck.objects.bulk_create(checks)
     return len(checks)
 
 
 # --- seeding ----------------------------------------------------------------------------------------------------
+
+STATUS_AFTER = {"created": "scheduled", "modified": "scheduled", "started": "active", "ended": "completed"}
+STATUS_AFTER["cancelled"] = "cancelled"
 
 
 @dataclass
@@ -533,758 +353,535 @@ class SeedReport:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
+@contextmanager
+def stored_times(models: list) -> Iterator[None]:
+    """Let the seed write `auto_now` and `auto_now_add` fields itself: a year of history, not the moment of the load."""
+    fields = [
+        f
+        for m in models
+        for f in m._meta.concrete_fields
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+    ]
+    saved = [(f, f.auto_now, f.auto_now_add) for f in fields]
+    for f in fields:
+        f.auto_now = f.auto_now_add = False
+    try:
+        yield
+    finally:
+        for f, auto_now, auto_now_add in saved:
+            f.auto_now, f.auto_now_add = auto_now, auto_now_add
+
+
+def simulate_part(part: tuple[FleetConfig, int, int]) -> Simulation:
+    """One part of the fleet, its cars and renters numbered after the parts before it (ids are unique)."""
+    config, first_car, first_renter = part
+    sim = simulate(config)
+    cars = {c.car_id: replace(c, car_id=str(100 + first_car + i)) for i, c in enumerate(sim.cars)}
+    renters = {r.user_id: replace(r, user_id=str(5000 + first_renter + i)) for i, r in enumerate(sim.renters)}
+    names = {
+        "vehicle_id": {k: c.car_id for k, c in cars.items()},
+        "user_id": {k: r.user_id for k, r in renters.items()},
+    }
+
+    def renamed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: names[k][v] if k in names and v in names[k] else renamed(v) for k, v in value.items()}
+        return [renamed(v) for v in value] if isinstance(value, list) else value
+
+    for b in sim.bookings:
+        b.car, b.renter = cars[b.car.car_id], renters[b.renter.user_id]
+    sim.cars, sim.renters = list(cars.values()), list(renters.values())
+    sim.trajectories = {cars[k].car_id: t for k, t in sim.trajectories.items()}
+    sim.calls = [replace(c, vehicle_id=cars[c.vehicle_id].car_id, body=renamed(c.body)) for c in sim.calls]
+    return sim
+
+
+def booking_status(b: SimBooking, t: float) -> str:
+    if b.cancelled and b.cancelled_at <= t:
+        return "cancelled"
+    return "completed" if b.actual_end <= t else "active" if b.actual_start <= t else "scheduled"
+
+
 class Seeder:
-    """Fills an empty, migrated database; every step is one set-based statement, timed."""
+    """Simulates the fleet, builds every row from it with the project's builders, and bulk-inserts them."""
 
-    def __init__(self, config: Config, now: datetime) -> None:
-        from bookings.models import BatteryReading, Booking, InboundEvent, Vehicle
-        from callbacks.models import CallbackAttempt, CallbackOutbox, EndpointCircuit
-        from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
-        from predictions.models import Prediction
-
-        self.config = config
-        self.now = now
+    def __init__(self, config: argparse.Namespace, now: datetime) -> None:
+        self.config, self.now = config, now
         self.t0 = (now - timedelta(days=config.days)).replace(minute=0)
-        self.end = now + timedelta(days=FUTURE_DAYS)
         self.report = SeedReport(now=now.isoformat(), window_start=self.t0.isoformat())
-        self.m = {
-            "vehicle": Vehicle,
-            "booking": Booking,
-            "reading": BatteryReading,
-            "event": InboundEvent,
-            "prediction": Prediction,
-            "outbox": CallbackOutbox,
-            "attempt": CallbackAttempt,
-            "circuit": EndpointCircuit,
-            "outcome": BookingOutcome,
-            "vpattern": VehiclePattern,
-            "upattern": UserPattern,
-            "accuracy": AccuracyMetric,
-        }
-        self.t = {key: model._meta.db_table for key, model in self.m.items()}
+        self.rng = random.Random(config.seed)
 
-    def step(self, name: str, cursor, sql: str | None = None, run=None) -> None:
+    def step(self, name: str, run) -> Any:
         started = time.perf_counter()
-        if sql is not None:
-            cursor.execute(sql)
-            rows = cursor.rowcount
-        else:
-            rows = run()
+        result = run()
         seconds = time.perf_counter() - started
+        rows = result if isinstance(result, int) else len(result)
         self.report.steps.append({"step": name, "rows": rows, "seconds": round(seconds, 2)})
-        shown = f"{rows:>10,}" if rows is not None and rows >= 0 else " " * 10
-        print(f"  {name:<44} {shown} rows {seconds:7.1f} s", flush=True)
+        print(f"  {name:<44} {rows:>10,} rows {seconds:7.1f} s", flush=True)
+        return result
 
-    def insert(self, name: str, cursor, key: str, exprs: dict[str, str], source: str, optional=()) -> None:
-        self.step(name, cursor, run=lambda: insert_select(cursor, self.m[key], exprs, source, self.now, optional))
+    def insert(self, name: str, model, rows: list) -> list:
+        return self.step(name, lambda: model.objects.bulk_create(rows, batch_size=BATCH))
 
     def run(self) -> SeedReport:
         from django.db import connection
 
+        from bookings.models import BatteryReading, Booking, InboundEvent, Vehicle
+        from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
+        from predictions.models import (
+            CallbackAttempt,
+            CallbackItem,
+            CallbackOutbox,
+            DriftCheck,
+            EndpointCircuit,
+            ModelVersion,
+            Prediction,
+        )
+
         started = time.perf_counter()
-        rng = random.Random(self.config.seed)
+        c = self.config
         print(
-            f"seeding {self.config.cars} cars, {self.config.renters} renters, {self.config.days} days "
-            f"({self.t0:%Y-%m-%d} .. {self.now:%Y-%m-%d %H:%M} UTC) + {FUTURE_DAYS} days scheduled",
+            f"seeding {c.cars} cars, {c.renters} renters, {c.days} days ({self.t0:%Y-%m-%d} .. "
+            f"{self.now:%Y-%m-%d %H:%M} UTC) + {FUTURE_DAYS} days scheduled",
             flush=True,
         )
-        with connection.cursor() as cursor:
-            cursor.execute("SET temp_buffers = '512MB'")  # before the session's first temporary table
-            cursor.execute("SET work_mem = '256MB'")
+        self.step("fleet simulated (core.simulation), bookings", lambda: self.simulate(c.cars, c.renters))
+        big = [Booking, InboundEvent, BatteryReading, BookingOutcome, Prediction, CallbackOutbox, CallbackAttempt]
+        models = [*big, Vehicle, AccuracyMetric, UserPattern, VehiclePattern, CallbackItem, DriftCheck, ModelVersion]
+        with connection.cursor() as cursor, stored_times(models):
             cursor.execute("SET maintenance_work_mem = '512MB'")
             cursor.execute("SET synchronous_commit = off")
-            cursor.execute("SET enable_memoize = off")  # it would replay a cached random() for equal lateral keys
-            cursor.execute(f"SELECT setseed({(self.config.seed % 1000) / 1000.0})")
-            cursor.execute(
-                "CREATE FUNCTION pg_temp.iso(t timestamptz) RETURNS text LANGUAGE sql STABLE AS "
-                """$$ SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') $$"""
-            )
-            eras = registry_seed(rng, self.t0, self.now, self.config.cars)
-            self.report.steps.append({"step": "model registry", "rows": len(eras)})
-            self.step("drift checks", cursor, run=lambda: drift_seed(rng, eras, self.now))
-            self.vehicles(cursor)
-            self.schedule(cursor)
             # Building an index once is far cheaper than growing it row by row: the big tables' plain indexes
             # (unique constraints stay) are dropped for the load and created again from their definitions.
-            big = [self.t[key] for key in ("booking", "event", "reading", "outcome", "prediction", "outbox", "attempt")]
-            definitions = indexes_drop(cursor, big)
-            self.bookings(cursor)
-            self.events(cursor)
-            self.readings_and_outcomes(cursor)
-            self.predictions(cursor, eras)
-            self.accuracy(cursor)
-            self.callbacks(cursor, eras)
-            self.patterns(cursor)
-            for key in ("vehicle", "booking", "event", "prediction"):
-                identity_reset(cursor, self.m[key])
-            cursor.execute("DISCARD TEMP")
-            self.step(
-                f"indexes ({len(definitions)}, created again)", cursor, run=lambda: indexes_create(cursor, definitions)
-            )
+            definitions = indexes_drop(cursor, [m._meta.db_table for m in big])
+            sim = self.sim
+            completed = sum(booking_status(b, sim.hours(self.now)) == "completed" for b in sim.bookings)
+            eras = registry_seed(self.rng, self.t0, self.now, completed / c.days)
+            self.report.steps.append({"step": "model registry", "rows": len(eras)})
+            self.step("drift checks", lambda: drift_seed(self.rng, eras, self.now))
+            self.load(sim, eras)
+            EndpointCircuit.objects.create(endpoint=CALLBACK_URL)
+            for model in (Vehicle, Booking, InboundEvent, Prediction):
+                identity_reset(cursor, model)
+            self.step(f"indexes ({len(definitions)}, created again)", lambda: [cursor.execute(d) for d in definitions])
         connection.close()  # the session settings above must not leak into the timed requests
         with connection.cursor() as cursor:
-            self.step("VACUUM ANALYZE", cursor, "VACUUM (ANALYZE)")
+            self.step("VACUUM ANALYZE", lambda: cursor.execute("VACUUM (ANALYZE)") and 0)
             self.report.seconds = round(time.perf_counter() - started, 1)
-            marker = {SEED_MARKER: {"cars": self.config.cars, "days": self.config.days, "now": self.now.isoformat()}}
-            cursor.execute(
-                f'COMMENT ON DATABASE "{connection.settings_dict["NAME"]}" IS {sql_literal(json.dumps(marker))}'
-            )
+            marker = json.dumps({SEED_MARKER: {"cars": c.cars, "days": c.days, "now": self.now.isoformat()}})
+            name = connection.settings_dict["NAME"]
+            cursor.execute(f"""COMMENT ON DATABASE "{name}" IS '{marker.replace("'", "''")}'""")
         return self.report
 
-    # --- cars and schedules ---
+    def simulate(self, cars: int, renters: int) -> list[SimBooking]:
+        """The fleet, simulated in parts of PART_CARS cars on every core (seeds --seed, --seed + 1, ...)."""
+        parts, days = [], self.config.days + FUTURE_DAYS
+        for k, first in enumerate(range(0, cars, PART_CARS)):
+            n = min(PART_CARS, cars - first)
+            config = FleetConfig(cars=n, renters=max(1, renters * n // cars), days=days, seed=self.config.seed + k)
+            parts.append((replace(config, epoch=self.t0), first, sum(p[0].renters for p in parts)))
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            sims = list(pool.map(simulate_part, parts))
+        one, every = sims[0], [s.calls for s in sims]
+        self.sim = replace(one, cars=[c for s in sims for c in s.cars], bookings=[b for s in sims for b in s.bookings])
+        self.sim.trajectories = {car: t for s in sims for car, t in s.trajectories.items()}
+        self.sim.calls = sorted((call for calls in every for call in calls), key=lambda call: call.at)
+        return self.sim.bookings
 
-    def vehicles(self, cursor) -> None:
-        t, cars = self.t, self.config.cars
-        created = sql_literal(self.t0 - timedelta(days=60))
-        self.insert(
-            "vehicles",
-            cursor,
-            "vehicle",
-            {"external_id": "(1000 + i)::text", "created_at": f"{created} + i * interval '1 minute'"},
-            f"generate_series(1, {cars}) AS i",
-        )
-        cursor.execute(
-            f"""
-            CREATE TEMP TABLE seed_car AS
-            SELECT v.id AS vehicle_id, v.external_id AS vext,
-                   0.6 + 0.8 * random() AS busy,             -- bookings per day: 2.7 x busy
-                   0.14 + 0.08 * random() AS per_km,         -- points per km driven
-                   0.03 + 0.06 * random() AS idle_rate,      -- points per hour parked, unplugged
-                   12 + 18 * random() AS charge_rate,        -- points per hour plugged in
-                   3000 + 60000 * random() AS odometer0,
-                   random() < {ANOMALOUS_CARS} AS anomalous
-            FROM "{t["vehicle"]}" v
-            """
-        )
+    def load(self, sim: Simulation, eras: list[Era]) -> None:
+        """Every row of the year, in the order the service would have written them, with the project's shapes."""
+        from bookings.models import BatteryReading, Booking, InboundEvent, Vehicle
+        from events.services import body_digest
+        from learning.models import BookingOutcome
+        from predictions.models import Prediction
 
-    def schedule(self, cursor) -> None:
-        """Every booking of every car with its times, status, levels and mileage, in temporary tables."""
-        c = self.config
-        t0, now, end = sql_literal(self.t0), sql_literal(self.now), sql_literal(self.end)
+        now_h, rng = sim.hours(self.now), self.rng
+        vehicles = {}
+        for i, car in enumerate(sim.cars):
+            created = self.t0 - timedelta(days=60) + timedelta(minutes=i)
+            vehicles[car.car_id] = Vehicle(id=i + 1, external_id=car.car_id, created_at=created)
+        self.insert("vehicles", Vehicle, list(vehicles.values()))
+        known = sorted((b for b in sim.bookings if b.created <= now_h), key=lambda b: (b.created, b.booking_id))
+        bookings = {b.booking_id: self.booking(sim, b, pk, vehicles, now_h) for pk, b in enumerate(known, start=1)}
+        self.insert("bookings", Booking, list(bookings.values()))
 
-        def slots() -> int:
-            cursor.execute(
-                f"""
-                CREATE TEMP TABLE seed_slot AS
-                SELECT c.vehicle_id, c.vext, c.per_km, c.idle_rate, c.charge_rate, c.odometer0, s.seq,
-                       {t0} + make_interval(
-                           mins => (round((s.seq * p.slot_h + random() * 0.3 * p.slot_h) * 12) * 5)::int
-                       ) AS sched_start,
-                       (round((0.5 + power(random(), 1.5) * least(4.5, 0.45 * p.slot_h - 0.5)) * 12) * 5)::int
-                           AS dur_min,
-                       random() AS u_cancel, random() AS u_lead, random() AS u_user, random() AS u_speed,
-                       random() AS u_drain, random() AS u_charge, random() AS u_staff, random() AS u_l0,
-                       random() AS u_j1, random() AS u_j2, random() AS u_npred, random() AS u_mod,
-                       random() AS u_floor, random() AS u_cx, random() AS u_p2, random() AS u_p3
-                FROM seed_car c
-                CROSS JOIN LATERAL (SELECT 24.0 / ({BOOKINGS_PER_CAR_DAY} * c.busy) AS slot_h) p
-                CROSS JOIN LATERAL generate_series(0, ceil(({c.days} + {FUTURE_DAYS}) * 24 / p.slot_h)::int) AS s(seq)
-                """
+        calls = [call for call in sim.calls if call.at <= self.now and call.kind != "predict"]
+        events = {(call.booking_id, call.kind): pk for pk, call in enumerate(calls, start=1)}
+        by_id = {b.booking_id: b for b in known}
+        predictions = self.predictions(sim, known, bookings, events, eras, now_h)
+        by_event: dict[int, list] = defaultdict(list)
+        for p in predictions:
+            if p.trigger == "booking.ended":
+                by_event[p.trigger_event_id].append(p)
+        current = {p.booking_external_id: p for p in predictions if p.is_current}
+        creation = {p.booking_external_id: p for p in predictions if p.trigger == "booking.created"}
+        rows, drains = [], defaultdict(list)
+        for pk, call in enumerate(calls, start=1):
+            b = bookings[call.booking_id]
+            if call.kind == "ended" and (hours := (b.actual_end - b.actual_start).total_seconds() / 3600) >= 0.1:
+                drains[call.vehicle_id].append((b.battery_at_start - b.battery_at_end) / hours)
+            own = creation.get(call.booking_id) if call.kind == "created" else current.get(call.booking_id)
+            response = self.response(call.kind, b, own, by_event.get(pk, []), drains[call.vehicle_id])
+            rows.append(
+                InboundEvent(
+                    id=pk,
+                    event_type=f"booking.{call.kind}",
+                    booking_external_id=call.booking_id,
+                    vehicle=vehicles[call.vehicle_id],
+                    idempotency_key=None,
+                    body_hash=body_digest(call.body),
+                    body=call.body,
+                    response=response,
+                    received_at=call.at,
+                    duplicates=1 + (rng.random() < 0.2) if rng.random() < 0.01 else 0,
+                )
             )
-            cursor.execute(f"DELETE FROM seed_slot WHERE sched_start >= {end}")
-            cursor.execute("SELECT count(*) FROM seed_slot")
-            return cursor.fetchone()[0]
+        self.insert("inbound events", InboundEvent, rows)
+        self.insert("predictions", Prediction, predictions)
+        self.insert("battery readings", BatteryReading, self.readings(sim, bookings, vehicles))
+        outcomes = [self.outcome(by_id[b.external_id], b) for b in bookings.values() if b.status == "completed"]
+        self.insert("booking outcomes", BookingOutcome, outcomes)
+        self.accuracy(predictions, bookings)
+        self.callbacks(sim, eras, predictions, by_event, calls, vehicles)
+        self.patterns(sim, outcomes, vehicles)
 
-        self.step("schedule (temporary)", cursor, run=slots)
-        cursor.execute(
-            f"""
-            CREATE TEMP TABLE seed_b1 AS
-            SELECT x.*,
-                   CASE WHEN x.u_cancel < {CANCELLED_SHARE} THEN 'cancelled'
-                        WHEN x.act_end <= {now} THEN 'completed'
-                        WHEN x.act_start <= {now} THEN 'active'
-                        ELSE 'scheduled' END AS status,
-                   x.u_cancel >= {CANCELLED_SHARE} AND x.u_charge < {CHARGED_AT_RETURN} AS charge_flag,
-                   CASE WHEN x.u_cancel < {CANCELLED_SHARE} THEN 0.0
-                        ELSE x.dur_min / 60.0 * (6 + 22 * x.u_speed) END AS distance
-            FROM (
-                SELECT s.*,
-                       s.sched_start + make_interval(mins => s.dur_min) AS sched_end,
-                       s.sched_start + make_interval(secs => -300 + 900 * s.u_j1) AS act_start,
-                       s.sched_start + make_interval(mins => s.dur_min) + make_interval(secs => -600 + 2400 * s.u_j2)
-                           AS act_end,
-                       least(s.sched_start - make_interval(secs => 1800 + 604800 * s.u_lead * s.u_lead),
-                             {now} - make_interval(secs => 60 + 3000 * s.u_lead)) AS created
-                FROM seed_slot s
-            ) x
-            """
-        )
-        cursor.execute(
-            f"""
-            CREATE TEMP TABLE seed_b2 AS
-            SELECT y.*, sum(CASE WHEN y.reset THEN 1 ELSE 0 END) OVER w AS epoch
-            FROM (
-                SELECT b.*,
-                       b.distance * b.per_km * (0.85 + 0.3 * b.u_drain) AS drain,
-                       coalesce(lag(b.charge_flag) OVER w, true) OR b.u_staff < {STAFF_CHARGE} AS reset,
-                       coalesce(extract(epoch FROM b.sched_start - lag(b.sched_end) OVER w) / 3600, 0) AS idle_h
-                FROM seed_b1 b
-                WINDOW w AS (PARTITION BY b.vehicle_id ORDER BY b.seq)
-            ) y
-            WINDOW w AS (PARTITION BY y.vehicle_id ORDER BY y.seq)
-            """
-        )
+    def booking(self, sim: Simulation, b: SimBooking, pk: int, vehicles: dict, now_h: float):
+        from bookings.models import Booking
 
-        def levels() -> int:
-            cursor.execute(
-                f"""
-                CREATE TEMP TABLE seed_b AS
-                SELECT z.*,
-                       (100000 + z.bid)::text AS ext,
-                       (5000 + floor({c.renters} * power(z.u_user, 1.6)))::int::text AS user_ext,
-                       lag(z.bid) OVER v AS prev_bid,
-                       lag(z.status) OVER v AS prev_status,
-                       lag(z.act_end) OVER v AS prev_act_end,
-                       lead((100000 + z.bid)::text) OVER v AS next_ext,
-                       lead(z.sched_start) OVER v AS next_start,
-                       lead(z.lvl_start) OVER v AS next_lvl,
-                       least(z.sched_start, {now}, z.cancelled_at) AS tcap,
-                       CASE WHEN z.u_npred < 0.35 THEN 1 WHEN z.u_npred < 0.75 THEN 2 ELSE 3 END AS npred
-                FROM (
-                    SELECT l.*,
-                           row_number() OVER (ORDER BY l.created, l.vehicle_id, l.seq) AS bid,
-                           round(greatest(1 + l.u_floor, l.lvl_start - l.drain)::numeric, 1)::float8 AS lvl_end,
-                           CASE WHEN l.status = 'cancelled'
-                                THEN l.created + (least(l.sched_start, {now}) - l.created) * (0.3 + 0.7 * l.u_cx)
-                           END AS cancelled_at
-                    FROM (
-                        SELECT e.*,
-                               round(greatest(3 + 4 * e.u_floor,
-                                              first_value(70 + 30 * e.u_l0) OVER ep
-                                              - sum(CASE WHEN e.reset THEN 0 ELSE e.idle_h * e.idle_rate END + e.drain)
-                                                OVER ep
-                                              + e.drain)::numeric, 1)::float8 AS lvl_start,
-                               round((e.odometer0 + sum(e.distance) OVER (PARTITION BY e.vehicle_id ORDER BY e.seq)
-                                      - e.distance)::numeric, 1)::float8 AS km_start
-                        FROM seed_b2 e
-                        WINDOW ep AS (PARTITION BY e.vehicle_id, e.epoch ORDER BY e.seq)
-                    ) l
-                ) z
-                WINDOW v AS (PARTITION BY z.vehicle_id ORDER BY z.seq)
-                """
+        status, (start, end), when = booking_status(b, now_h), b.times_at(now_h), sim.when
+        row = Booking(id=pk, external_id=b.booking_id, vehicle=vehicles[b.car.car_id], user_id=b.renter.user_id)
+        row.status, row.scheduled_start, row.scheduled_end, row.created_at = (
+            status,
+            when(start),
+            when(end),
+            when(b.created),
+        )
+        if status in ("active", "completed"):
+            row.actual_start, row.battery_at_start = when(b.actual_start), b.battery_at_start
+            row.mileage_at_start = b.mileage_at_start
+        if status == "completed":
+            row.actual_end, row.battery_at_end, row.charging_at_end = (
+                when(b.actual_end),
+                b.battery_at_end,
+                b.charging_at_end,
             )
-            cursor.execute("CREATE INDEX ON seed_b (bid)")
-            cursor.execute("ANALYZE seed_b")
-            cursor.execute("SELECT count(*) FROM seed_b")
-            return cursor.fetchone()[0]
+            row.mileage_at_end = round(b.mileage_at_start + b.km, 1)
+        if status == "cancelled":
+            row.cancelled_at = when(b.cancelled_at)
+        row.updated_at = max(t for t in (row.created_at, row.actual_start, row.actual_end, row.cancelled_at) if t)
+        return row
 
-        self.step("levels and mileage (temporary)", cursor, run=levels)
-        cursor.execute("DROP TABLE seed_slot, seed_b1, seed_b2")
+    def predictions(self, sim: Simulation, known: list, bookings: dict, events: dict, eras: list[Era], now_h: float):
+        """Where the service predicts: at creation, on the car's previous return, at each real-time predict call."""
+        from predictions.models import Prediction
+        from predictions.services import prediction_id_new
 
-    def bookings(self, cursor) -> None:
-        started = "b.status IN ('active', 'completed')"
-        ended = "b.status = 'completed'"
-        self.insert(
-            "bookings",
-            cursor,
-            "booking",
-            {
-                "id": "b.bid",
-                "external_id": "b.ext",
-                "vehicle_id": "b.vehicle_id",
-                "user_id": "b.user_ext",
-                "status": "b.status",
-                "scheduled_start": "b.sched_start",
-                "scheduled_end": "b.sched_end",
-                "actual_start": f"CASE WHEN {started} THEN b.act_start END",
-                "actual_end": f"CASE WHEN {ended} THEN b.act_end END",
-                "battery_at_start": f"CASE WHEN {started} THEN b.lvl_start END",
-                "battery_at_end": f"CASE WHEN {ended} THEN b.lvl_end END",
-                "mileage_at_start": f"CASE WHEN {started} THEN b.km_start END",
-                "mileage_at_end": f"CASE WHEN {ended} THEN round((b.km_start + b.distance)::numeric, 1)::float8 END",
-                "charging_at_end": f"CASE WHEN {ended} THEN b.charge_flag END",
-                "cancelled_at": "b.cancelled_at",
-                "created_at": "b.created",
-                "updated_at": f"coalesce(CASE WHEN {ended} THEN b.act_end END, "
-                f"CASE WHEN {started} THEN b.act_start END, b.cancelled_at, b.created)",
-            },
-            "seed_b b ORDER BY b.bid",
-        )
-
-    def events(self, cursor) -> None:
-        """One event per lifecycle step, numbered in the order they arrived."""
-
-        def build() -> int:
-            cursor.execute(
-                f"""
-                CREATE TEMP TABLE seed_e AS
-                SELECT row_number() OVER (ORDER BY e.at, e.bid, e.kind) AS eid, e.*,
-                       random() AS u_applied, random() AS u_dup
-                FROM (
-                    SELECT bid, 'booking.created' AS kind, created AS at FROM seed_b
-                    UNION ALL
-                    SELECT bid, 'booking.modified', created + (tcap - created) * (0.1 + 0.5 * u_mod)
-                    FROM seed_b WHERE u_mod < {MODIFIED_SHARE}
-                    UNION ALL
-                    SELECT bid, 'booking.started', act_start FROM seed_b WHERE status IN ('active', 'completed')
-                    UNION ALL
-                    SELECT bid, 'booking.ended', act_end FROM seed_b WHERE status = 'completed'
-                    UNION ALL
-                    SELECT bid, 'booking.cancelled', cancelled_at FROM seed_b WHERE status = 'cancelled'
-                ) e
-                """
+        rng, by_car = self.rng, defaultdict(list)
+        for b in known:
+            by_car[b.car.car_id].append(b)
+        moments = []  # (at, booking, trigger, triggering event, current)
+        for car_bookings in by_car.values():
+            car_bookings.sort(key=lambda b: b.start)
+            for prev, b in zip([None, *car_bookings], car_bookings, strict=False):
+                cap = min(b.start, now_h, b.cancelled_at if b.cancelled else math.inf)
+                mine = [(b.created, "booking.created", events.get((b.booking_id, "created")))]
+                if prev is not None and not prev.cancelled and b.created < prev.actual_end < cap:
+                    mine.append((prev.actual_end, "booking.ended", events.get((prev.booking_id, "ended"))))
+                mine += [(t, "predict", None) for t in b.predict_at if t < cap]
+                mine.sort(key=lambda m: m[0])
+                moments += [(t, b, trigger, event, i == len(mine) - 1) for i, (t, trigger, event) in enumerate(mine)]
+                if rng.random() < 0.02 and b.created > 3:  # Laravel asks before it creates the booking
+                    moments.append((b.created - 2, b, "adhoc", None, False))
+        moments.sort(key=lambda m: (m[0], m[1].booking_id))
+        rows = []
+        for pk, (t, b, trigger, event, current) in enumerate(moments, start=1):
+            era = next(e for e in reversed(eras) if sim.when(t) >= e.since or e is eras[0])
+            booking = bookings[b.booking_id]
+            start = b.times_at(t)[0] if trigger != "adhoc" else t + 1.5
+            horizon = start - t
+            truth = sim.trajectories[b.car.car_id].at(b.start) if math.isnan(b.battery_at_start) else b.battery_at_start
+            sd = (4 + 8 * (1 - math.exp(-horizon / 36))) * era.error_scale
+            level = round(min(100.0, max(0.0, truth - sd * rng.gauss(0.0, 1.0))), 1)
+            half = 1.96 * sd * rng.uniform(0.9, 1.1)
+            if trigger == "booking.created" and horizon > 24 and rng.random() < 0.6:
+                mode = "historical"
+            else:
+                mode = "real_time" if trigger in ("predict", "adhoc") or horizon < 3 else "real_time_cascade"
+            done, adhoc = booking.status in ("active", "completed") and trigger != "adhoc", trigger == "adhoc"
+            p = Prediction(id=pk, vehicle=booking.vehicle, user_id=b.renter.user_id, model_version=era.version)
+            p.booking_external_id, p.booking = ("", None) if adhoc else (b.booking_id, booking)
+            p.prediction_id = prediction_id_new(p.booking_external_id, booking.vehicle)
+            p.predicted_at, p.booking_start_time, p.predicted_battery = sim.when(t), sim.when(start), level
+            p.confidence_lower, p.confidence_upper = (
+                round(max(0.0, level - half), 1),
+                round(min(100.0, level + half), 1),
             )
-            cursor.execute("CREATE INDEX ON seed_e (bid, kind)")
-            cursor.execute("ANALYZE seed_e")
-            cursor.execute("SELECT count(*) FROM seed_e")
-            return cursor.fetchone()[0]
+            p.prediction_method = ("pattern_" if era is eras[0] else "") + mode
+            p.cascade_steps = steps(p.predicted_at, p.booking_start_time, level, mode)
+            p.trigger, p.trigger_event_id, p.is_current = "predict" if adhoc else trigger, event, current
+            p.status = "completed" if done else "cancelled" if booking.status == "cancelled" else "pending"
+            if done:
+                p.actual_battery, p.prediction_error = truth, round(truth - level, 1)
+            rows.append(p)
+        return rows
 
-        self.step("events (temporary)", cursor, run=build)
-        ids = "'booking_id', b.ext, 'vehicle_id', b.vext"
-        body = f"""CASE e.kind
-            WHEN 'booking.created' THEN jsonb_build_object({ids}, 'user_id', b.user_ext,
-                'starts_at', pg_temp.iso(b.sched_start), 'ends_at', pg_temp.iso(b.sched_end))
-            WHEN 'booking.modified' THEN jsonb_build_object({ids}, 'user_id', b.user_ext,
-                'new_starts_at', pg_temp.iso(b.sched_start), 'new_ends_at', pg_temp.iso(b.sched_end),
-                'modification_type', 'time_change')
-            WHEN 'booking.started' THEN jsonb_build_object({ids}, 'user_id', b.user_ext,
-                'actual_battery_at_start', b.lvl_start, 'actual_started_at', pg_temp.iso(b.act_start))
-            WHEN 'booking.ended' THEN jsonb_build_object({ids}, 'user_id', b.user_ext,
-                'starts_at', pg_temp.iso(b.act_start), 'ends_at', pg_temp.iso(b.act_end),
-                'battery_at_start', b.lvl_start, 'battery_at_end', b.lvl_end,
-                'mileage_at_start', b.km_start, 'mileage_at_end', round((b.km_start + b.distance)::numeric, 1),
-                'charging_at_end', b.charge_flag)
-            ELSE jsonb_build_object({ids}) END"""
-        state = """CASE e.kind WHEN 'booking.started' THEN 'active' WHEN 'booking.ended' THEN 'completed'
-            WHEN 'booking.cancelled' THEN 'cancelled' ELSE 'scheduled' END"""
-        applied = "e.u_applied >= 0.003"
-        response = f"""jsonb_build_object(
-                'status', CASE WHEN {applied} THEN 'success' ELSE 'ignored' END, 'booking_id', b.ext,
-                'booking_status', {state}, 'notes', '[]'::jsonb, 'affected_bookings', '[]'::jsonb)
-            || CASE e.kind
-            WHEN 'booking.created' THEN jsonb_build_object(
-                'prediction_id', 'PRED_' || b.ext || '_' || substr(md5(b.ext || ':1'), 1, 12),
-                'predicted_battery', round(b.lvl_start::numeric), 'prediction_method', 'historical',
-                'starts_at', pg_temp.iso(b.sched_start))
-            WHEN 'booking.started' THEN jsonb_build_object('prediction_error', NULL, 'patterns_updated', true)
-            WHEN 'booking.ended' THEN jsonb_build_object('outcome_recorded', true, 'drain_rate_updated', true,
-                'new_avg_drain_rate', round((b.per_km * 15)::numeric, 2), 'pattern_confidence', 'high',
-                'total_bookings', b.seq + 1, 'queued_for_retraining', true, 'prediction_error', NULL)
-            WHEN 'booking.modified' THEN jsonb_build_object('prediction_updated', true)
-            ELSE jsonb_build_object('prediction_cancelled', true) END"""
-        self.insert(
-            "inbound events",
-            cursor,
-            "event",
-            {
-                "id": "e.eid",
-                "event_type": "e.kind",
-                "booking_external_id": "b.ext",
-                "vehicle_id": "b.vehicle_id",
-                "idempotency_key": "e.kind || ':hdr:msg_' || md5(b.ext || e.kind)",
-                "body": body,
-                "response": response,
-                "applied": applied,
-                "received_at": "e.at",
-                "duplicates": "CASE WHEN e.u_dup < 0.01 THEN 1 + (e.u_dup < 0.002)::int ELSE 0 END",
-            },
-            "seed_e e JOIN seed_b b ON b.bid = e.bid ORDER BY e.eid",
-        )
+    @staticmethod
+    def response(kind: str, booking, own, affected: list, drains: list[float]) -> dict:
+        """The event's response as stored, with the prediction shapes from `predictions.bodies`."""
+        from common.api.fields import iso as wire_time
+        from learning.models import confidence_for
+        from predictions.bodies import affected_item, interval_body
 
-    def readings_and_outcomes(self, cursor) -> None:
-        self.insert(
-            "battery readings",
-            cursor,
-            "reading",
-            {
-                "vehicle_id": "r.vehicle_id",
-                "booking_id": "r.bid",
-                "level": "r.level",
-                "recorded_at": "r.at",
-                "source": "r.source",
-                "charging": "r.charging",
-                "created_at": "r.at + interval '1 second'",
-            },
-            """(
-                SELECT vehicle_id, bid, lvl_start AS level, act_start AS at, 'booking_started' AS source,
-                       NULL::boolean AS charging
-                FROM seed_b WHERE status IN ('active', 'completed')
-                UNION ALL
-                SELECT vehicle_id, bid, lvl_end, act_end, 'booking_ended', charge_flag
-                FROM seed_b WHERE status = 'completed'
-            ) r ORDER BY r.at""",
-        )
-        hours = "extract(epoch FROM b.act_end - b.act_start) / 3600"
-        self.insert(
-            "booking outcomes",
-            cursor,
-            "outcome",
-            {
-                "booking_id": "b.bid",
-                "vehicle_id": "b.vehicle_id",
-                "user_id": "b.user_ext",
-                "starts_at": "b.act_start",
-                "ends_at": "b.act_end",
-                "duration_hours": hours,
-                "battery_at_start": "b.lvl_start",
-                "battery_at_end": "b.lvl_end",
-                "battery_drain": "b.lvl_start - b.lvl_end",
-                "charging_at_end": "b.charge_flag",
-                "distance_km": "round(b.distance::numeric, 1)::float8",
-                "drain_rate_per_hour": f"CASE WHEN {hours} >= 0.1 THEN (b.lvl_start - b.lvl_end) / ({hours}) END",
-                "drain_rate_per_km": "CASE WHEN b.distance >= 0.5 THEN (b.lvl_start - b.lvl_end) / b.distance END",
-                "used_for_training": f"b.act_end < {sql_literal(self.now - timedelta(days=7))}",
-                "recorded_at": "b.act_end + interval '200 milliseconds'",
-            },
-            "seed_b b WHERE b.status = 'completed' ORDER BY b.act_end",
-        )
+        body = {"status": "success", "booking_id": booking.external_id, "booking_status": STATUS_AFTER[kind]}
+        body |= {"notes": [], "affected_bookings": [affected_item(p) for p in affected]}
+        if kind == "created":
+            body["prediction_id"] = own.prediction_id if own else None
+            body["predicted_battery"] = own.predicted_battery if own else None
+            body["confidence_interval"] = interval_body(own) if own else None
+            body["prediction_method"] = own.prediction_method if own else None
+            body["starts_at"] = wire_time(own.booking_start_time) if own else None
+        elif kind == "started":
+            body |= {"prediction_error": own.prediction_error if own else None, "patterns_updated": True}
+        elif kind == "ended":
+            average = round(statistics.fmean(drains), 2) if drains else None
+            body |= {"outcome_recorded": True, "drain_rate_updated": bool(drains), "new_avg_drain_rate": average}
+            body |= {"pattern_confidence": confidence_for(len(drains)), "total_bookings": len(drains)}
+            body |= {"queued_for_retraining": True, "prediction_error": None}
+        elif kind == "modified":
+            body["prediction_updated"] = False
+        else:
+            body["prediction_cancelled"] = True
+        return body
 
-    # --- predictions and accuracy ---
+    def readings(self, sim: Simulation, bookings: dict, vehicles: dict) -> list:
+        """At every pick-up and return, and every level the platform's telematics reported in a call."""
+        from bookings.models import BatteryReading
 
-    def predictions(self, cursor, eras: list[Era]) -> None:
-        """1-3 per booking: at creation, when the previous booking of the car ended, shortly before pick-up."""
-        version = "CASE " + " ".join(f"WHEN p.at >= {sql_literal(e.since)} THEN '{e.version}'" for e in eras[::-1])
-        version += f" ELSE '{eras[0].version}' END"
-        scale = "CASE " + " ".join(f"WHEN p.at >= {sql_literal(e.since)} THEN {e.error_scale}" for e in eras[::-1])
-        scale += f" ELSE {eras[0].error_scale} END"
-        pattern_era = f"p.at < {sql_literal(eras[1].since)}"
-        self.step(
-            "predictions (temporary)",
-            cursor,
-            f"""
-            CREATE TEMP TABLE seed_p AS
-            SELECT q.*,
-                   round(least(100, greatest(0, q.truth - q.sd * q.z))::numeric, 1)::float8 AS predicted,
-                   1.96 * q.sd * (0.9 + 0.2 * q.uw) AS half_width
-            FROM (
-                SELECT p.*,
-                       {version} AS model_version,
-                       CASE WHEN {pattern_era} THEN 'pattern_' ELSE '' END || p.mode AS method,
-                       (4 + 8 * (1 - exp(-p.horizon_h / 36))) * ({scale}) AS sd,
-                       sqrt(-2 * ln(greatest(p.u1, 1e-12))) * cos(2 * pi() * p.u2) AS z
-                FROM (
-                    SELECT b.bid, b.ext, b.vehicle_id, b.user_ext, b.sched_start, b.status, b.lvl_start AS truth,
-                           b.prev_bid, j.j, j.j = b.npred AS is_current,
-                           random() AS u1, random() AS u2, random() AS uw,
-                           t.at, extract(epoch FROM b.sched_start - t.at) / 3600 AS horizon_h,
-                           CASE WHEN j.j = 1 THEN 'booking.created'
-                                WHEN j.j = 2 AND t.after_prev THEN 'booking.ended'
-                                WHEN j.j = 2 THEN 'batch' ELSE 'predict' END AS trigger,
-                           CASE WHEN j.j = 1 AND b.sched_start - t.at > interval '24 hours' AND b.u_p3 < 0.6
-                                     THEN 'historical'
-                                WHEN j.j = 3 OR b.sched_start - t.at < interval '3 hours' THEN 'real_time'
-                                ELSE 'real_time_cascade' END AS mode
-                    FROM seed_b b
-                    CROSS JOIN LATERAL generate_series(1, b.npred) AS j(j)
-                    CROSS JOIN LATERAL (
-                        SELECT CASE WHEN b.prev_act_end > b.created AND b.prev_act_end < b.tcap
-                                         AND b.prev_status = 'completed'
-                                    THEN b.prev_act_end
-                                    ELSE b.created + (b.tcap - b.created) * (0.2 + 0.5 * b.u_p2) END AS t2
-                    ) m
-                    CROSS JOIN LATERAL (
-                        SELECT CASE j.j WHEN 1 THEN b.created WHEN 2 THEN m.t2
-                                    ELSE m.t2 + (b.tcap - m.t2) * (0.7 + 0.29 * b.u_p3) END AS at,
-                               m.t2 = b.prev_act_end AS after_prev
-                    ) t
-                ) p
-            ) q
-            """,
-        )
-        started = "p.status IN ('active', 'completed')"
-        step_idle = """jsonb_build_object('type', 'idle', 'starts_at', pg_temp.iso(p.at),
-                'ends_at', pg_temp.iso(p.sched_start), 'duration_hours', round(p.horizon_h::numeric, 2),
-                'battery_change', round((p.predicted - least(100, p.predicted + 2))::numeric, 1),
-                'battery_after', p.predicted, 'charging_probability', 0.12)"""
-        step_trip = """jsonb_build_object('type', 'booking', 'starts_at', pg_temp.iso(p.at),
-                'ends_at', pg_temp.iso(p.at + interval '2 hours'), 'duration_hours', 2.0,
-                'battery_change', -9.5, 'battery_after', least(100, p.predicted + 1), 'booking_id', 'prev')"""
-        self.insert(
-            "predictions",
-            cursor,
-            "prediction",
-            {
-                "id": "row_number() OVER (ORDER BY p.at, p.bid, p.j)",
-                "prediction_id": "'PRED_' || p.ext || '_' || substr(md5(p.ext || ':' || p.j), 1, 12)",
-                "booking_external_id": "p.ext",
-                "booking_id": "p.bid",
-                "vehicle_id": "p.vehicle_id",
-                "user_id": "p.user_ext",
-                "predicted_at": "p.at",
-                "booking_start_time": "p.sched_start",
-                "predicted_battery": "p.predicted",
-                "confidence_lower": "round(greatest(0, p.predicted - p.half_width)::numeric, 1)::float8",
-                "confidence_upper": "round(least(100, p.predicted + p.half_width)::numeric, 1)::float8",
-                "confidence_level": "0.95",
-                "prediction_method": "p.method",
-                "model_version": "p.model_version",
-                "cascade_steps": f"""CASE WHEN p.mode = 'real_time_cascade'
-                    THEN jsonb_build_array({step_trip}, {step_idle}) ELSE jsonb_build_array({step_idle}) END""",
-                "trigger": "p.trigger",
-                "trigger_event_id": "coalesce(ec.eid, ee.eid)",
-                "is_current": "p.is_current",
-                "status": f"CASE WHEN {started} THEN 'completed' WHEN p.status = 'cancelled' THEN 'cancelled' "
-                "ELSE 'pending' END",
-                "actual_battery": f"CASE WHEN {started} THEN p.truth END",
-                "prediction_error": f"CASE WHEN {started} THEN p.truth - p.predicted END",
-            },
-            """seed_p p
-            LEFT JOIN seed_e ec ON p.trigger = 'booking.created' AND ec.bid = p.bid AND ec.kind = 'booking.created'
-            LEFT JOIN seed_e ee ON p.trigger = 'booking.ended' AND ee.bid = p.prev_bid AND ee.kind = 'booking.ended'
-            ORDER BY p.at, p.bid, p.j""",
-        )
-        # Laravel also asks for predictions of bookings it has not created yet (no booking id): a few percent.
-        cursor.execute('SELECT coalesce(max(id), 0) FROM "' + self.t["prediction"] + '"')
-        last_id = cursor.fetchone()[0]
-        self.insert(
-            "predictions without a booking",
-            cursor,
-            "prediction",
-            {
-                "id": f"{last_id} + row_number() OVER (ORDER BY p.at)",
-                "prediction_id": "'PRED_V' || p.vext || '_' || substr(md5(p.bid || ':adhoc'), 1, 12)",
-                "booking_external_id": "''",
-                "vehicle_id": "p.vehicle_id",
-                "user_id": "p.user_ext",
-                "predicted_at": "p.at",
-                "booking_start_time": "p.at + interval '90 minutes'",
-                "predicted_battery": "p.lvl_start",
-                "confidence_lower": "greatest(0, p.lvl_start - 9.5)",
-                "confidence_upper": "least(100, p.lvl_start + 9.5)",
-                "confidence_level": "0.95",
-                "prediction_method": "'real_time'",
-                "model_version": f"'{eras[-1].version}'",
-                "trigger": "'predict'",
-                "is_current": "false",
-                "status": "'pending'",
-            },
-            f"""(SELECT b.*, b.created - interval '2 hours' AS at FROM seed_b b
-                 WHERE b.u_floor < 0.02 AND b.created < {sql_literal(self.now)} - interval '3 hours') p
-                ORDER BY p.at""",
-        )
-
-    def accuracy(self, cursor) -> None:
-        """The daily sums, exactly what learning.services.accuracy_record adds up: current predictions at pick-up."""
-        err = "p.truth - p.predicted"
-        lower = "round(greatest(0, p.predicted - p.half_width)::numeric, 1)::float8"
-        upper = "round(least(100, p.predicted + p.half_width)::numeric, 1)::float8"
-        self.insert(
-            "accuracy metrics (daily)",
-            cursor,
-            "accuracy",
-            {
-                "date": "a.day",
-                "model_version": "a.model_version",
-                "prediction_method": "a.method",
-                "count": "a.n",
-                "sum_abs_error": "a.sabs",
-                "sum_sq_error": "a.ssq",
-                "sum_error": "a.serr",
-                "within_5": "a.w5",
-                "within_10": "a.w10",
-                "within_15": "a.w15",
-                "inside_interval": "a.inside",
-            },
-            f"""(
-                SELECT (b.act_start AT TIME ZONE 'UTC')::date AS day, p.model_version, p.method, count(*) AS n,
-                       sum(abs({err})) AS sabs, sum(({err}) * ({err})) AS ssq, sum({err}) AS serr,
-                       count(*) FILTER (WHERE abs({err}) <= 5) AS w5,
-                       count(*) FILTER (WHERE abs({err}) <= 10) AS w10,
-                       count(*) FILTER (WHERE abs({err}) <= 15) AS w15,
-                       count(*) FILTER (WHERE p.truth BETWEEN {lower} AND {upper}) AS inside
-                FROM seed_p p JOIN seed_b b ON b.bid = p.bid
-                WHERE p.is_current AND p.status IN ('active', 'completed')
-                GROUP BY 1, 2, 3
-            ) a ORDER BY a.day, a.model_version, a.method""",
-        )
-
-    # --- callbacks ---
-
-    def callbacks(self, cursor, eras: list[Era]) -> None:
-        from callbacks.models import EndpointCircuit
-        from callbacks.services import MAX_ATTEMPTS, RETRY_SCHEDULE
-
-        now = sql_literal(self.now)
-        waits = [w.total_seconds() for w in RETRY_SCHEDULE] + [0.0]
-        offsets = [0.02]
-        for w in waits[:-1]:
-            offsets.append(offsets[-1] + w)
-        item = """jsonb_build_array(jsonb_build_object('booking_id', c.item_ext,
-                'predicted_battery', c.item_lvl,
-                'confidence_interval', jsonb_build_object('lower', greatest(0, c.item_lvl - 11.0),
-                    'upper', least(100, c.item_lvl + 11.0), 'confidence_level', 0.95),
-                'prediction_method', 'real_time_cascade',
-                'prediction_id', 'PRED_' || c.item_ext || '_' || substr(md5(c.item_ext || ':2'), 1, 12),
-                'model_version', c.model_version, 'booking_start_time', pg_temp.iso(c.item_start),
-                'starts_at', pg_temp.iso(c.item_start)))"""
-        version_at = "CASE " + " ".join(
-            f"WHEN b.act_end >= {sql_literal(e.since)} THEN '{e.version}'" for e in eras[::-1]
-        )
-        version_at += f" ELSE '{eras[0].version}' END"
-        promotions = " UNION ALL ".join(
-            f"""(SELECT DISTINCT ON (b.vehicle_id) b.vehicle_id, b.vext, b.ext AS trigger_ext, NULL::bigint AS eid,
-                       {sql_literal(e.since)} + interval '2 minutes' + random() * interval '30 seconds' AS at,
-                       'model_promoted' AS triggered_by, b.ext AS item_ext, b.lvl_start AS item_lvl,
-                       b.sched_start AS item_start, '{e.version}' AS model_version
-                FROM seed_b b WHERE b.sched_start > {sql_literal(e.since)}
-                ORDER BY b.vehicle_id, b.sched_start)"""
-            for e in eras[1:]
-        )
-
-        def build() -> int:
-            cursor.execute(
-                f"""
-                CREATE TEMP TABLE seed_cb AS
-                SELECT gen_random_uuid() AS id, y.*,
-                       CASE y.status WHEN 'failed' THEN {MAX_ATTEMPTS}
-                                     WHEN 'pending' THEN 1 + (y.u_n < 0.5)::int
-                                     ELSE CASE WHEN y.u_n < 0.92 THEN 1 WHEN y.u_n < 0.98 THEN 2 ELSE 3 END
-                       END AS attempts
-                FROM (
-                    SELECT x.*, random() AS u_n,
-                           CASE WHEN x.u_s < {CALLBACK_FAILED} AND x.at < {now} - interval '4 days' THEN 'failed'
-                                WHEN x.u_s < {CALLBACK_PENDING_RECENT} AND x.at > {now} - interval '6 hours'
-                                     THEN 'pending'
-                                ELSE 'delivered' END AS status
-                    FROM (
-                        SELECT r.*, random() AS u_s FROM (
-                            SELECT b.vehicle_id, b.vext, b.ext AS trigger_ext, ee.eid,
-                                   b.act_end + make_interval(secs => 0.05 + 0.3 * random()) AS at,
-                                   'booking.ended' AS triggered_by, b.next_ext AS item_ext, b.next_lvl AS item_lvl,
-                                   b.next_start AS item_start, {version_at} AS model_version
-                            FROM seed_b b JOIN seed_e ee ON ee.bid = b.bid AND ee.kind = 'booking.ended'
-                            WHERE b.status = 'completed' AND b.next_ext IS NOT NULL
-                            UNION ALL {promotions}
-                        ) r
-                    ) x
-                ) y
-                """
+        rows = []
+        for b in bookings.values():
+            if b.actual_start:
+                rows.append((b.actual_start, b, b.battery_at_start, "booking_started", None))
+            if b.actual_end:
+                rows.append((b.actual_end, b, b.battery_at_end, "booking_ended", b.charging_at_end))
+        for call in sim.calls:
+            level = call.body.get("current_battery_level")
+            if level is not None and call.at <= self.now and call.kind in ("created", "predict"):
+                source = "booking_created" if call.kind == "created" else "predict_request"
+                rows.append((call.at, bookings.get(call.booking_id), level, source, None))
+        rows.sort(key=lambda r: r[0])
+        return [
+            BatteryReading(
+                vehicle=b.vehicle,
+                booking=b,
+                level=level,
+                recorded_at=at,
+                source=source,
+                charging=plug,
+                created_at=at + timedelta(seconds=1),
             )
-            cursor.execute(
-                f"""
-                CREATE TEMP TABLE seed_att AS
-                SELECT a.outbox_id, a.n, a.started_at, a.ok, a.r2,
-                       CASE WHEN a.ok THEN 40 + (360 * a.r2)::int
-                            WHEN a.r2 < 0.8 THEN 20 + (900 * a.r2)::int ELSE 10000 END AS duration_ms,
-                       CASE WHEN NOT a.ok AND a.n < {MAX_ATTEMPTS}
-                            THEN a.started_at + make_interval(secs => ({sql_array(waits)})[a.n] * (0.8 + 0.4 * a.r3))
-                       END AS next_at
-                FROM (
-                    SELECT c.id AS outbox_id, g.n, c.status = 'delivered' AND g.n = c.attempts AS ok,
-                           random() AS r2, random() AS r3,
-                           c.at + make_interval(secs => ({sql_array(offsets)})[g.n] * (0.8 + 0.4 * random()))
-                               AS started_at
-                    FROM seed_cb c CROSS JOIN LATERAL generate_series(1, c.attempts) AS g(n)
-                ) a
-                """
+            for at, b, level, source, plug in rows
+            if b is not None
+        ]
+
+    def outcome(self, sb: SimBooking, b):
+        from learning.models import BookingOutcome
+
+        hours, drain = (b.actual_end - b.actual_start).total_seconds() / 3600, b.battery_at_start - b.battery_at_end
+        o = BookingOutcome(
+            booking=b, vehicle=b.vehicle, user_id=b.user_id, starts_at=b.actual_start, ends_at=b.actual_end
+        )
+        o.battery_at_start, o.battery_at_end, o.battery_drain = b.battery_at_start, b.battery_at_end, drain
+        o.duration_hours, o.charging_at_end, o.distance_km = hours, b.charging_at_end, round(sb.km, 1)
+        o.drain_rate_per_hour = drain / hours if hours >= 0.1 else None
+        o.drain_rate_per_km = drain / sb.km if sb.km >= 0.5 else None
+        o.used_for_training = b.actual_end < self.now - timedelta(days=7)
+        o.recorded_at = b.actual_end + timedelta(milliseconds=200)
+        return o
+
+    def accuracy(self, predictions: list, bookings: dict) -> None:
+        """The daily sums learning.services.accuracy_record adds up: current predictions, scored at pick-up."""
+        from learning.models import AccuracyMetric
+
+        sums: dict[tuple, AccuracyMetric] = {}
+        for p in predictions:
+            if not p.is_current or p.actual_battery is None:
+                continue
+            day = bookings[p.booking_external_id].actual_start.date()
+            key = (day, p.model_version, p.prediction_method)
+            m = sums.setdefault(key, AccuracyMetric(date=day, model_version=key[1], prediction_method=key[2]))
+            err = p.actual_battery - p.predicted_battery
+            m.count += 1
+            m.sum_abs_error += abs(err)
+            m.sum_sq_error += err * err
+            m.sum_error += err
+            m.within_5 += abs(err) <= 5
+            m.within_10 += abs(err) <= 10
+            m.within_15 += abs(err) <= 15
+            m.inside_interval += p.confidence_lower <= p.actual_battery <= p.confidence_upper
+        self.insert("accuracy metrics (daily)", AccuracyMetric, [sums[k] for k in sorted(sums)])
+
+    def callbacks(self, sim: Simulation, eras: list[Era], predictions: list, by_event: dict, calls, vehicles) -> None:
+        """A callback per return that re-predicted the car's next booking, and one per car at each promotion."""
+        from callbacks.models import CallbackAttempt, CallbackItem, CallbackOutbox
+
+        owed = [(calls[pk - 1].at, "booking.ended", ps, pk) for pk, ps in sorted(by_event.items())]
+        latest: dict[str, list] = defaultdict(list)
+        for p in predictions:
+            latest[p.vehicle.external_id].append(p)
+        for era in eras[1:]:
+            for car_predictions in latest.values():
+                before = [p for p in car_predictions if p.predicted_at <= era.since < p.booking_start_time]
+                if before and before[-1].booking_external_id:
+                    at = era.since + timedelta(minutes=2, seconds=30 * self.rng.random())
+                    owed.append((at, "model_promoted", [before[-1]], None))
+        owed.sort(key=lambda o: o[0])
+        rows, items, attempts = [], [], []
+        for at, triggered_by, ps, event in owed:
+            row, tried = self.callback(at, triggered_by, ps, event)
+            rows.append(row)
+            attempts += tried
+            items += [CallbackItem(outbox=row, booking_external_id=p.booking_external_id, sequence=p.pk) for p in ps]
+        self.insert("callback outbox", CallbackOutbox, rows)
+        self.insert("callback items", CallbackItem, items)
+        self.insert("callback attempts", CallbackAttempt, sorted(attempts, key=lambda a: a.started_at))
+
+    def callback(self, at: datetime, triggered_by: str, ps: list, event: int | None):
+        from callbacks.models import CallbackAttempt, CallbackOutbox
+        from callbacks.services import EVENT, MAX_ATTEMPTS, RETRY_SCHEDULE, callback_body
+        from predictions.bodies import callback_item
+
+        rng = self.rng
+        callback_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+        u = rng.random()
+        if u < CALLBACK_FAILED and at < self.now - timedelta(days=4):
+            status, n = "failed", MAX_ATTEMPTS
+        elif u < CALLBACK_PENDING_RECENT and at > self.now - timedelta(hours=6):
+            status, n = "pending", 1 + (rng.random() < 0.5)
+        else:
+            v = rng.random()
+            status, n = "delivered", 1 if v < 0.92 else 2 if v < 0.98 else 3
+        waits = [w.total_seconds() for w in RETRY_SCHEDULE]
+        offset, tried = 0.02, []
+        for k in range(1, n + 1):
+            ok, r2 = status == "delivered" and k == n, rng.random()
+            started = at + timedelta(seconds=offset * rng.uniform(0.8, 1.2))
+            retry = not ok and k < MAX_ATTEMPTS
+            error = "" if ok else "HTTP 503" if r2 < 0.5 else "HTTP 500" if r2 < 0.8 else "timed out"
+            answer = {"": '{"status":"ok"}', "HTTP 503": "<html><body>503 Service Unavailable</body></html>"}
+            answer |= {"HTTP 500": '{"message":"Server Error"}', "timed out": ""}
+            tried.append(
+                CallbackAttempt(
+                    outbox_id=callback_id,
+                    number=k,
+                    started_at=started,
+                    webhook_timestamp=int(started.timestamp()),
+                    duration_ms=40 + int(360 * r2) if ok else 20 + int(900 * r2) if r2 < 0.8 else 10000,
+                    status_code=None if error == "timed out" else 200 if ok else int(error[5:]),
+                    response_excerpt=answer[error],
+                    error=error,
+                    next_attempt_at=started + timedelta(seconds=waits[k - 1] * rng.uniform(0.8, 1.2))
+                    if retry
+                    else None,
+                )
             )
-            cursor.execute("CREATE INDEX ON seed_att (outbox_id, n)")
-            cursor.execute("SELECT count(*) FROM seed_cb")
-            return cursor.fetchone()[0]
+            offset += waits[k - 1] if k <= len(waits) else 0
+        last = tried[-1]
+        metadata = {"vehicle_id": ps[0].vehicle.external_id, "model_version": ps[0].model_version}
+        if event is not None:
+            metadata |= {"trigger_booking_id": ps[0].booking_external_id, "event_id": event}
+        metadata["affected_count"] = len(ps)
+        body = callback_body(
+            callback_id=callback_id,
+            occurred_at=at,
+            triggered_by=triggered_by,
+            items=[callback_item(p) for p in ps],
+            metadata=metadata,
+        )
+        row = CallbackOutbox(
+            id=callback_id,
+            event=EVENT,
+            endpoint=CALLBACK_URL,
+            body=body,
+            triggered_by=triggered_by,
+            status=status,
+            attempts=n,
+            next_attempt_at=last.next_attempt_at if status == "pending" else None,
+            created_at=at,
+            delivered_at=last.started_at + timedelta(milliseconds=last.duration_ms) if status == "delivered" else None,
+            last_error=last.error,
+        )
+        return row, tried
 
-        self.step("callbacks (temporary)", cursor, run=build)
-        failure = "CASE WHEN l.r2 < 0.5 THEN 'HTTP 503' WHEN l.r2 < 0.8 THEN 'HTTP 500' ELSE 'timed out' END"
-        self.insert(
-            "callback outbox",
-            cursor,
-            "outbox",
-            {
-                "id": "c.id",
-                "event": "'predictions.updated'",
-                "endpoint": sql_literal(CALLBACK_URL),
-                "body": f"""jsonb_build_object('id', c.id, 'event', 'predictions.updated',
-                    'occurred_at', pg_temp.iso(c.at), 'triggered_by', c.triggered_by,
-                    'affected_bookings', {item},
-                    'metadata', jsonb_build_object('vehicle_id', c.vext, 'trigger_booking_id', c.trigger_ext,
-                        'event_id', c.eid, 'model_version', c.model_version, 'affected_count', 1))::text""",
-                "triggered_by": "c.triggered_by",
-                "status": "c.status",
-                "attempts": "c.attempts",
-                "next_attempt_at": "CASE WHEN c.status = 'pending' THEN l.next_at END",
-                "created_at": "c.at",
-                "delivered_at": "CASE WHEN c.status = 'delivered' "
-                "THEN l.started_at + make_interval(secs => l.duration_ms / 1000.0) END",
-                "last_error": f"CASE WHEN c.status = 'delivered' THEN '' ELSE {failure} END",
-            },
-            "seed_cb c JOIN seed_att l ON l.outbox_id = c.id AND l.n = c.attempts ORDER BY c.at",
-        )
-        self.insert(
-            "callback attempts",
-            cursor,
-            "attempt",
-            {
-                "outbox_id": "l.outbox_id",
-                "number": "l.n",
-                "started_at": "l.started_at",
-                "webhook_timestamp": "extract(epoch FROM l.started_at)::bigint",
-                "duration_ms": "l.duration_ms",
-                "status_code": "CASE WHEN l.ok THEN 200 WHEN l.r2 < 0.5 THEN 503 WHEN l.r2 < 0.8 THEN 500 END",
-                "response_excerpt": """CASE WHEN l.ok THEN '{"status":"ok"}'
-                    WHEN l.r2 < 0.5 THEN '<html><body>503 Service Unavailable</body></html>'
-                    WHEN l.r2 < 0.8 THEN '{"message":"Server Error"}' ELSE '' END""",
-                "error": f"CASE WHEN l.ok THEN '' ELSE {failure} END",
-                "next_attempt_at": "l.next_at",
-            },
-            "seed_att l ORDER BY l.started_at",
-        )
-        EndpointCircuit.objects.create(endpoint=CALLBACK_URL)
+    def patterns(self, sim: Simulation, outcomes: list, vehicles: dict) -> None:
+        """A VehiclePattern per car and a UserPattern per renter, from the outcomes (and each car's hidden rates)."""
+        from learning.models import UserPattern, VehiclePattern
 
-    # --- learned patterns ---
+        by_car, by_user = defaultdict(list), defaultdict(list)
+        for o in outcomes:
+            by_car[o.vehicle.external_id].append(o)
+            by_user[o.user_id].append(o)
 
-    def patterns(self, cursor) -> None:
-        o = self.t["outcome"]
-        self.insert(
-            "vehicle patterns",
-            cursor,
-            "vpattern",
-            {
-                "vehicle_id": "c.vehicle_id",
-                "avg_drain_rate_per_hour": "o.dph",
-                "var_drain_rate_per_hour": "coalesce(o.var_dph, 0)",
-                "drive_observations": "coalesce(o.n_dph, 0)",
-                "avg_drain_rate_per_km": "o.dpk",
-                "var_drain_rate_per_km": "coalesce(o.var_dpk, 0)",
-                "km_observations": "coalesce(o.n_dpk, 0)",
-                "avg_idle_drain_per_hour": "CASE WHEN c.anomalous THEN c.idle_rate + 0.2 + 0.4 * random() "
-                "ELSE c.idle_rate * (0.9 + 0.2 * random()) END",
-                "var_idle_drain_per_hour": "power(0.3 * c.idle_rate, 2)",
-                "idle_observations": "(coalesce(o.n, 0) * 0.65)::int",
-                "baseline_idle_drain_per_hour": "c.idle_rate",
-                "baseline_var_idle_drain_per_hour": "power(0.25 * c.idle_rate, 2)",
-                "baseline_idle_observations": "(coalesce(o.n, 0) * 0.65)::int",
-                "avg_charging_rate_per_hour": "c.charge_rate",
-                "var_charging_rate_per_hour": "power(0.2 * c.charge_rate, 2)",
-                "charge_observations": "coalesce(o.charges, 0)",
-                "unreported_charges": f"(coalesce(o.n, 0) * {STAFF_CHARGE})::int",
-                "charging_frequency": "CASE WHEN coalesce(o.n, 0) > 0 THEN o.charges::float8 / o.n ELSE 0 END",
-                "total_charges": "coalesce(o.charges, 0)",
-                "total_bookings": "coalesce(o.n, 0)",
-                "error_corrections": "(coalesce(o.n, 0) * 0.05)::int",
-                "updated_at": f"coalesce(o.last, {sql_literal(self.now)})",
-            },
-            f"""seed_car c LEFT JOIN (
-                SELECT vehicle_id, avg(drain_rate_per_hour) AS dph, var_pop(drain_rate_per_hour) AS var_dph,
-                       count(drain_rate_per_hour) AS n_dph, avg(drain_rate_per_km) AS dpk,
-                       var_pop(drain_rate_per_km) AS var_dpk, count(drain_rate_per_km) AS n_dpk, count(*) AS n,
-                       count(*) FILTER (WHERE charging_at_end) AS charges, max(ends_at) AS last
-                FROM "{o}" GROUP BY vehicle_id
-            ) o ON o.vehicle_id = c.vehicle_id ORDER BY c.vehicle_id""",
-            optional=("baseline_idle_drain_per_hour", "baseline_var_idle_drain_per_hour", "baseline_idle_observations"),
-        )
-        self.insert(
-            "user patterns",
-            cursor,
-            "upattern",
-            {
-                "user_id": "u.user_id",
-                "avg_return_battery": "u.ret",
-                "charging_frequency": "u.charges::float8 / u.n",
-                "total_charges": "u.charges",
-                "avg_duration_hours": "u.dur",
-                "avg_drain_rate_per_hour": "u.dph",
-                "var_drain_rate_per_hour": "coalesce(u.var_dph, 0)",
-                "drive_observations": "u.n_dph",
-                "total_bookings": "u.n",
-                "updated_at": "u.last",
-            },
-            f"""(
-                SELECT user_id, avg(battery_at_end) AS ret, count(*) FILTER (WHERE charging_at_end) AS charges,
-                       avg(duration_hours) AS dur, avg(drain_rate_per_hour) AS dph,
-                       var_pop(drain_rate_per_hour) AS var_dph, count(drain_rate_per_hour) AS n_dph,
-                       count(*) AS n, max(ends_at) AS last
-                FROM "{o}" GROUP BY user_id
-            ) u ORDER BY u.user_id""",
-        )
+        def learnt(row, os: list) -> Any:
+            """What the EMA learner keeps from the outcomes: drain per hour (and per km), counts, charges."""
+            row.total_bookings, row.total_charges = len(os), sum(o.charging_at_end for o in os)
+            row.charging_frequency = row.total_charges / len(os) if os else 0.0
+            rates = [o.drain_rate_per_hour for o in os if o.drain_rate_per_hour is not None]
+            row.avg_drain_rate_per_hour = statistics.fmean(rates) if rates else None
+            row.var_drain_rate_per_hour, row.drive_observations = (
+                statistics.pvariance(rates) if rates else 0.0,
+                len(rates),
+            )
+            row.updated_at = max((o.ends_at for o in os), default=self.now)
+            return row
+
+        rows = []
+        for car in sim.cars:
+            os, idle = by_car[car.car_id], car.idle_pct_per_hour
+            row = learnt(VehiclePattern(vehicle=vehicles[car.car_id]), os)
+            per_km = [o.drain_rate_per_km for o in os if o.drain_rate_per_km is not None]
+            row.avg_drain_rate_per_km = statistics.fmean(per_km) if per_km else None
+            row.var_drain_rate_per_km, row.km_observations = (
+                statistics.pvariance(per_km) if per_km else 0.0,
+                len(per_km),
+            )
+            anomalous = self.rng.random() < ANOMALOUS_CARS
+            row.avg_idle_drain_per_hour = (
+                idle + self.rng.uniform(0.2, 0.6) if anomalous else idle * self.rng.uniform(0.9, 1.1)
+            )
+            row.baseline_idle_drain_per_hour, row.baseline_var_idle_drain_per_hour = idle, (0.25 * idle) ** 2
+            row.var_idle_drain_per_hour, row.idle_observations = (0.3 * idle) ** 2, int(len(os) * 0.65)
+            row.baseline_idle_observations, row.unreported_charges = row.idle_observations, int(len(os) * 0.04)
+            row.avg_charging_rate_per_hour, row.charge_observations = car.charge_pct_per_hour, row.total_charges
+            row.var_charging_rate_per_hour = (0.2 * car.charge_pct_per_hour) ** 2
+            row.error_corrections = int(len(os) * 0.05)
+            rows.append(row)
+        self.insert("vehicle patterns", VehiclePattern, rows)
+        rows = []
+        for user, os in sorted(by_user.items()):
+            row = learnt(UserPattern(user_id=user), os)
+            row.avg_return_battery = statistics.fmean(o.battery_at_end for o in os)
+            row.avg_duration_hours = statistics.fmean(o.duration_hours for o in os)
+            rows.append(row)
+        self.insert("user patterns", UserPattern, rows)
+
+
+def steps(at: datetime, start: datetime, level: float, mode: str) -> list[dict]:
+    """A cascade of the prediction's shape: the parked gap before the target, after a trip in a real-time cascade."""
+    from common.api.fields import iso as wire_time
+
+    idle = {"type": "idle", "starts_at": wire_time(at), "ends_at": wire_time(start)}
+    idle |= {"duration_hours": round((start - at).total_seconds() / 3600, 2), "battery_change": -2.0}
+    idle |= {"battery_after": level, "charging_probability": 0.12}
+    if mode != "real_time_cascade":
+        return [idle]
+    trip = {"type": "booking", "starts_at": wire_time(at), "ends_at": wire_time(at + timedelta(hours=2))}
+    trip |= {
+        "duration_hours": 2.0,
+        "battery_change": -9.5,
+        "battery_after": min(100.0, level + 2),
+        "booking_id": "prev",
+    }
+    return [trip, idle]
 
 
 def staff_user():
@@ -1443,7 +1040,7 @@ def request_once(client, url: str) -> tuple[float, int | str, int, str]:
     return ms, response.status_code, len(body), error
 
 
-def time_page(client, page: Page, config: Config) -> Timing:
+def time_page(client, page: Page, config: argparse.Namespace) -> Timing:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -1482,7 +1079,7 @@ def time_page(client, page: Page, config: Config) -> Timing:
     return timing
 
 
-def explain(timing: Timing, config: Config) -> None:
+def explain(timing: Timing, config: argparse.Namespace) -> None:
     """EXPLAIN (ANALYZE, BUFFERS) of the page's slowest read queries (at least --explain-ms)."""
     from django.db import connection
 
@@ -1496,11 +1093,11 @@ def explain(timing: Timing, config: Config) -> None:
         timing.explains.append({"ms": query["ms"], "sql": sql, "plan": plan})
 
 
-def time_pages(config: Config, values: dict[str, str]) -> list[Timing]:
+def time_pages(config: argparse.Namespace, values: dict[str, str]) -> list[Timing]:
     from django.test import Client
 
-    if config.urls:
-        pages = [Page(url.format(**values), url.format(**values), "url") for url in config.urls]
+    if config.url:
+        pages = [Page(url.format(**values), url.format(**values), "url") for url in config.url]
     else:
         pages = pages_default(values)
     client = Client()
@@ -1520,30 +1117,11 @@ def table(timings: list[Timing], target_ms: float) -> str:
     def num(value: float | int | None, digits: int = 0) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
-    header = ("page", "status", "first ms", "median ms", "max ms", "queries", "SQL ms", f"< {target_ms:.0f} ms")
-    rows = [
-        (
-            t.name,
-            str(t.status),
-            num(t.first_ms),
-            num(t.median_ms),
-            num(t.max_ms),
-            num(t.queries),
-            num(t.sql_ms),
-            t.verdict,
-        )
-        for t in timings
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))
-    ]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append(
-            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-        )
-    return "\n".join(lines)
+    rows = [["page", "status", "first ms", "median ms", "max ms", "queries", "SQL ms", f"< {target_ms:.0f} ms"]]
+    for t in timings:
+        figures = (t.first_ms, t.median_ms, t.max_ms, t.queries, t.sql_ms)
+        rows.append([t.name, str(t.status), *(num(v) for v in figures), t.verdict])
+    return text_table(rows)
 
 
 def details(timings: list[Timing]) -> list[str]:
@@ -1574,14 +1152,14 @@ def postgres_info() -> dict[str, str]:
     return info
 
 
-def prepare(config: Config, payload: dict[str, Any]) -> None:
+def prepare(config: argparse.Namespace, payload: dict[str, Any]) -> None:
     """Create or reuse the database, migrate it, seed it if needed."""
     reuse = config.reuse and database_exists(config.database_url)
     if not reuse:
         database_create(config.database_url)
     print(f"migrating {database_name(config.database_url)} ...", flush=True)
     manage(server_env(config.database_url), "migrate", "--noinput", "-v0")
-    django_setup(config.database_url)
+    setup(config.database_url)
     from django.utils import timezone
 
     summary = seeded_summary() if reuse else None
@@ -1611,8 +1189,7 @@ def prepare(config: Config, payload: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    payload: dict[str, Any] = {"machine": machine_info() | {"load_average": os.getloadavg()}}
-    payload["config"] = {**asdict(config), "json_path": str(config.json_path) if config.json_path else None}
+    payload: dict[str, Any] = {"machine": machine_info(), "config": vars(config)}
     exit_status = 1
     try:
         database_name(config.database_url)

@@ -21,9 +21,9 @@ What it does
        booking rate per car is printed, so the figures can be rescaled to another rate (bytes per booking).
 
 Run it
-    .venv/bin/python bench/retention.py                    # 60 cars x 30 days, about 8 minutes on 2 cores
-    .venv/bin/python bench/retention.py --cars 20          # a quick look
-    .venv/bin/python bench/retention.py --json bench/results/retention.json
+    .venv/bin/python -m bench.retention                    # 60 cars x 30 days, about 8 minutes on 2 cores
+    .venv/bin/python -m bench.retention --cars 20          # a quick look
+    .venv/bin/python -m bench.retention --json bench/results/retention.json
 
 The database is dropped at the end unless --keep.
 """
@@ -33,19 +33,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
-import string
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from endpoints import BenchError, database_create, database_drop, machine_info, manage, write_json  # noqa: E402
+from bench.common import (
+    POSTGRES,
+    ROOT,
+    BenchError,
+    database_create,
+    database_drop,
+    django_setup,
+    machine_info,
+    manage,
+    server_env,
+    write_json,
+)
+from core.simulation.fleet import FleetConfig, simulate
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/batterypred_bench_retention"
+DEFAULT_DATABASE_URL = POSTGRES + "batterypred_bench_retention"
 CALLBACK_URL = "http://laravel.internal/api/ml/predictions-updated"
 DISPATCH_EVERY = 200  # calls between two runs of the outbox dispatcher
 MB = 1024 * 1024
@@ -75,25 +82,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def configure(database_url: str) -> None:
-    """Production-like settings for the in-process service (read when Django starts)."""
-    alphabet = string.ascii_letters + string.digits
-    os.environ.update(
-        {
-            "DATABASE_URL": database_url,
-            "DJANGO_SETTINGS_MODULE": "batterypred.settings",
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": "".join(secrets.choice(alphabet) for _ in range(50)),
-            # Production settings, on plain HTTP in-process: no redirect to HTTPS, no secure-only cookies.
-            "DJANGO_SECURE_SSL_REDIRECT": "0",
-            "DJANGO_SECURE_COOKIES": "0",
-            "API_RATE_LIMIT": "1000000/min",
-            "LOG_LEVEL": "WARNING",
-            "ML_CALLBACK_URL": CALLBACK_URL,
-            "ML_WEBHOOK_SECRET": "bench-secret",
-            "MODEL_DIR": str(ROOT / "data" / "bench-retention-models"),  # empty: no model serves
-        }
-    )
+def env_for(database_url: str) -> dict[str, str]:
+    """Production-like settings for the in-process service, callbacks on, no model (an empty MODEL_DIR)."""
+    models = str(ROOT / "data" / "bench-retention-models")
+    return server_env(database_url, ML_CALLBACK_URL=CALLBACK_URL, ML_WEBHOOK_SECRET="bench-secret", MODEL_DIR=models)
 
 
 def sizes(tables: list[str]) -> dict[str, dict[str, int]]:
@@ -137,7 +129,6 @@ def replay(cars: int, days: int, seed: int) -> dict[str, float]:
     from rest_framework_api_key.models import APIKey
 
     from callbacks import services as outbox
-    from core.simulation.fleet import FleetConfig, simulate
 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     config = FleetConfig(cars=cars, renters=round(cars * 3.75), days=days, seed=seed, epoch=end - timedelta(days=days))
@@ -171,15 +162,10 @@ def replay(cars: int, days: int, seed: int) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    configure(args.database_url)
-    import warnings
-
-    import django
-
-    warnings.filterwarnings("ignore", message="No directory at")  # static files are not collected here
+    env = env_for(args.database_url)
     server = database_create(args.database_url)
-    manage(dict(os.environ), "migrate", "--noinput")
-    django.setup()
+    manage(env, "migrate", "--noinput")
+    django_setup(env)
     from django.utils import timezone
     from django_q.models import OrmQ
 

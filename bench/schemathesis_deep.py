@@ -1,7 +1,7 @@
 """A deep property-based run: tests/test_schemathesis.py with many examples per operation, on SQLite and Postgres.
 
-    .venv/bin/python bench/schemathesis_deep.py                        # 1000 examples per operation, both databases
-    .venv/bin/python bench/schemathesis_deep.py --examples 200 --databases sqlite
+    .venv/bin/python -m bench.schemathesis_deep                        # 1000 examples per operation, both databases
+    .venv/bin/python -m bench.schemathesis_deep --examples 200 --databases sqlite
     make bench-fuzz                                                    # the same as the first line
 
 The suite's own run (`make test`) stops an operation at its first failure and uses 25 derandomized examples. Here
@@ -18,7 +18,6 @@ afterwards by `--create-db` on the next run).
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
@@ -28,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "schemathesis_deep.json"
+from bench.common import RESULTS, ROOT, parser_for, write_json
+
 TEST = "tests/test_schemathesis.py::test_api_answers_within_its_schema"
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/batterypred_fuzz"
 
@@ -101,7 +100,7 @@ def report(result: dict) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = parser_for(__doc__)
     parser.add_argument("--examples", type=int, default=1000, help="examples per operation (default 1000)")
     parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
     parser.add_argument("--postgres-url", default=os.environ.get("FUZZ_DATABASE_URL", DEFAULT_POSTGRES))
@@ -112,9 +111,8 @@ def main() -> int:
         result = run(database.strip(), args.examples, args.postgres_url, args.seed)
         report(result)
         results.append(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"figures and every 5xx with its traceback: {RESULTS.relative_to(ROOT)}")
+    path = write_json(RESULTS / "schemathesis_deep.json", results)
+    print(f"figures and every 5xx with its traceback: {path.relative_to(ROOT)}")
     print("5xx per database: " + ", ".join(f"{r['database']} {r['5xx']}" for r in results))
     bad = any(r["5xx"] or r["other_failed_checks"] or r["pytest_exit_code"] for r in results)
     return 1 if bad else 0

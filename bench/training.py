@@ -1,7 +1,7 @@
 """Training and inference speed of the gap and trip models.
 
-    .venv/bin/python bench/training.py            # 100 k and 1 M outcomes, cascade of 50 bookings
-    .venv/bin/python bench/training.py --quick    # 20 k outcomes only
+    .venv/bin/python -m bench.training            # 100 k and 1 M outcomes, cascade of 50 bookings
+    .venv/bin/python -m bench.training --quick    # 20 k outcomes only
 
 - Training: `core.gbm.train` (every quantile booster of both segment kinds, plus interval
   calibration) on the feature rows of N outcomes, with the gap rows from the levels the fleet
@@ -19,28 +19,22 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batterypred.settings")
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from core import gbm, ml_cascade  # noqa: E402
-from core.compiled import attach_compiled, compile_boosters  # noqa: E402
-from core.features import GAP_FEATURES, TRIP_FEATURES, FeatureBook, replay  # noqa: E402
-from core.physics import Rates, State, Trip, walk  # noqa: E402
-from core.simulation.fleet import FleetConfig, simulate  # noqa: E402
+from bench.common import RESULTS, parser_for, write_json
+from core import gbm, ml_cascade
+from core.compiled import attach_compiled, compile_boosters
+from core.features import GAP_FEATURES, TRIP_FEATURES, FeatureBook, replay
+from core.physics import Rates, State, Trip, walk
+from core.simulation.fleet import FleetConfig, simulate
 
 
 def outcomes(n: int, seed: int = 2024) -> tuple[list, list]:
@@ -125,12 +119,9 @@ def time_cascade(model: gbm.GapTripModel, history: list, runs: int = 200, label:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = parser_for(__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    import django
-
-    django.setup()
     result = {"cpu_count": os.cpu_count(), "train_threads": gbm.TRAIN_THREADS}
     t0 = time.perf_counter()
     base, readings = outcomes(20_000 if args.quick else 100_000)
@@ -146,10 +137,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         result["compile"] = time_compile(model, Path(directory))
         result["cascade"] = time_cascade(model, base, label=" (compiled, as served)")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / ("training-quick.json" if args.quick else "training.json")
-    path.write_text(json.dumps(result, indent=1, default=str))
+    path = write_json(RESULTS / ("training-quick.json" if args.quick else "training.json"), result)
     print(f"JSON: {path}")
 
 

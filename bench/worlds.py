@@ -1,9 +1,9 @@
 """World-shift suite: the accuracy bench on simulated worlds that each differ from the one the model learnt.
 
-    .venv/bin/python bench/worlds.py                  # every world (about 22 minutes here)
-    .venv/bin/python bench/worlds.py --quick          # a smoke run: small fleets, a small model
-    .venv/bin/python bench/worlds.py --worlds winter,no_staff
-    .venv/bin/python bench/worlds.py --worlds slow_chargers,no_staff --seed 11 --retrain-after-warmup
+    .venv/bin/python -m bench.worlds                  # every world (about 22 minutes here)
+    .venv/bin/python -m bench.worlds --quick          # a smoke run: small fleets, a small model
+    .venv/bin/python -m bench.worlds --worlds winter,no_staff
+    .venv/bin/python -m bench.worlds --worlds slow_chargers,no_staff --seed 11 --retrain-after-warmup
 
 What it does:
 1. trains the bootstrap model ONCE, as `make run` does (`train_model --synthetic --seed 1001`, the
@@ -12,7 +12,7 @@ What it does:
    evaluation seed (`--seed`, default 7: never the training seed) and replays the stream through
    the service twice, on fresh copies of the templates: with the champion serving (the default)
    and with no model (the pattern cascade alone);
-3. scores both replays as bench/accuracy.py does (at creation and latest before pick-up, after the
+3. scores both replays as bench.accuracy does (at creation and latest before pick-up, after the
    warm-up, by horizon, with 95 % coverage) beside persistence, the seed's EMA cascade and the
    oracle, which knows the shifted world's hidden parameters;
 4. prints one table per world and a summary of issue 13's targets per world, and writes JSON to
@@ -29,8 +29,6 @@ world scores about as many pick-ups.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
@@ -38,9 +36,19 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from accuracy import METHODS, ROOT, Service, print_table, replay, score, service_copy, service_prepare
-from endpoints import BenchError, manage
-
+from bench.accuracy import METHODS, print_table, replay, score
+from bench.common import (
+    RESULTS,
+    BenchError,
+    Service,
+    manage,
+    parser_for,
+    service_copy,
+    service_env,
+    service_prepare,
+    text_table,
+    write_json,
+)
 from core.simulation.fleet import FleetConfig, simulate
 from core.simulation.world import SHIFTS, world_named
 
@@ -204,18 +212,13 @@ def summary_table(results: list[dict]) -> str:
             cells.append("-" if t is None or t["value"] is None else f"{shape.format(**t)} {'ok' if ok else 'FAIL'}")
         cells.append(f"{sum(t['pass'] for t in r['targets'].values())}/{len(r['targets'])}")
         rows.append(cells)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-        for row in rows
-    ]
     notes = (
         "latest<=simple: service MAE <= min(pattern, persistence, seed EMA); latest<=oracle*: <= max(1.3 x oracle, "
         "oracle + 1.5);\nlatest<=10: within 10 points >= 95 %; creat<=1.15orc: MAE at creation <= 1.15 x oracle;\n"
         "creat buckets: the horizon bucket where the service loses most to persistence at creation (must not lose);\n"
         f"cov: 95 % interval coverage in {COVERAGE[0]:.0%}..{COVERAGE[1]:.0%}."
     )
-    return "\n".join([*lines, "", notes])
+    return "\n".join([text_table(rows, rule=False), "", notes])
 
 
 def retrain_table(results: list[dict]) -> str:
@@ -252,37 +255,30 @@ def retrain_table(results: list[dict]) -> str:
                 f"{lat['service'].get('coverage_95', 0):.1%} / {lat['retrained'].get('coverage_95', 0):.1%}",
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-        for row in rows
-    ]
     note = (
         "challenger, champion: cascade-priced MAE and 95 % coverage on the retrain's held-out bookings (each at the "
         "return of the 1 to 3 bookings before it);\nlatest/creation MAE: the suite's scores after the warm-up, with "
         "the champion kept and with the retrain run at the end of the warm-up."
     )
-    return "\n".join([*lines, "", note])
+    return "\n".join([text_table(rows, rule=False), "", note])
 
 
 def _prior_warm(template: Path) -> None:
     """Simulate the retrain's prior once into the template's MODEL_DIR, so every world's copy reads it."""
-    from accuracy import _service_env
-
     code = (
         "from django.conf import settings; from learning.prior import prior_rows; "
         "from learning.training import prior_fleet_for; from learning.champion import champion_row; "
         "prior_rows(prior_fleet_for(champion_row()), cache_dir=settings.MODEL_DIR)"
     )
-    manage(_service_env(template), "shell", "-c", code)
+    manage(service_env(template), "shell", "-c", code)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = parser_for(__doc__)
     parser.add_argument("--quick", action="store_true", help="small fleets and a small model: a smoke run")
     parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated, of: {', '.join(WORLDS)}")
     parser.add_argument("--seed", type=int, default=7, help="evaluation seed of every world (the model trains on 1001)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--retrain-after-warmup",
         action="store_true",
@@ -323,11 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.retrain_after_warmup:
         print("\n######## the retrain after the warm-up\n")
         print(retrain_table(results))
-    args.out.mkdir(parents=True, exist_ok=True)
     suffix = ("-quick" if args.quick else "") + ("-retrain" if args.retrain_after_warmup else "")
-    path = args.out / f"worlds-seed{args.seed}{suffix}.json"
-    payload = {"size": asdict(size), "seed": args.seed, "wall_seconds": round(wall, 1)}
-    path.write_text(json.dumps(payload | {"worlds": results}, indent=1, default=str))
+    payload = {"size": asdict(size), "seed": args.seed, "wall_seconds": round(wall, 1), "worlds": results}
+    path = write_json(args.out / f"worlds-seed{args.seed}{suffix}.json", payload)
     print(f"\nJSON: {path}")
 
 

@@ -140,7 +140,8 @@ def _predict_walk(
     return checkpoints, model.version, patterns
 
 
-def _new_prediction_id(booking_id: str, vehicle: Vehicle) -> str:
+def prediction_id_new(booking_id: str, vehicle: Vehicle) -> str:
+    """A new prediction's id, as Laravel sees it (also what bench.pages seeds its predictions with)."""
     return f"PRED_{booking_id or 'V' + vehicle.external_id}_{uuid.uuid4().hex[:12]}"
 
 
@@ -240,7 +241,7 @@ def _store(
         lower, upper = interval_widened(served.level, served.lower, served.upper, learned)
         rows.append(
             Prediction(
-                prediction_id=_new_prediction_id(checkpoint.booking_id, vehicle),
+                prediction_id=prediction_id_new(checkpoint.booking_id, vehicle),
                 booking_external_id=checkpoint.booking_id,
                 booking=booking,
                 vehicle=vehicle,

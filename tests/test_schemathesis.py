@@ -5,7 +5,7 @@ type, body shape). The schema is the contract Laravel codes against, so a mismat
 view. By default examples are bounded and derandomized so CI is reproducible and quick; set
 SCHEMATHESIS_MAX_EXAMPLES (e.g. 500) to search harder, with fresh random examples on every run.
 
-SCHEMATHESIS_SURVEY=<file.jsonl> (used by bench/schemathesis_deep.py) counts instead of stopping: each example's
+SCHEMATHESIS_SURVEY=<file.jsonl> (used by bench.schemathesis_deep) counts instead of stopping: each example's
 answer and failed checks go to the file as one JSON line (a 5xx with the request and the server's traceback), and
 the test never fails on a check, so every example runs rather than the search ending at the first failure. Each
 example then runs in a savepoint that a 5xx rolls back, so one failed query cannot turn every later answer into a

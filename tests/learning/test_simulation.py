@@ -8,7 +8,6 @@ import itertools
 import json
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -315,13 +314,12 @@ def test_every_call_of_a_world_with_every_shift_is_accepted_by_the_service(post)
     assert failures == []
 
 
-# --- the world-shift suite's verdicts (bench/worlds.py) -------------------------------------------------
+# --- the world-shift suite's verdicts (bench.worlds) ----------------------------------------------------
 
 
 @pytest.fixture
-def suite(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
-    return importlib.import_module("worlds")
+def suite():
+    return importlib.import_module("bench.worlds")
 
 
 def scored(mae: float, *, within_10: float = 0.99, coverage: float | None = None, buckets=(1.0, 5.0, 10.0)) -> dict:

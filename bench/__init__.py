@@ -1,0 +1,1 @@
+"""The benchmarks, run as modules from the repository root: `.venv/bin/python -m bench.<name>` (see README.md)."""
