@@ -427,16 +427,16 @@ class Seeder:
         from django.db import connection
 
         from bookings.models import BatteryReading, Booking, InboundEvent, Vehicle
-        from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
-        from predictions.models import (
-            CallbackAttempt,
-            CallbackItem,
-            CallbackOutbox,
+        from callbacks.models import CallbackAttempt, CallbackItem, CallbackOutbox, EndpointCircuit
+        from learning.models import (
+            AccuracyMetric,
+            BookingOutcome,
             DriftCheck,
-            EndpointCircuit,
             ModelVersion,
-            Prediction,
+            UserPattern,
+            VehiclePattern,
         )
+        from predictions.models import Prediction
 
         started = time.perf_counter()
         c = self.config
