@@ -2,34 +2,11 @@ import django.db.models.deletion
 import uuid
 from django.db import migrations, models
 
-APP = 'callbacks'
-MOVED = ['callbackoutbox', 'callbackattempt', 'callbackitem', 'endpointcircuit']
+from common.content_types import content_types_relabel
 
-
-def _content_types_move(apps, schema_editor, *, old: str, new: str) -> None:
-    """Relabel the moved models' content types, so the permissions granted on them (and admin log entries) follow.
-
-    A fresh database has none yet: post_migrate creates them under the new label. A content type already
-    created under the new label (by a post_migrate after a partial migrate) is empty and gives way.
-    """
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    db = schema_editor.connection.alias
-    for model in MOVED:
-        moving = ContentType.objects.using(db).filter(app_label=old, model=model).first()
-        if moving is None:
-            continue
-        ContentType.objects.using(db).filter(app_label=new, model=model).delete()
-        moving.app_label = new
-        moving.save(update_fields=["app_label"])
-    ContentType.objects.clear_cache()
-
-
-def forwards(apps, schema_editor):
-    _content_types_move(apps, schema_editor, old="predictions", new=APP)
-
-
-def backwards(apps, schema_editor):
-    _content_types_move(apps, schema_editor, old=APP, new="predictions")
+forwards, backwards = content_types_relabel(
+    models=['callbackoutbox', 'callbackattempt', 'callbackitem', 'endpointcircuit'], old='predictions', new='callbacks'
+)
 
 
 class Migration(migrations.Migration):
