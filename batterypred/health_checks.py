@@ -38,7 +38,7 @@ HEALTHY, DEGRADED, UNHEALTHY, UNKNOWN = "healthy", "degraded", "unhealthy", "unk
 CHECK_STATUSES = (HEALTHY, DEGRADED, UNHEALTHY, UNKNOWN)
 OVERALL_STATUSES = (HEALTHY, DEGRADED, UNHEALTHY)
 
-# The default cluster's every-minute schedule (predictions/schedules.py). Its `next_run` moves forward only when
+# The default cluster's every-minute schedule (callbacks/schedules.py). Its `next_run` moves forward only when
 # a running cluster's scheduler picks it up, so how far it lies in the past tells whether the cluster runs.
 HEARTBEAT_SCHEDULE = "callbacks_dispatch_due"
 TRAINING_CLUSTER = "training"

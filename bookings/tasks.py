@@ -1,4 +1,4 @@
-"""django-q2 tasks of the bookings app: thin, each calls one service (declared in `predictions/schedules.py`)."""
+"""django-q2 tasks of the bookings app: thin, each calls one service (declared in `bookings/schedules.py`)."""
 
 from django.utils import timezone
 

@@ -1,7 +1,7 @@
 """django-q2 tasks of the callbacks app: each takes ids or nothing and calls one service.
 
 Queued only through `common.queue.queue_on_commit`; periodic ones are declared in
-`predictions.schedules`.
+`callbacks/schedules.py`.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ EPSILON = 1e-4  # an empty bin's share in the PSI (ln(0) is undefined)
 REFERENCE_FORMAT = 1
 UNSCORED = frozenset({"month", "car_gaps", "car_trips", "renter_trips"})
 
+
 def drift_settings() -> dict:
     """The windows and thresholds in force. Their defaults live once, in batterypred/settings.py (the
     `DRIFT_*` settings read from the environment): with fewer than `DRIFT_MIN_ROWS` gaps or trips per kind,

@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 
 class PredictionsConfig(AppConfig):
@@ -8,7 +7,3 @@ class PredictionsConfig(AppConfig):
 
     def ready(self) -> None:
         from predictions import receivers  # noqa: F401  (connects the receivers)
-        from predictions.schedules import schedules_on_post_migrate
-
-        # Periodic tasks are declared in code (predictions/schedules.py) and written after every migrate.
-        post_migrate.connect(schedules_on_post_migrate, sender=self, dispatch_uid="predictions.schedules_declare")

@@ -24,8 +24,8 @@ from callbacks.models import (
     EndpointCircuit,
 )
 from common.api import permissions
+from common.schedules import schedules_declare
 from learning.champion import artifact_path, champion_forget
-from predictions.schedules import schedules_declare
 from predictions.services import MODEL_VERSION
 from tests.factories import CallbackOutboxFactory
 from tests.modelling import champion_serve

@@ -17,8 +17,8 @@ from bookings.models import InboundEvent
 from callbacks import services as outbox
 from callbacks.models import CallbackOutbox, CallbackStatus
 from callbacks.services import DispatchReport, callback_enqueue, callbacks_dispatch_due
+from common.schedules import schedules_declare
 from events import services as event_services
-from predictions.schedules import schedules_declare
 from tests.seed_examples import CREATED, STARTED, URL
 
 pytestmark = pytest.mark.django_db

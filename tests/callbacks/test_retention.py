@@ -17,9 +17,9 @@ from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent
 from callbacks import retention, tasks
 from callbacks.models import CallbackAttempt, CallbackItem, CallbackOutbox, CallbackStatus
 from callbacks.retention import retention_backlog, retention_run
+from common.schedules import schedules_declare
 from learning.models import BookingOutcome
 from predictions.models import Prediction, PredictionStatus
-from predictions.schedules import schedules_declare
 from tests.factories import (
     BatteryReadingFactory,
     BookingFactory,

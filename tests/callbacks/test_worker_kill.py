@@ -26,7 +26,7 @@ from django_q.models import OrmQ, Schedule
 
 from callbacks.models import CallbackOutbox, CallbackStatus
 from callbacks.services import callback_enqueue
-from predictions.schedules import schedules_declare
+from common.schedules import schedules_declare
 from tests.callbacks.conftest import SECRET
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

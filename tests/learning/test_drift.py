@@ -21,6 +21,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django_q.models import Schedule
 
+from common.schedules import schedules_declare
 from core.features import GAP_FEATURES, TRIP_FEATURES, Outcome
 from core.simulation.fleet import FleetConfig
 from learning.drift import (
@@ -36,7 +37,6 @@ from learning.models import DriftCheck, DriftStatus, ModelVersion
 from learning.selectors import drift_latest_by_version
 from learning.tasks import model_drift_weekly
 from learning.training import model_promote, model_retrain, model_train, segment_frames
-from predictions.schedules import schedules_declare
 from tests.modelling import champion_serve, fleet_outcomes, outcomes_store
 
 pytestmark = pytest.mark.django_db

@@ -23,6 +23,7 @@ from django_q.models import OrmQ, Schedule
 from bookings.models import ReadingSource, Vehicle
 from callbacks.models import CallbackOutbox
 from callbacks.repricing import predictions_reprice_all
+from common.schedules import schedules_declare
 from core import gbm
 from core.simulation.fleet import FleetConfig
 from learning.champion import artifact_path, champion_forget, champion_model
@@ -31,7 +32,6 @@ from learning.selectors import readings_mid_gap
 from learning.tasks import model_retrain_weekly
 from learning.training import COVERAGE_RANGE, MIN_OUTCOMES, _decide, model_promote, model_train, segment_frames
 from predictions.models import Prediction
-from predictions.schedules import schedules_declare
 from predictions.services import MODEL_VERSION
 from tests.factories import T0, BatteryReadingFactory
 from tests.modelling import SMALL_FLEET, champion_serve, fleet_outcomes, outcomes_store
