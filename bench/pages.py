@@ -1,53 +1,34 @@
 """Staff pages at scale: server time of the dashboard and the admin changelists with a year of data, on Postgres.
 
 The question (issue 5): do the staff pages stay under 500 ms of server time with a year of data for 500 cars?
-This is a benchmark, not a test: it prints its figures (medians; the machine is noisy).
+A benchmark, not a test: it prints its figures (medians; the machine is noisy).
 
-What it does
-    1. Creates a Postgres database (default `batterypred_bench_pages`; `--reuse` keeps an existing, seeded one),
-       migrates it and seeds --days (365) of history for --cars (500) cars, the next 7 days scheduled:
-         - the fleet is the project's simulator (`core.simulation`, seed --seed, its clock ending now):
-           bookings (about 1.2 per car per day), their lifecycle and the levels at every pick-up and return;
-         - every call of its stream up to now is an InboundEvent with its body, its body hash
-           (`events.services.body_digest`) and a response; a reading at every pick-up, return and
-           telematics report; an outcome for every completed booking;
-         - predictions where the service makes them: at creation, when the car's previous booking ended
-           (the re-prediction that event answered and called back with) and at each real-time predict call,
-           exactly one `is_current`; errors grow with the horizon and the 95 % intervals cover ~95 %;
-           ids from `predictions.services.prediction_id_new`;
-         - event responses, callback bodies and items built by the project's builders (`predictions.bodies`,
-           `callbacks.services.callback_body`): a callback per re-prediction on a return, plus one per car at
-           each promotion, mostly delivered, some pending (recent ones) or failed, with their attempts;
-         - the model registry of a year: a synthetic bootstrap model, a weekly challenger trained on outcomes,
-           two of them promoted (one champion); predictions carry the version that served them (the pattern
-           cascade before the first model); each version's drift reference and a weekly DriftCheck. No artifact
-           file is written, so the champion row is not served (the pattern cascade answers, as the models page
-           says);
-         - AccuracyMetric daily rows summed from the current predictions, scored on the pick-up day; a
-           VehiclePattern per car (a few with an idle drain far above their baseline) and a UserPattern per
-           renter, from the outcomes.
-       Rows are written with bulk_create (the big tables' plain indexes dropped for the load and built again
-       after it), then `VACUUM ANALYZE`, as autovacuum would have done on a database that grew over a year. A
-       database comment marks a finished seed: --reuse seeds again without it.
-    2. Times every page in-process with Django's test Client, logged in as a staff superuser (`force_login`),
-       on that database with the production settings (DJANGO_DEBUG=0): --warmup untimed requests (the first
-       one is reported as "first"), one request under CaptureQueriesContext (the number of SQL queries, their
-       total time and the slowest ones), then --runs (7) timed requests; median and max server time.
-       Pages: the dashboard (accuracy with its default range, for the busiest car and over the full year; the
-       busiest car's timeline; models; deliveries; operations) and the admin changelists staff use for
-       deliveries, plain and searched/filtered the way staff look for one booking. `--url` times any list.
-       A page that does not answer 200 is an error (exit status 1); a median over --target-ms (500) is SLOW.
-       `--explain` runs EXPLAIN (ANALYZE, BUFFERS) on each page's slowest queries.
+1. Seeds a Postgres database (default `batterypred_bench_pages`; `--reuse` keeps one already seeded, which a
+   database comment marks) with --days (365) of --cars (500) cars from the project's simulator
+   (`core.simulation`, its clock ending now, the next 7 days scheduled). Every row is what the service would
+   have written, built with its builders: bookings, readings and outcomes (`learning.services.outcome_fields`);
+   an InboundEvent with its body, digest and response for every call; predictions where the service makes them
+   (at creation, on the car's previous return, at each real-time predict; one `is_current`; ids from
+   `prediction_id_new`; errors that grow with the horizon, intervals covering ~95 %); callbacks built by
+   `callbacks.services.callback_body` with their attempts (mostly delivered, some pending or failed); a year's
+   model registry (a bootstrap model, weekly challengers, two promoted), weekly drift checks, daily accuracy
+   sums (`AccuracyMetric.increments`) and the cars' and renters' patterns. No artifact file is written, so the
+   pattern cascade serves, as the models page says. Rows go in with bulk_create (the big tables' plain indexes
+   dropped and built again after), then `VACUUM ANALYZE`.
+2. Times every page in-process with Django's test Client as a staff superuser, DJANGO_DEBUG=0: --warmup untimed
+   requests (the first reported as "first"), one under CaptureQueriesContext (queries, SQL time, the slowest),
+   then --runs (7) timed; median and max. Pages: the dashboard's (accuracy by default, for the busiest car and
+   for the year; the busiest car's timeline; models; deliveries; operations) and the admin changelists staff
+   use, plain and searched the way staff look for one booking. A page not answering 200 is an error (exit 1);
+   a median over --target-ms (500) is SLOW. `--explain` runs EXPLAIN (ANALYZE, BUFFERS) on the slowest queries.
 
-Run it
     make bench-pages                                    # seed and time every page
     make bench-pages BENCH_ARGS=--reuse                 # time again on the database seeded last time
-    .venv/bin/python -m bench.pages --reuse --explain --json bench/results/pages.json
     .venv/bin/python -m bench.pages --cars 50 --days 60 --seed-only     # a small database, no timing
     .venv/bin/python -m bench.pages --reuse --url '/admin/bookings/booking/?q={booking}' --url /admin/
         (placeholders: {car} the busiest car, {booking} one of its recent bookings, {today}, {year_ago})
 
-The database is kept afterwards (so that --reuse can time again without seeding); `--drop` drops it at the end.
+The database is kept (for --reuse); `--drop` drops it at the end.
 """
 
 from __future__ import annotations
@@ -507,7 +488,6 @@ class Seeder:
 
         calls = [call for call in sim.calls if call.at <= self.now and call.kind != "predict"]
         events = {(call.booking_id, call.kind): pk for pk, call in enumerate(calls, start=1)}
-        by_id = {b.booking_id: b for b in known}
         predictions = self.predictions(sim, known, bookings, events, eras, now_h)
         by_event: dict[int, list] = defaultdict(list)
         for p in predictions:
@@ -539,7 +519,7 @@ class Seeder:
         self.insert("inbound events", InboundEvent, rows)
         self.insert("predictions", Prediction, predictions)
         self.insert("battery readings", BatteryReading, self.readings(sim, bookings, vehicles))
-        outcomes = [self.outcome(by_id[b.external_id], b) for b in bookings.values() if b.status == "completed"]
+        outcomes = [self.outcome(b) for b in bookings.values() if b.status == "completed"]
         self.insert("booking outcomes", BookingOutcome, outcomes)
         self.accuracy(predictions, bookings)
         self.callbacks(sim, eras, predictions, by_event, calls, vehicles)
@@ -560,12 +540,8 @@ class Seeder:
             row.actual_start, row.battery_at_start = when(b.actual_start), b.battery_at_start
             row.mileage_at_start = b.mileage_at_start
         if status == "completed":
-            row.actual_end, row.battery_at_end, row.charging_at_end = (
-                when(b.actual_end),
-                b.battery_at_end,
-                b.charging_at_end,
-            )
-            row.mileage_at_end = round(b.mileage_at_start + b.km, 1)
+            row.actual_end, row.battery_at_end = when(b.actual_end), b.battery_at_end
+            row.charging_at_end, row.mileage_at_end = b.charging_at_end, round(b.mileage_at_start + b.km, 1)
         if status == "cancelled":
             row.cancelled_at = when(b.cancelled_at)
         row.updated_at = max(t for t in (row.created_at, row.actual_start, row.actual_end, row.cancelled_at) if t)
@@ -683,23 +659,18 @@ class Seeder:
             if b is not None
         ]
 
-    def outcome(self, sb: SimBooking, b):
+    def outcome(self, b):
+        """The outcome the service records (`learning.services.outcome_fields`), at the time it would have."""
         from learning.models import BookingOutcome
+        from learning.services import outcome_fields
 
-        hours, drain = (b.actual_end - b.actual_start).total_seconds() / 3600, b.battery_at_start - b.battery_at_end
-        o = BookingOutcome(
-            booking=b, vehicle=b.vehicle, user_id=b.user_id, starts_at=b.actual_start, ends_at=b.actual_end
-        )
-        o.battery_at_start, o.battery_at_end, o.battery_drain = b.battery_at_start, b.battery_at_end, drain
-        o.duration_hours, o.charging_at_end, o.distance_km = hours, b.charging_at_end, round(sb.km, 1)
-        o.drain_rate_per_hour = drain / hours if hours >= 0.1 else None
-        o.drain_rate_per_km = drain / sb.km if sb.km >= 0.5 else None
+        o = BookingOutcome(booking=b, **outcome_fields(booking=b, battery_at_start=b.battery_at_start))
         o.used_for_training = b.actual_end < self.now - timedelta(days=7)
         o.recorded_at = b.actual_end + timedelta(milliseconds=200)
         return o
 
     def accuracy(self, predictions: list, bookings: dict) -> None:
-        """The daily sums learning.services.accuracy_record adds up: current predictions, scored at pick-up."""
+        """The daily sums `predictions.services.accuracy_record` adds up: current predictions, scored at pick-up."""
         from learning.models import AccuracyMetric
 
         sums: dict[tuple, AccuracyMetric] = {}
@@ -709,15 +680,9 @@ class Seeder:
             day = bookings[p.booking_external_id].actual_start.date()
             key = (day, p.model_version, p.prediction_method)
             m = sums.setdefault(key, AccuracyMetric(date=day, model_version=key[1], prediction_method=key[2]))
-            err = p.actual_battery - p.predicted_battery
-            m.count += 1
-            m.sum_abs_error += abs(err)
-            m.sum_sq_error += err * err
-            m.sum_error += err
-            m.within_5 += abs(err) <= 5
-            m.within_10 += abs(err) <= 10
-            m.within_15 += abs(err) <= 15
-            m.inside_interval += p.confidence_lower <= p.actual_battery <= p.confidence_upper
+            inside = p.confidence_lower <= p.actual_battery <= p.confidence_upper
+            for name, value in AccuracyMetric.increments(p.actual_battery - p.predicted_battery, inside).items():
+                setattr(m, name, getattr(m, name) + value)
         self.insert("accuracy metrics (daily)", AccuracyMetric, [sums[k] for k in sorted(sums)])
 
     def callbacks(self, sim: Simulation, eras: list[Era], predictions: list, by_event: dict, calls, vehicles) -> None:

@@ -183,6 +183,14 @@ class AccuracyMetric(models.Model):
     def __str__(self) -> str:
         return f"{self.date} {self.model_version} {self.prediction_method}"
 
+    @staticmethod
+    def increments(error: float, inside_interval: bool) -> dict[str, float | int]:
+        """What one scored prediction adds to its day's row (`error`: actual minus predicted)."""
+        size = abs(error)
+        counts = {"count": 1, "within_5": int(size <= 5), "within_10": int(size <= 10), "within_15": int(size <= 15)}
+        sums = {"sum_abs_error": size, "sum_sq_error": error * error, "sum_error": error}
+        return counts | sums | {"inside_interval": int(inside_interval)}
+
     def _share(self, value: int) -> float | None:
         return value / self.count if self.count else None
 

@@ -136,31 +136,34 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error
     return bool(learned or corrected)
 
 
-def outcome_record(*, booking: Booking, battery_at_start: float) -> BookingOutcome:
-    """Record the finished booking once (unique per booking); its post_save teaches the patterns."""
+def outcome_fields(*, booking: Booking, battery_at_start: float) -> dict:
+    """A finished booking's outcome row: drain per hour only for a real trip, per km only over MIN_TRIP_KM."""
     hours = (booking.actual_end - booking.actual_start).total_seconds() / 3600.0
     drain = battery_at_start - booking.battery_at_end
     distance = None
     if booking.mileage_at_start is not None and booking.mileage_at_end is not None:
         distance = booking.mileage_at_end - booking.mileage_at_start
     driven = drain >= 0 and hours >= MIN_TRIP_HOURS
-    outcome, _ = BookingOutcome.objects.get_or_create(
-        booking=booking,
-        defaults={
-            "vehicle": booking.vehicle,
-            "user_id": booking.user_id,
-            "starts_at": booking.actual_start,
-            "ends_at": booking.actual_end,
-            "duration_hours": hours,
-            "battery_at_start": battery_at_start,
-            "battery_at_end": booking.battery_at_end,
-            "battery_drain": drain,
-            "charging_at_end": bool(booking.charging_at_end),
-            "distance_km": distance,
-            "drain_rate_per_hour": drain / hours if driven else None,
-            "drain_rate_per_km": drain / distance if driven and distance and distance >= MIN_TRIP_KM else None,
-        },
-    )
+    return {
+        "vehicle": booking.vehicle,
+        "user_id": booking.user_id,
+        "starts_at": booking.actual_start,
+        "ends_at": booking.actual_end,
+        "duration_hours": hours,
+        "battery_at_start": battery_at_start,
+        "battery_at_end": booking.battery_at_end,
+        "battery_drain": drain,
+        "charging_at_end": bool(booking.charging_at_end),
+        "distance_km": distance,
+        "drain_rate_per_hour": drain / hours if driven else None,
+        "drain_rate_per_km": drain / distance if driven and distance and distance >= MIN_TRIP_KM else None,
+    }
+
+
+def outcome_record(*, booking: Booking, battery_at_start: float) -> BookingOutcome:
+    """Record the finished booking once (unique per booking); its post_save teaches the patterns."""
+    fields = outcome_fields(booking=booking, battery_at_start=battery_at_start)
+    outcome, _ = BookingOutcome.objects.get_or_create(booking=booking, defaults=fields)
     return outcome
 
 

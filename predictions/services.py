@@ -427,7 +427,6 @@ def predictions_cancel(*, booking_ids: list[str]) -> int:
     )
 
 
-
 def predictions_score_pickup(*, booking: Booking, reading: BatteryReading) -> None:
     """The booking's pick-up level is known: score its predictions, then let learning learn from the pick-up.
 
@@ -475,7 +474,6 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
 
 def accuracy_record(*, prediction: Prediction, actual: float, day) -> None:
     error = actual - prediction.predicted_battery
-    size = abs(error)
     try:
         metric, _ = AccuracyMetric.objects.get_or_create(
             date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
@@ -484,14 +482,6 @@ def accuracy_record(*, prediction: Prediction, actual: float, day) -> None:
         metric = AccuracyMetric.objects.get(
             date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
         )
-    AccuracyMetric.objects.filter(pk=metric.pk).update(
-        count=F("count") + 1,
-        sum_abs_error=F("sum_abs_error") + size,
-        sum_sq_error=F("sum_sq_error") + error * error,
-        sum_error=F("sum_error") + error,
-        within_5=F("within_5") + int(size <= 5),
-        within_10=F("within_10") + int(size <= 10),
-        within_15=F("within_15") + int(size <= 15),
-        inside_interval=F("inside_interval")
-        + int(prediction.confidence_lower <= actual <= prediction.confidence_upper),
-    )
+    inside = prediction.confidence_lower <= actual <= prediction.confidence_upper
+    increments = AccuracyMetric.increments(error, inside)
+    AccuracyMetric.objects.filter(pk=metric.pk).update(**{name: F(name) + value for name, value in increments.items()})
