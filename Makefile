@@ -6,7 +6,7 @@ PORT ?= 8000
 # Where `make run` listens: loopback only by default (`make run HOST=0.0.0.0` for every interface).
 HOST ?= 127.0.0.1
 
-.PHONY: run test test-deps lint venv migrate apikey model bench bench-accuracy bench-worlds bench-training bench-load \
+.PHONY: run test test-deps lint venv migrate apikey model bench bench-accuracy bench-worlds bench-training \
 	bench-pages bench-fuzz clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -46,8 +46,12 @@ test: test-deps venv
 	@$(if $(ON_POSTGRES),echo "Testing on Postgres",echo "Testing on SQLite (Postgres-only tests deselected: set DATABASE_URL=postgres://... to run them)")
 	$(PY) -m pytest $(if $(ON_POSTGRES),,-m "not postgres") $(PYTEST_ARGS)
 
+# Serving speed as shipped (the bootstrap champion, gunicorn as scripts/serve.sh starts it, Postgres): sequential
+# latency of every endpoint, wrk rates against GET /health, the event mix and a 10-minute soak (about 25 minutes;
+# BENCH_ARGS=--quick for a smoke run). wrk comes from Debian. See bench/serving.py.
 bench: venv
-	$(PY) -m bench.endpoints
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m bench.serving $(BENCH_ARGS)
 
 # Accuracy against persistence, the seed's EMA cascade and the oracle (about 10 minutes): see bench/accuracy.py.
 bench-accuracy: venv
@@ -61,12 +65,6 @@ bench-worlds: venv
 # Training time at 100 k and 1 M outcomes, and cascade inference time: see bench/training.py.
 bench-training: venv
 	$(PY) -m bench.training $(BENCH_ARGS)
-
-# Throughput, tail latency and a 10-minute soak under load (gunicorn, Postgres, wrk from Debian): see bench/load.py.
-# BENCH_ARGS=--quick for a smoke run.
-bench-load: venv
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PY) -m bench.load $(BENCH_ARGS)
 
 # The schemathesis test with 1000 examples per operation on SQLite and on Postgres, counting every 5xx and failed
 # check (5 to 10 minutes per database on 2 cores): see bench/schemathesis_deep.py. BENCH_ARGS="--examples 200" for less.

@@ -1,6 +1,6 @@
 """What every bench shares: the service as `make run` starts it, Postgres databases, timing figures, tables, JSON.
 
-The benches run as modules from the repository root (`.venv/bin/python -m bench.endpoints`), so the project's
+The benches run as modules from the repository root (`.venv/bin/python -m bench.serving`), so the project's
 packages import as they do in the app; nothing here edits `sys.path`.
 """
 
@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 HOST = "127.0.0.1"
 POSTGRES = "postgres://postgres@127.0.0.1:5432/"
+# The tree whose service the benches start (manage.py, gunicorn): this one unless BENCH_SERVICE_ROOT names another
+# checkout, to time an older commit's service with today's bench (the same workload on both).
+SERVICE_ROOT = Path(os.environ.get("BENCH_SERVICE_ROOT") or ROOT).resolve()
 
 
 class BenchError(RuntimeError):
@@ -181,7 +184,7 @@ def django_setup(env: dict[str, str]) -> None:
 
 def manage(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "manage.py", *args], cwd=SERVICE_ROOT, env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise BenchError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -214,13 +217,13 @@ def free_port() -> int:
 def server_start(env: dict[str, str], workers: int, extra: tuple[str, ...] = ()) -> Server:
     """gunicorn on a free port with its output in a temporary log."""
     port = free_port()
-    gunicorn = ROOT / ".venv" / "bin" / "gunicorn"
+    gunicorn = SERVICE_ROOT / ".venv" / "bin" / "gunicorn"
     gunicorn = gunicorn if gunicorn.exists() else Path(sys.executable).with_name("gunicorn")
     fd, log_name = tempfile.mkstemp(prefix="batterypred-bench-gunicorn-", suffix=".log")
     with os.fdopen(fd, "wb") as log:
         process = subprocess.Popen(
             [str(gunicorn), "batterypred.wsgi", "--bind", f"{HOST}:{port}", "--workers", str(workers), *extra],
-            cwd=ROOT,
+            cwd=SERVICE_ROOT,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

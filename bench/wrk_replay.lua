@@ -1,16 +1,17 @@
--- wrk script for bench/load.py: replay POST requests from a file, optionally at a fixed rate, and print a JSON
+-- wrk script for bench/serving.py: replay requests from a file, optionally at a fixed rate, and print a JSON
 -- summary line (latency percentiles, errors, status counts) for the Python side to parse.
 --
 --   BENCH_API_KEY=... wrk -t1 -c64 -d30s --latency -s bench/wrk_replay.lua http://127.0.0.1:PORT -- FILE RATE
 --
--- FILE has one request per line, "<path>\t<json body>", replayed in file order (wrapping around at the end).
+-- FILE has one request per line, "<path>\t<json body>" (a POST; an empty body: a GET), replayed in file order
+-- (wrapping around at the end).
 -- RATE is the total requests per second to offer (0: as fast as the connections allow, a closed loop).
 -- The API key comes from the environment so that it is not in the process list.
 --
 -- Fixed rate: Debian's wrk is wrk 4 (no -R), so the script hands out send slots of a global schedule through
 -- wrk's delay() hook: every connection that is ready to send takes the next slot and waits for it. With enough
 -- connections this is an open-loop load; when the server falls behind, all connections are busy, the slots
--- fall behind too ("late_sends") and the achieved rate drops below the offered one, which is what load.py checks.
+-- fall behind too ("late_sends") and the achieved rate drops below the offered one, which is what serving.py checks.
 -- Latency is measured by wrk from the moment a request is written.
 
 local ffi = require("ffi")
@@ -45,7 +46,9 @@ function init(args)
   requests = {}
   for line in io.lines(file) do
     local path, body = line:match("^([^\t]+)\t(.*)$")
-    if path then
+    if path and body == "" then
+      table.insert(requests, wrk.format("GET", path, headers))
+    elseif path then
       table.insert(requests, wrk.format("POST", path, headers, body))
     end
   end
