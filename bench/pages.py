@@ -353,30 +353,6 @@ def stored_times(models: list) -> Iterator[None]:
             f.auto_now, f.auto_now_add = auto_now, auto_now_add
 
 
-def simulate_part(part: tuple[FleetConfig, int, int]) -> Simulation:
-    """One part of the fleet, its cars and renters numbered after the parts before it (ids are unique)."""
-    config, first_car, first_renter = part
-    sim = simulate(config)
-    cars = {c.car_id: replace(c, car_id=str(100 + first_car + i)) for i, c in enumerate(sim.cars)}
-    renters = {r.user_id: replace(r, user_id=str(5000 + first_renter + i)) for i, r in enumerate(sim.renters)}
-    names = {
-        "vehicle_id": {k: c.car_id for k, c in cars.items()},
-        "user_id": {k: r.user_id for k, r in renters.items()},
-    }
-
-    def renamed(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: names[k][v] if k in names and v in names[k] else renamed(v) for k, v in value.items()}
-        return [renamed(v) for v in value] if isinstance(value, list) else value
-
-    for b in sim.bookings:
-        b.car, b.renter = cars[b.car.car_id], renters[b.renter.user_id]
-    sim.cars, sim.renters = list(cars.values()), list(renters.values())
-    sim.trajectories = {cars[k].car_id: t for k, t in sim.trajectories.items()}
-    sim.calls = [replace(c, vehicle_id=cars[c.vehicle_id].car_id, body=renamed(c.body)) for c in sim.calls]
-    return sim
-
-
 def booking_status(b: SimBooking, t: float) -> str:
     if b.cancelled and b.cancelled_at <= t:
         return "cancelled"
@@ -456,13 +432,14 @@ class Seeder:
 
     def simulate(self, cars: int, renters: int) -> list[SimBooking]:
         """The fleet, simulated in parts of PART_CARS cars on every core (seeds --seed, --seed + 1, ...)."""
-        parts, days = [], self.config.days + FUTURE_DAYS
+        parts, days, renters_so_far = [], self.config.days + FUTURE_DAYS, 0
         for k, first in enumerate(range(0, cars, PART_CARS)):
             n = min(PART_CARS, cars - first)
-            config = FleetConfig(cars=n, renters=max(1, renters * n // cars), days=days, seed=self.config.seed + k)
-            parts.append((replace(config, epoch=self.t0), first, sum(p[0].renters for p in parts)))
+            part = FleetConfig(cars=n, renters=max(1, renters * n // cars), days=days, seed=self.config.seed + k)
+            parts.append(replace(part, epoch=self.t0, first_car=first, first_renter=renters_so_far))
+            renters_so_far += part.renters
         with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            sims = list(pool.map(simulate_part, parts))
+            sims = list(pool.map(simulate, parts))
         one, every = sims[0], [s.calls for s in sims]
         self.sim = replace(one, cars=[c for s in sims for c in s.cars], bookings=[b for s in sims for b in s.bookings])
         self.sim.trajectories = {car: t for s in sims for car, t in s.trajectories.items()}
