@@ -36,6 +36,9 @@ Run it
     make bench                                      # = .venv/bin/python -m bench.serving (about 25 minutes)
     .venv/bin/python -m bench.serving --quick       # 200 calls each, 10 s wrk runs, a 1-minute soak
     .venv/bin/python -m bench.serving --phases latency --no-model    # the pattern-cascade fallback, labelled so
+    .venv/bin/python -m bench.serving --phases rates,events --profile bench/results/profile
+        # py-spy on two workers during the predict probe and the events: predict.svg / events.svg flame graphs,
+        # predict.txt / events.txt the functions with the most samples (docs/performance.md)
 Prints the tables and writes JSON to bench/results/serving.json. Any failed call or server traceback is
 reported with the log's first error and the exit status is 1. The database is dropped unless --keep.
 """
@@ -114,22 +117,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "3")), help="gunicorn workers")
     add("--database-url", default=POSTGRES + "batterypred_bench", help="Postgres database to (re)create and use")
     add("--keep", action="store_true", help="keep the database afterwards")
-    add("--seed", type=int, default=42, help="simulator seed of the fleet and the predict bodies")
-    add("--cars", type=int, default=50, help="fleet size (default 50)")
-    add("--history-days", type=int, default=2, help="days of the stream sent untimed first")
-    add("--calls", type=int, default=2000, help="sequential calls per endpoint")
-    add("--warmup", type=int, default=10, help="untimed sequential calls per endpoint first")
-    add("--step-seconds", type=int, default=30, help="length of the probes and of each predict step")
-    add("--half-seconds", type=int, default=60, help="length of the predict run at half the sustained rate")
+    numbers: dict[str, tuple[type, float, str]] = {
+        "--seed": (int, 42, "simulator seed of the fleet and the predict bodies"),
+        "--cars": (int, 50, "fleet size"),
+        "--history-days": (int, 2, "days of the stream sent untimed first"),
+        "--calls": (int, 2000, "sequential calls per endpoint"),
+        "--warmup": (int, 10, "untimed sequential calls per endpoint first"),
+        "--step-seconds": (int, 30, "length of the probes and of each predict step"),
+        "--half-seconds": (int, 60, "length of the predict run at half the sustained rate"),
+        "--max-p99-ms": (float, 250.0, "p99 above this means a step is not sustained"),
+        "--event-rate": (float, 100.0, "calls/s of the event phase"),
+        "--event-seconds": (int, 60, "length of the event phase"),
+        "--soak-minutes": (float, 10.0, "length of the soak"),
+        "--soak-rate": (float, 25.0, "calls/s during the soak (below the event capacity: the memory is the question)"),
+        "--sample-seconds": (float, 10.0, "how often worker memory is sampled in the soak"),
+        "--connections": (int, 64, "wrk connections for the fixed-rate runs"),
+    }
+    for flag, (kind, default, text) in numbers.items():
+        add(flag, type=kind, default=default, help=f"{text} (default {default:g})")
     add("--rates", default="", help="explicit predict rates to step through, e.g. 100,200,300 (no probe)")
-    add("--max-p99-ms", type=float, default=250.0, help="p99 above this means a step is not sustained")
-    add("--event-rate", type=float, default=100.0, help="calls/s of the event phase")
-    add("--event-seconds", type=int, default=60, help="length of the event phase")
-    add("--soak-minutes", type=float, default=10.0, help="length of the soak")
-    add("--soak-rate", type=float, default=50.0, help="calls/s during the soak")
-    add("--sample-seconds", type=float, default=10.0, help="how often worker memory is sampled in the soak")
-    add("--connections", type=int, default=64, help="wrk connections for the fixed-rate runs")
     add("--output", type=Path, default=RESULTS / "serving.json", help="JSON results file")
+    add("--gunicorn", default="", help="more gunicorn options to try, e.g. '--worker-class gthread --threads 4'")
+    add("--profile", type=Path, help="py-spy flame graphs and top frames of the predict probe and the events here")
     args = parser.parse_args(argv)
     args.phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     if not args.phases or set(args.phases) - set(PHASES):
@@ -206,7 +215,7 @@ def fleet_build(config: argparse.Namespace) -> Fleet:
 
 def predict_body(fleet: Fleet, i: int, *, real_time: bool = False) -> dict[str, Any]:
     """Historical: the car's 4th-10th future booking (3-9 scheduled before it). Real time: its 3rd, the level
-    now and the two bookings before it."""
+    now and the two bookings before it, as known now."""
     car = fleet.cars[i % len(fleet.cars)]
     future = fleet.future(car, fleet.now)
     if len(future) < 3:
@@ -214,11 +223,12 @@ def predict_body(fleet: Fleet, i: int, *, real_time: bool = False) -> dict[str, 
     k = 2 if real_time else 3 + (i // len(fleet.cars)) % (FUTURE_BOOKINGS - 3)
     target = future[min(k, len(future) - 1)]
     body = {"vehicle_id": car, "user_id": target.renter.user_id, "booking_id": target.booking_id}
-    body["booking_start_time"] = iso(fleet.sim.when(target.start))
+    body["booking_start_time"] = fleet.item(target, fleet.now)["starts_at"]  # as the platform knows it now
     if real_time:
         body["current_battery_level"] = round(fleet.rng.uniform(30, 95), 1)
         body["current_timestamp"] = iso(fleet.now + timedelta(seconds=i % 3600))
-        body["intermediate_bookings"] = [fleet.item(b, fleet.now) for b in future[:2]]
+        before = [fleet.item(b, fleet.now) for b in future[:2]]  # a late return may overlap the target: left out
+        body["intermediate_bookings"] = [b for b in before if b["ends_at"] <= body["booking_start_time"]]
     return body
 
 
@@ -393,8 +403,10 @@ class Wrk:
         path.write_text(text)
         return path
 
-    def run(self, run: Run, requests: Path) -> Run:
-        """Run wrk once; fill `run` with its figures and the server tracebacks logged meanwhile."""
+    def run(self, run: Run, requests: Path, profile: Path | None = None) -> Run:
+        """Run wrk once; fill `run` with its figures and the server tracebacks logged meanwhile. With `profile`,
+        py-spy records two workers meanwhile: a flame graph (`<profile>.svg`) and the top frames (`<profile>.txt`)."""
+        spies = self.spy(run, profile) if profile else []
         wrk = shutil.which("wrk")
         if wrk is None:
             raise BenchError("wrk is not installed: `apt-get install -y wrk` (make bench does it)")
@@ -415,6 +427,10 @@ class Wrk:
         run.error_detail = {k: v for k, v in detail.items() if v}
         run.errors, run.late_sends, run.wraps = sum(run.error_detail.values()), data["late_sends"], data["wraps"]
         run.server_tracebacks = log_tracebacks(self.server.log_path) - tracebacks
+        for spy in spies:
+            spy.wait(timeout=60)
+        if profile:
+            profile.with_suffix(".txt").write_text(top_frames(profile.with_suffix(".raw")))
         self.runs.append(run)
         offered = "max" if run.offered_rate is None else f"{run.offered_rate:.0f}/s"
         print(
@@ -424,6 +440,59 @@ class Wrk:
         )
         time.sleep(2)  # let the listen queue drain between runs
         return run
+
+    def spy(self, run: Run, profile: Path) -> list[subprocess.Popen[bytes]]:
+        """py-spy on two workers for the run's length: one draws the flame graph, the other counts the stacks."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        pids = worker_pids(self.server.process.pid)
+        if len(pids) < 2 or not Path(spy).exists():
+            raise BenchError(f"--profile needs py-spy (requirements-dev.txt) and 2 workers; found {spy}, {pids}")
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        common = ["record", "--rate", "100", "--duration", str(max(1, run.seconds - 2)), "--nonblocking"]
+        outputs = (("flamegraph", ".svg"), ("raw", ".raw"))
+        return [
+            subprocess.Popen(
+                [spy, *common, "--pid", str(pid), "--format", form, "-o", str(profile.with_suffix(suffix))],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for pid, (form, suffix) in zip(pids, outputs, strict=False)
+        ]
+
+
+PROJECT = ("core/", "common/", "bookings/", "learning/", "predictions/", "callbacks/", "events/", "batterypred/")
+AREAS = {  # where a sample was, by the first matching frame of its stack (innermost first)
+    "Postgres round trips (psycopg)": "psycopg/",
+    "model (lleaves, LightGBM)": ("lleaves/", "lightgbm/"),
+    "ORM (building queries, rows to objects)": "django/db/",
+    "DRF (parsing, validation, rendering)": "rest_framework/",
+    "numpy": "numpy/",
+    "project code itself": PROJECT,
+}
+
+
+def top_frames(raw: Path, count: int = 20) -> str:
+    """Where one worker spent its samples (py-spy's collapsed stacks): by area, and the project's functions."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        frames = [(f.split(" (")[0], f.rsplit(" (", 1)[-1].rstrip(")").split(":")[0]) for f in stack.split(";")]
+        n = int(samples)
+        total += n
+        own[f"{frames[-1][1]}:{frames[-1][0]}"] += n
+        for name, path in {f for f in frames if f[1].startswith(PROJECT)}:
+            inclusive[f"{path}:{name}"] += n
+        area = next((a for f in reversed(frames) for a, p in AREAS.items() if f[1].startswith(p)), "other")
+        areas[area] += n
+    share = lambda n: f"{100 * n / max(total, 1):5.1f} %"  # noqa: E731
+    rows = [f"{total} samples of one worker (100 a second)", "", "by area (innermost frame that matches):"]
+    rows += [f"  {share(n)}  {a}" for a, n in areas.most_common()]
+    rows += ["", "project functions (inclusive):"] + [f"  {share(n)}  {f}" for f, n in inclusive.most_common(count)]
+    rows += ["", "self time:"] + [f"  {share(n)}  {f}" for f, n in own.most_common(count)]
+    return "\n".join(rows) + "\n"
 
 
 def phase_rates(wrk: Wrk, fleet: Fleet, config: argparse.Namespace) -> dict[str, Any]:
@@ -435,7 +504,8 @@ def phase_rates(wrk: Wrk, fleet: Fleet, config: argparse.Namespace) -> dict[str,
     requests = wrk.file("predict", bodies)
     capacity, rates = None, list(config.rates)
     if not rates:
-        probe = wrk.run(Run("predict closed loop", None, config.step_seconds, closed), requests)
+        profile = config.profile / "predict" if config.profile else None
+        probe = wrk.run(Run("predict closed loop", None, config.step_seconds, closed), requests, profile)
         if probe.errors or probe.server_tracebacks:
             raise BenchError(f"the capacity probe had errors: {probe.error_detail}")
         capacity = probe.achieved_rate
@@ -471,11 +541,11 @@ def phase_rates(wrk: Wrk, fleet: Fleet, config: argparse.Namespace) -> dict[str,
     }
 
 
-def phase_stream(wrk: Wrk, fleet: Fleet, calls: list[Call], run: Run) -> Run:
+def phase_stream(wrk: Wrk, fleet: Fleet, calls: list[Call], run: Run, profile: Path | None = None) -> Run:
     """The stream's next calls at a fixed rate (the events phase and the soak)."""
     if not calls:
         raise BenchError(f"{run.name}: the simulated stream has no calls left")
-    run = wrk.run(run, wrk.file(run.name.split()[0], [(c.path, fleet.body(c)) for c in calls]))
+    run = wrk.run(run, wrk.file(run.name.split()[0], [(c.path, fleet.body(c)) for c in calls]), profile)
     run.judge(float("inf"))
     return run
 
@@ -483,14 +553,25 @@ def phase_stream(wrk: Wrk, fleet: Fleet, calls: list[Call], run: Run) -> Run:
 # --- worker memory ---------------------------------------------------------------------------------------------
 
 
-def worker_rss_kb(master: int) -> dict[str, int]:
-    """Resident memory of the gunicorn master's children (its workers), from /proc."""
-    rss = {}
+def worker_pids(master: int) -> list[int]:
+    """The gunicorn master's children (its workers), from /proc."""
+    pids = []
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
-                status = (entry / "status").read_text()
-                rss[entry.name] = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
+                pids.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return sorted(pids)
+
+
+def worker_rss_kb(master: int) -> dict[str, int]:
+    """Resident memory of each worker (kB)."""
+    rss = {}
+    for pid in worker_pids(master):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            rss[str(pid)] = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
         except (OSError, StopIteration, IndexError, ValueError):
             continue
     return rss
@@ -543,7 +624,8 @@ def serve(config: argparse.Namespace, workdir: Path) -> tuple[Server, str, dict[
         started = time.monotonic()
         manage(env, "train_model", "--synthetic", "--seed", "1001")
         print(f"bootstrap champion trained and promoted in {time.monotonic() - started:.0f} s", flush=True)
-    server = server_start(env, config.workers, ("--access-logfile", "-", "--timeout", "30", "--backlog", "2048"))
+    shipped = ("--access-logfile", "-", "--timeout", "30", "--backlog", "2048")
+    server = server_start(env, config.workers, (*shipped, *config.gunicorn.split()))
     server_wait_healthy(server, timeout=60)
     conn = http.client.HTTPConnection(HOST, server.port, timeout=60)
     conn.request("GET", "/api/v1/model/info", headers={"X-API-Key": api_key})
@@ -583,7 +665,7 @@ def run(config: argparse.Namespace, workdir: Path, payload: dict[str, Any], live
         chunk = stream[: int(config.event_rate * config.event_seconds * 1.1) + 50]
         print(f"events: the stream at {config.event_rate:g}/s ...", flush=True)
         events = Run("events mix", config.event_rate, config.event_seconds, config.connections)
-        phase_stream(wrk, fleet, chunk, events)
+        phase_stream(wrk, fleet, chunk, events, config.profile / "events" if config.profile else None)
         results["events"] = {
             "run": asdict(events),
             "mix": dict(Counter(c.kind for c in chunk[: events.requests])),
