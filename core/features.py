@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -138,14 +138,14 @@ def car_ceiling(car: CarState) -> float:
 def gap_physics(car: CarState, *, hours: float, start_level: float, charging: bool) -> float:
     """A parked gap's change by the car's own learned rates (the fleet's defaults for what it has not shown):
     charging at its rate up to its ceiling, or idling at its drain. What the gap model starts from."""
-    return gap_change(
-        start_level,
-        hours,
-        charging=charging,
-        charge=_known(car.charge, DEFAULT_CHARGE),
-        idle=_known(car.idle, DEFAULT_IDLE_DRAIN),
-        ceiling=car_ceiling(car),
-    )
+    return gap_physics_of(car, hours=hours, charging=charging)(start_level)
+
+
+def gap_physics_of(car: CarState, *, hours: float, charging: bool) -> Callable[[float], float]:
+    """`gap_physics` as a function of the start level, the car's rates read once (a cascade prices each
+    segment at a grid of start levels)."""
+    charge, idle, ceiling = _known(car.charge, DEFAULT_CHARGE), _known(car.idle, DEFAULT_IDLE_DRAIN), car_ceiling(car)
+    return lambda level: gap_change(level, hours, charging=charging, charge=charge, idle=idle, ceiling=ceiling)
 
 
 def trip_drive(car: CarState, renter: RenterState) -> float:
@@ -158,7 +158,13 @@ def trip_drive(car: CarState, renter: RenterState) -> float:
 
 def trip_physics(car: CarState, renter: RenterState, *, hours: float, start_level: float) -> float:
     """A trip's change by the renter's and the car's learned drain per hour, never below empty."""
-    return trip_change(start_level, hours, drive=trip_drive(car, renter))
+    return trip_physics_of(car, renter, hours=hours)(start_level)
+
+
+def trip_physics_of(car: CarState, renter: RenterState, *, hours: float) -> Callable[[float], float]:
+    """`trip_physics` as a function of the start level, the drain worked out once."""
+    drive = trip_drive(car, renter)
+    return lambda level: trip_change(level, hours, drive=drive)
 
 
 def gap_row(

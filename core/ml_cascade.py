@@ -26,12 +26,11 @@ from core.features import (
     PHYSICS,
     CarState,
     FeatureBook,
-    RenterState,
     car_ceiling,
-    gap_physics,
+    gap_physics_of,
     gap_row,
     plug_probability,
-    trip_physics,
+    trip_physics_of,
     trip_row,
 )
 from core.gbm import QUANTILES, GapTripModel
@@ -87,14 +86,6 @@ def _hours(start, end) -> float:
     return max((end - start).total_seconds() / 3600.0, 0.0)
 
 
-def _gap_physics(car: CarState, hours: float, charging: bool) -> Callable[[float], float]:
-    return lambda level: gap_physics(car, hours=hours, start_level=level, charging=charging)
-
-
-def _trip_physics(car: CarState, renter: RenterState, hours: float) -> Callable[[float], float]:
-    return lambda level: trip_physics(car, renter, hours=hours, start_level=level)
-
-
 def _grid(level: float) -> np.ndarray:
     """Starting levels a segment is priced at: the fixed grid plus the walk's expected level."""
     level = min(max(level, 0.0), 100.0)
@@ -135,7 +126,7 @@ class _Batch:
         grid = _grid(level)
         self.rows.append([row[name] for name in self.names])
         self.grids.append(grid)
-        self.physics.extend(physics(float(g)) if g == g else 0.0 for g in grid)  # NaN: no level to start from
+        self.physics.extend(physics(g) if g == g else 0.0 for g in grid.tolist())  # NaN: no level to start from
         branch = _Branch(grid, self.size)
         self.size += len(grid)
         return branch
@@ -149,12 +140,6 @@ class _Batch:
         return x
 
 
-def _bound(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """`np.clip` through its two ufuncs: the same numbers without its wrapper's overhead, which counts
-    when a long cascade clips a few hundred times."""
-    return np.minimum(np.maximum(x, low), high)
-
-
 def _grid_choice(grid: np.ndarray, levels: np.ndarray, pick: np.ndarray) -> np.ndarray | int:
     """Which grid level each sample takes its change at.
 
@@ -165,18 +150,22 @@ def _grid_choice(grid: np.ndarray, levels: np.ndarray, pick: np.ndarray) -> np.n
     """
     if len(grid) == 1:
         return 0
-    k = _bound(np.searchsorted(grid, levels), 1, len(grid) - 1)
+    # The interior levels bracket every sample: k in 1..len - 1 without clipping (the grid is sorted, a NaN last).
+    k = np.searchsorted(grid[1:-1], levels) + 1
     low, high = grid[k - 1], grid[k]
-    wl = _bound((levels - low) / (high - low), 0.0, 1.0)
-    return np.where(pick < wl, k, k - 1)
+    # Unclipped, the weight still decides alike: `pick` is in [0, 1), so a weight above 1 takes k and one below
+    # 0 (or NaN, next to a NaN grid level) takes k - 1, as their clipped values would.
+    return k - 1 + (pick < (levels - low) / (high - low))
 
 
-def _draw(q: np.ndarray, row: np.ndarray | int, j: np.ndarray, wu: np.ndarray) -> np.ndarray:
-    """Each sample's change: its quantile (`j`, `wu`) of the distribution in its row of `q`.
+def _draw(q: np.ndarray, rows: np.ndarray, j: np.ndarray, wu: np.ndarray, below: np.ndarray, rest: np.ndarray):
+    """Each sample's change: its quantile (`j`, `wu`) of the distribution in its row of `q` (C-ordered).
 
-    Linear in the quantile level between the model's quantiles.
+    Linear in the quantile level between the model's quantiles; `below` is j - 1 and `rest` 1 - wu, computed
+    once for every move. Indexing the flat array is the same gather as `q[rows, j]`, without 2-d fancy indexing.
     """
-    return q[row, j - 1] * (1 - wu) + q[row, j] * wu
+    flat, start = q.ravel(), rows * q.shape[1]
+    return flat[start + below] * rest + flat[start + j] * wu
 
 
 def compose(
@@ -208,7 +197,7 @@ def compose(
                     gaps.add(
                         gap_row(car, start=start, end=end, start_level=level, charging=c, since_return=since),
                         level,
-                        _gap_physics(car, hours, c),
+                        gap_physics_of(car, hours=hours, charging=c),
                     )
                     for c in (False, True)
                 ]
@@ -216,19 +205,19 @@ def compose(
             else:
                 plugged_in = charging >= 0.5
                 row = gap_row(car, start=start, end=end, start_level=level, charging=plugged_in, since_return=since)
-                plan.append(("gap", [gaps.add(row, level, _gap_physics(car, hours, plugged_in))], 0.0))
+                plan.append(("gap", [gaps.add(row, level, gap_physics_of(car, hours=hours, charging=plugged_in))], 0.0))
         elif item[0] == "trip":
             _, start, end, level, trip = item
             last_renter = trip.user_id
             renter = book.renter(trip.user_id)
             row = trip_row(car, renter, start=start, end=end, start_level=level)
-            plan.append(("trip", [trips.add(row, level, _trip_physics(car, renter, _hours(start, end)))], 0.0))
+            plan.append(("trip", [trips.add(row, level, trip_physics_of(car, renter, hours=_hours(start, end)))], 0.0))
         else:
             plan.append(("target", [], 0.0))
         first_gap = first_gap and item[0] == "target"
     ceiling = car_ceiling(car)
-    gap_q = model.gap.quantiles(gaps.matrix())
-    trip_q = model.trip.quantiles(trips.matrix())
+    gap_q = np.ascontiguousarray(model.gap.quantiles(gaps.matrix()))  # `_draw` indexes them flat
+    trip_q = np.ascontiguousarray(model.trip.quantiles(trips.matrix()))
 
     rng = np.random.default_rng(seed)
     levels = np.full(SAMPLES, _first_level(trace))
@@ -243,8 +232,11 @@ def compose(
     # Where each sample's quantile falls between the model's quantiles, for every move at once.
     j = np.searchsorted(_Q, u).clip(1, len(_Q) - 1)
     wu = ((u - _Q[j - 1]) / (_Q[j] - _Q[j - 1])).clip(0.0, 1.0)
+    below, rest = j - 1, 1 - wu
     after = np.empty((moves + 1, SAMPLES))  # the samples before the first move, then after each
     after[0] = levels
+    # Samples that start at or below the car's limit never pass it: for them max(level, limit) is the limit.
+    under_ceiling = bool(np.all(levels <= ceiling))
     at_target = []  # index into `after` at each target
     m = 0
     for kind, branches, p in plan:
@@ -253,12 +245,14 @@ def compose(
             continue
         q = trip_q if kind == "trip" else gap_q
         choice = _grid_choice(branches[0].grid, levels, pick[m])  # branches of a segment share their grid
-        delta = _draw(q, branches[0].first + choice, j[m], wu[m])
-        if len(branches) == 2:
-            delta = np.where(plugged[m] < p, _draw(q, branches[1].first + choice, j[m], wu[m]), delta)
+        rows = branches[0].first + choice
+        if len(branches) == 2:  # each sample's row in the branch it takes (plugged in or not), then one draw
+            rows = np.where(plugged[m] < p, branches[1].first + choice, rows)
+        delta = _draw(q, rows, j[m], wu[m], below[m], rest[m])
         # Nothing charges a car past its charge limit (not its charger, staff or a top-up on the road); a car
         # already above it stays where it is.
-        levels = np.maximum(np.minimum(levels + delta, np.maximum(levels, ceiling)), 0.0)
+        cap = ceiling if under_ceiling else np.maximum(levels, ceiling)
+        levels = np.maximum(np.minimum(levels + delta, cap), 0.0)
         m += 1
         after[m] = levels
     medians = np.median(after, axis=1)
