@@ -40,7 +40,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Field, FloatField, IntegerField, Value, When
 from django.db.models.functions import Greatest, Least
 
 from predictions.models import IntervalCalibration
@@ -108,9 +108,9 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
     """Move the margins of every kind that predicted a booking, now that its actual level is known.
 
     `scored` holds each prediction's (key, lower, upper) as it was served. Rows are created on
-    first use, starting from the margins their predictions borrowed (`margins_borrowed`), and
-    updated in key order with atomic expressions, so concurrent events for different cars neither
-    lose an update nor deadlock.
+    first use, starting from the margins their predictions borrowed (`margins_borrowed`), then
+    locked in key order and moved in one UPDATE of atomic expressions, so concurrent events for
+    different cars neither lose an update nor deadlock.
     """
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # predictions, below, above
     for key, lower, upper in scored:
@@ -134,15 +134,23 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
             [IntervalCalibration(key=k, margin_lower=starts[k][0], margin_upper=starts[k][1]) for k in sorted(missing)],
             ignore_conflicts=True,
         )
+    keys = sorted(counts)
+    rows = IntervalCalibration.objects.filter(key__in=keys)
+    if len(keys) > 1:  # one statement for every kind, its rows locked in key order first so that none deadlocks
+        list(rows.select_for_update().order_by("key").values_list("pk"))
+    # Per kind: (the lower margin's step, the upper's, predictions, below, above).
+    moves = {k: (STEP * (b / n - TAIL), STEP * (a / n - TAIL), n, b, a) for k, (n, b, a) in counts.items()}
+
+    def per_kind(i: int, field: Field) -> Case:
+        return Case(*(When(key=k, then=Value(moves[k][i])) for k in keys), output_field=field)
+
     low, high = MARGIN_LIMITS
-    for key in sorted(counts):
-        n, below, above = counts[key]
-        IntervalCalibration.objects.filter(key=key).update(
-            margin_lower=Least(Greatest(F("margin_lower") + STEP * (below / n - TAIL), low), high),
-            margin_upper=Least(Greatest(F("margin_upper") + STEP * (above / n - TAIL), low), high),
-            bookings=F("bookings") + 1,
-            predictions=F("predictions") + n,
-            below=F("below") + below,
-            above=F("above") + above,
-            updated_at=at,
-        )
+    rows.update(
+        margin_lower=Least(Greatest(F("margin_lower") + per_kind(0, FloatField()), low), high),
+        margin_upper=Least(Greatest(F("margin_upper") + per_kind(1, FloatField()), low), high),
+        bookings=F("bookings") + 1,
+        predictions=F("predictions") + per_kind(2, IntegerField()),
+        below=F("below") + per_kind(3, IntegerField()),
+        above=F("above") + per_kind(4, IntegerField()),
+        updated_at=at,
+    )

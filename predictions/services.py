@@ -437,6 +437,9 @@ def predictions_score_pickup(*, booking: Booking, reading: BatteryReading) -> No
     pickup_scored.send(sender=Prediction, booking=booking, reading=reading, error=error)
 
 
+SHADOW_COLUMNS = ("shadow_kind", "model_level", "pattern_level", "persistence_level")  # what `shadow_learn` scores
+
+
 def predictions_score(*, booking: Booking, actual: float, at_day) -> float | None:
     """Fill the actual level into every prediction of the booking; return the current one's error.
 
@@ -448,15 +451,18 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
     """
     current = Prediction.objects.filter(booking_external_id=booking.external_id, is_current=True).first()
     unscored = Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True)
+    rows = list(  # one read for both learners
+        unscored.values_list(
+            "calibration_key", "confidence_lower", "confidence_upper", "status", *SHADOW_COLUMNS, named=True
+        )
+    )
     calibration_learn(
-        scored=unscored.values_list("calibration_key", "confidence_lower", "confidence_upper"),
+        scored=[(r.calibration_key, r.confidence_lower, r.confidence_upper) for r in rows],
         actual=actual,
         at=timezone.now(),
     )
     shadow_learn(  # pending only: a cancelled prediction (a no-show's) was for a pick-up that did not happen then
-        scored=unscored.filter(status=PredictionStatus.PENDING).values_list(
-            "shadow_kind", "model_level", "pattern_level", "persistence_level"
-        ),
+        scored=[tuple(getattr(r, c) for c in SHADOW_COLUMNS) for r in rows if r.status == PredictionStatus.PENDING],
         actual=actual,
         at=timezone.now(),
     )
