@@ -47,7 +47,7 @@ test: test-deps venv
 	$(PY) -m pytest $(if $(ON_POSTGRES),,-m "not postgres") $(PYTEST_ARGS)
 
 # Serving speed as shipped (the bootstrap champion, gunicorn as scripts/serve.sh starts it, Postgres): sequential
-# latency of every endpoint, wrk rates against GET /health, the event mix and a 10-minute soak (about 25 minutes;
+# latency of every endpoint, wrk rates against GET /health, the event mix and a 10-minute soak (about 30 minutes;
 # BENCH_ARGS=--quick for a smoke run). wrk comes from Debian. See bench/serving.py.
 bench: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

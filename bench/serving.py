@@ -33,7 +33,7 @@ The traffic
     connection, so every request, timed sequentially or by wrk, includes a loopback TCP connect.
 
 Run it
-    make bench                                      # = .venv/bin/python -m bench.serving (about 25 minutes)
+    make bench                                      # = .venv/bin/python -m bench.serving (about 30 minutes)
     .venv/bin/python -m bench.serving --quick       # 200 calls each, 10 s wrk runs, a 1-minute soak
     .venv/bin/python -m bench.serving --phases latency --no-model    # the pattern-cascade fallback, labelled so
     .venv/bin/python -m bench.serving --phases rates,events --profile bench/results/profile
