@@ -487,7 +487,10 @@ def top_frames(raw: Path, count: int = 20) -> str:
             inclusive[f"{path}:{name}"] += n
         area = next((a for f in reversed(frames) for a, p in AREAS.items() if f[1].startswith(p)), "other")
         areas[area] += n
-    share = lambda n: f"{100 * n / max(total, 1):5.1f} %"  # noqa: E731
+
+    def share(n: int) -> str:
+        return f"{100 * n / max(total, 1):5.1f} %"
+
     rows = [f"{total} samples of one worker (100 a second)", "", "by area (innermost frame that matches):"]
     rows += [f"  {share(n)}  {a}" for a, n in areas.most_common()]
     rows += ["", "project functions (inclusive):"] + [f"  {share(n)}  {f}" for f, n in inclusive.most_common(count)]

@@ -45,7 +45,14 @@ from predictions.calibration import (
 )
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.selectors import reading_latest
-from predictions.shadow import CANDIDATES, candidate_serving, shadow_kind, shadow_learn, shadow_scores_cached
+from predictions.shadow import (
+    CANDIDATES,
+    SCORED_COLUMNS,
+    candidate_serving,
+    shadow_kind,
+    shadow_learn,
+    shadow_scores_cached,
+)
 
 MODEL_VERSION = "pattern-cascade-1.0"  # recorded on predictions made without a trained model
 PERSISTENCE_VERSION = "carry-forward-1.0"  # recorded on predictions served by carrying the last level forward
@@ -437,9 +444,6 @@ def predictions_score_pickup(*, booking: Booking, reading: BatteryReading) -> No
     pickup_scored.send(sender=Prediction, booking=booking, reading=reading, error=error)
 
 
-SHADOW_COLUMNS = ("shadow_kind", "model_level", "pattern_level", "persistence_level")  # what `shadow_learn` scores
-
-
 def predictions_score(*, booking: Booking, actual: float, at_day) -> float | None:
     """Fill the actual level into every prediction of the booking; return the current one's error.
 
@@ -453,7 +457,7 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
     unscored = Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True)
     rows = list(  # one read for both learners
         unscored.values_list(
-            "calibration_key", "confidence_lower", "confidence_upper", "status", *SHADOW_COLUMNS, named=True
+            "calibration_key", "confidence_lower", "confidence_upper", "status", *SCORED_COLUMNS, named=True
         )
     )
     calibration_learn(
@@ -462,7 +466,7 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
         at=timezone.now(),
     )
     shadow_learn(  # pending only: a cancelled prediction (a no-show's) was for a pick-up that did not happen then
-        scored=[tuple(getattr(r, c) for c in SHADOW_COLUMNS) for r in rows if r.status == PredictionStatus.PENDING],
+        scored=[tuple(getattr(r, c) for c in SCORED_COLUMNS) for r in rows if r.status == PredictionStatus.PENDING],
         actual=actual,
         at=timezone.now(),
     )

@@ -108,6 +108,10 @@ def candidate_serving(
     return default
 
 
+# The prediction columns `shadow_learn` scores, in the order it takes them.
+SCORED_COLUMNS = ("shadow_kind", "model_level", "pattern_level", "persistence_level")
+
+
 def shadow_learn(*, scored: Iterable[tuple[str, float | None, float | None, float | None]], actual: float, at) -> None:
     """Add a picked-up booking's errors to every (kind, candidate) that predicted it, at every level of its kinds.
 
