@@ -53,9 +53,10 @@ bench: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench.serving $(BENCH_ARGS)
 
-# Accuracy against persistence, the seed's EMA cascade and the oracle (about 10 minutes): see bench/accuracy.py.
+# The default world alone at 40 cars and 60 days: the service (champion and pattern cascade) against persistence,
+# the seed's EMA cascade and the oracle (about 15 minutes): see bench/accuracy.py and bench/worlds.py.
 bench-accuracy: venv
-	$(PY) -m bench.accuracy $(BENCH_ARGS)
+	$(PY) -m bench.worlds --worlds default --cars 40 --renters 150 --days 60 $(BENCH_ARGS)
 
 # The world-shift suite (about 22 minutes): one bootstrap model, replayed on worlds that each differ from the one it
 # learnt, with issue 13's targets per world; BENCH_ARGS=--quick for a smoke run. See bench/worlds.py.
@@ -71,8 +72,8 @@ bench-training: venv
 bench-fuzz: venv
 	$(PY) -m bench.schemathesis_deep $(BENCH_ARGS)
 
-# Staff pages and admin changelists with a year of simulated data for 500 cars (seeds Postgres in ~15 minutes): see
-# bench/pages.py.
+# Staff pages and admin changelists with a year of data for 500 cars, written by the service (seeds Postgres in
+# about 5 minutes): see bench/pages.py.
 bench-pages: venv
 	$(PY) -m bench.pages $(BENCH_ARGS)
 

@@ -1,42 +1,29 @@
-"""Accuracy benchmark: replay a simulated fleet through the HTTP API as Laravel would, and score the predictions.
+"""How the accuracy benches score a replay: a simulated fleet sent to the service as Laravel would send it.
 
-    .venv/bin/python -m bench.accuracy                       # default scenario (seed 7)
-    .venv/bin/python -m bench.accuracy --cars 15 --days 30   # a quicker look
-
-What it does, in one run:
-1. simulates the fleet (`core.simulation`, seed `--seed`, default 7);
-2. starts the service (gunicorn, one worker) on a fresh SQLite database and trains the bootstrap
-   model there with `train_model --synthetic` on a *different* simulator seed (1001), so no
-   model ever sees the replayed stream (`--no-model` replays with the pattern cascade alone);
-3. sends every call of the stream in time order over HTTP with an API key;
-4. scores two moments per booking picked up after the warm-up (`--warmup-days`, default 14):
-   the prediction at creation (the booking-created response) and the latest prediction before
-   pick-up (the last event response that carried the booking in `affected_bookings`, i.e. what
-   Laravel would show). The same moments are scored for persistence, the seed's EMA cascade and
-   the oracle, each from exactly what Laravel knew at that call (`core.simulation.baselines`).
-
-Prints a table and writes JSON to bench/results/. `bench.worlds` (`make bench-worlds`) runs the
-same replay and scoring on the world-shift suite: one bootstrap model, worlds that each differ
-from the one it was trained on.
+`replay` sends every call of the stream in time order over HTTP with an API key and keeps two moments per
+booking: the prediction at creation (the booking-created response) and the latest prediction before pick-up
+(the last event response that carried the booking in `affected_bookings`, i.e. what Laravel would show).
+The same moments are priced for persistence, the seed's EMA cascade and the oracle, each from exactly what
+Laravel knew at that call (`core.simulation.baselines`). `score` scores the bookings picked up after the
+warm-up, by horizon and with 95 % coverage. `bench.worlds` runs it on the default world and on the
+world-shift suite (`make bench-accuracy` is the default world alone, at 40 cars and 60 days).
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, Service, parser_for, service_prepare, write_json
+from bench.common import Service
 from core.simulation.baselines import KnownFleet, Snapshot, oracle, persistence, seed_ema
-from core.simulation.fleet import FleetConfig, Simulation, simulate
+from core.simulation.fleet import Simulation
 
 METHODS = ("service", "persistence", "seed_ema", "oracle")
 MOMENTS = ("creation", "latest")
@@ -222,47 +209,3 @@ def print_table(result: dict, methods: tuple[str, ...] = METHODS) -> None:
         svc, orc = result[moment]["service"], result[moment]["oracle"]
         if svc.get("mae") and orc.get("mae"):
             print(f"service MAE / oracle MAE = {svc['mae'] / orc['mae']:.3f}")
-
-
-def main() -> None:
-    parser = parser_for(__doc__)
-    parser.add_argument("--cars", type=int, default=40)
-    parser.add_argument("--renters", type=int, default=150)
-    parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--warmup-days", type=float, default=14.0)
-    parser.add_argument("--no-model", action="store_true", help="serve with the pattern cascade alone")
-    parser.add_argument("--details", action="store_true", help="also write every scored prediction to the JSON")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-
-    config = FleetConfig(cars=args.cars, renters=args.renters, days=args.days, seed=args.seed)
-    t0 = time.perf_counter()
-    sim = simulate(config)
-    print(f"simulated {len(sim.bookings)} bookings, {len(sim.calls)} calls in {time.perf_counter() - t0:.1f} s")
-    with tempfile.TemporaryDirectory(prefix="bp-accuracy-") as tmp:
-        t0 = time.perf_counter()
-        service = Service(service_prepare(Path(tmp), model=not args.no_model))
-        print(f"service ready in {time.perf_counter() - t0:.1f} s (model: {not args.no_model})")
-        try:
-            info = service.get("/api/v1/model/info")
-            creation, latest, stats = replay(sim, service)
-        finally:
-            service.stop()
-    result = score(sim, creation, latest, args.warmup_days)
-    truth = result.pop("_truth")
-    if args.details:
-        result["details"] = details(creation, latest, truth)
-    result |= {
-        "config": {**vars(args), "out": str(args.out)},
-        "calls": {**stats, "by_status": dict(stats["by_status"])},
-        "model_info": info,
-    }
-    print(f"\nreplayed {stats['calls']} calls ({stats['errors']} errors) in {stats['seconds']:.0f} s of requests")
-    print_table(result)
-    path = write_json(args.out / f"accuracy-seed{args.seed}-{'pattern' if args.no_model else 'model'}.json", result)
-    print(f"\nJSON: {path}")
-
-
-if __name__ == "__main__":
-    main()

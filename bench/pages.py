@@ -4,17 +4,16 @@ The question (issue 5): do the staff pages stay under 500 ms of server time with
 A benchmark, not a test: it prints its figures (medians; the machine is noisy).
 
 1. Seeds a Postgres database (default `batterypred_bench_pages`; `--reuse` keeps one already seeded, which a
-   database comment marks) with --days (365) of --cars (500) cars from the project's simulator
-   (`core.simulation`, its clock ending now, the next 7 days scheduled). Every row is what the service would
-   have written, built with its builders: bookings, readings and outcomes (`learning.services.outcome_fields`);
-   an InboundEvent with its body, digest and response for every call; predictions where the service makes them
-   (at creation, on the car's previous return, at each real-time predict; one `is_current`; ids from
-   `prediction_id_new`; errors that grow with the horizon, intervals covering ~95 %); callbacks built by
-   `callbacks.services.callback_body` with their attempts (mostly delivered, some pending or failed); a year's
-   model registry (a bootstrap model, weekly challengers, two promoted), weekly drift checks, daily accuracy
-   sums (`AccuracyMetric.increments`) and the cars' and renters' patterns. No artifact file is written, so the
-   pattern cascade serves, as the models page says. Rows go in with bulk_create (the big tables' plain indexes
-   dropped and built again after), then `VACUUM ANALYZE`.
+   database comment marks) with --days (365) of --cars (500) cars. The service itself writes every row: the
+   project's simulator (`core.simulation`, its clock ending now, the next 7 days scheduled) makes the stream of
+   --template-cars (5) cars, which goes through the whole service in-process (`bench.common.replay_in_process`:
+   webhooks, real-time predicts, learning, the cascade, the outbox) with the clock at each call's time, and
+   callbacks delivered to a Laravel stand-in that has outages (some callbacks fail for good, a few are pending).
+   Those cars' rows are then copied in SQL up to --cars cars (`copy_sql`: ids moved, the platform's ids
+   suffixed `~k`), with the big tables' plain indexes dropped and built again after, and the daily accuracy
+   sums scaled to the fleet. A year's model registry is added (a bootstrap model, weekly challengers, two
+   promoted) with weekly drift checks; no artifact file is written, so the pattern cascade serves, as the
+   models page says. Then `VACUUM ANALYZE`.
 2. Times every page in-process with Django's test Client as a staff superuser, DJANGO_DEBUG=0: --warmup untimed
    requests (the first reported as "first"), one under CaptureQueriesContext (queries, SQL time, the slowest),
    then --runs (7) timed; median and max. Pages: the dashboard's (accuracy by default, for the busiest car and
@@ -38,23 +37,20 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import statistics
 import sys
 import time
-import uuid
-from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
     POSTGRES,
+    ROOT,
     BenchError,
     database_create,
     database_drop,
@@ -64,25 +60,22 @@ from bench.common import (
     machine_info,
     manage,
     parser_for,
+    replay_in_process,
     server_env,
     text_table,
     write_json,
 )
-from core.simulation.fleet import FleetConfig, SimBooking, Simulation, simulate
+from core.simulation.fleet import FleetConfig, simulate
 
 DEFAULT_DATABASE_URL = POSTGRES + "batterypred_bench_pages"
 TARGET_MS = 500.0
 
 FUTURE_DAYS = 7
 RENTERS_PER_CAR = 2
-ANOMALOUS_CARS = 0.04  # cars whose recent idle drain is far above their baseline
-CALLBACK_FAILED = 0.01
-CALLBACK_PENDING_RECENT = 0.06  # of the callbacks written in the last 6 hours
+CALLBACK_FLAKY = 0.02  # Laravel's share of 503 answers outside its outages
 CALLBACK_URL = "http://laravel.internal/api/ml/predictions-updated"
 STAFF_USERNAME = "bench-staff"
 SEED_MARKER = "batterypred bench/pages.py seed"  # the database comment written once seeding has finished
-BATCH = 5000  # rows per bulk_create
-PART_CARS = 25  # cars simulated together (the parts run in parallel)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -94,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seed-only", action="store_true", help="create and seed the database, time nothing")
     add("--cars", type=int, default=500, help="fleet size (default 500)")
     add("--days", type=int, default=365, help="days of history (default 365), plus 7 days of scheduled bookings")
-    add("--renters", type=int, default=0, help=f"renters (default {RENTERS_PER_CAR} per car)")
+    add("--template-cars", type=int, default=5, help="cars replayed through the service, then copied (default 5)")
     add("--seed", type=int, default=42, help="simulator seed of the fleet and random seed of the rest")
     add("--warmup", type=int, default=2, help="untimed requests per page first (default 2)")
     add("--runs", type=int, default=7, help="timed requests per page (default 7)")
@@ -104,18 +97,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--explain-ms", type=float, default=50.0, help="only queries at least this slow (default 50 ms)")
     add("--json", type=Path, dest="json_path", help="write the figures to this JSON file")
     args = parser.parse_args(argv)
-    if args.cars < 2 or args.days < 14 or args.runs < 1 or args.warmup < 0:
-        parser.error("--cars >= 2, --days >= 14, --runs >= 1 and --warmup >= 0")
-    args.renters = args.renters or RENTERS_PER_CAR * args.cars
+    if args.cars < 2 or args.template_cars < 1 or args.days < 14 or args.runs < 1 or args.warmup < 0:
+        parser.error("--cars >= 2, --template-cars >= 1, --days >= 14, --runs >= 1 and --warmup >= 0")
     return args
 
 
 def setup(database_url: str) -> None:
-    """Django in this process on the bench database, with the settings gunicorn would run with."""
-    django_setup(server_env(database_url))
-    # No model artifact is written: the champion row exists but is not served (the pattern cascade answers),
-    # which the models page shows; its one "cannot be loaded" error is noise here.
-    logging.getLogger("learning.champion").setLevel(logging.CRITICAL)
+    """Django in this process on the bench database, with the settings gunicorn would run with, callbacks on."""
+    models = str(ROOT / "data" / "bench-pages-models")  # empty: the pattern cascade serves the replay
+    django_setup(server_env(database_url, ML_CALLBACK_URL=CALLBACK_URL, ML_WEBHOOK_SECRET="bench", MODEL_DIR=models))
+    # The registry seeded after the replay has a champion row but no artifact (the pattern cascade answers),
+    # which the models page shows: its one "cannot be loaded" error is noise here, as are the callbacks that
+    # fail while the replay's Laravel is down.
+    for name in ("learning.champion", "callbacks.services"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 # --- SQL for the load ---------------------------------------------------------------------------------------
@@ -148,15 +143,6 @@ def indexes_drop(cursor, tables: list[str]) -> list[str]:
 
 
 # --- the model registry of a year --------------------------------------------------------------------------------
-
-
-@dataclass
-class Era:
-    """A model version and the time from which it served predictions."""
-
-    version: str
-    since: datetime
-    error_scale: float  # how good it was: scales the prediction errors of its era
 
 
 def _figures(rng: random.Random, rows: int, mae: float) -> dict[str, float]:
@@ -193,16 +179,17 @@ def _reference(rng: random.Random, window_end: datetime, features: dict) -> dict
     return reference
 
 
-def registry_seed(rng: random.Random, t0: datetime, now: datetime, outcomes_per_day: float) -> list[Era]:
+def registry_seed(
+    rng: random.Random, t0: datetime, now: datetime, outcomes_per_day: float
+) -> list[tuple[Any, datetime]]:
     """A synthetic bootstrap model, then a weekly retrain on outcomes; two challengers were promoted.
 
-    Returns the serving eras: the pattern cascade first, then each promoted model from its promotion.
+    Returns each model that served, with the time it was promoted.
     """
     from core.features import GAP_FEATURES, TRIP_FEATURES
     from core.gbm import DEFAULT_PARAMS, DEFAULT_ROUNDS, QUANTILES
     from learning.models import ModelStatus, ModelVersion
     from learning.training import model_version_new
-    from predictions.services import MODEL_VERSION
 
     features = {"gap": GAP_FEATURES, "trip": TRIP_FEATURES, "quantiles": list(QUANTILES)}
     hyper = {**DEFAULT_PARAMS, "rounds": DEFAULT_ROUNDS}
@@ -237,7 +224,7 @@ def registry_seed(rng: random.Random, t0: datetime, now: datetime, outcomes_per_
         holdout_metrics=holdout,
         notes=notes,
     )
-    rows, eras = [boot], [Era(MODEL_VERSION, t0 - timedelta(days=30), 1.25), Era(boot.version, boot_at, 1.1)]
+    rows, served = [boot], [(boot, boot_at)]
     promote_at, champion_mae = [t0 + (now - t0) * 0.45, t0 + (now - t0) * 0.80], 5.2
     week = boot_at + timedelta(days=7)
     while week < now - timedelta(hours=1):
@@ -265,20 +252,19 @@ def registry_seed(rng: random.Random, t0: datetime, now: datetime, outcomes_per_
         if promoted:
             promote_at.pop(0)
             champion_mae = mae
-            eras.append(Era(rows[-1].version, at, 1.0 if len(eras) == 2 else 0.92))
+            served.append((rows[-1], at))
         week += timedelta(days=7)
-    promoted_versions = {e.version for e in eras[1:]}
     for row in rows:
-        row.status = ModelStatus.RETIRED if row.version in promoted_versions else ModelStatus.CHALLENGER
-    rows[[r.version for r in rows].index(eras[-1].version)].status = ModelStatus.CHAMPION
+        row.status = ModelStatus.RETIRED if row.promoted_at else ModelStatus.CHALLENGER
+    served[-1][0].status = ModelStatus.CHAMPION
     ModelVersion.objects.bulk_create(rows)
-    return eras
+    return served
 
 
-def drift_seed(rng: random.Random, eras: list[Era], now: datetime) -> int:
-    """The weekly drift check of each serving model."""
+def drift_seed(rng: random.Random, served: list[tuple[Any, datetime]], now: datetime) -> int:
+    """The weekly drift check of each model while it served."""
     from core.features import GAP_FEATURES, TRIP_FEATURES
-    from learning.models import DriftCheck, ModelVersion
+    from learning.models import DriftCheck
 
     unscored = {"month", "car_gaps", "car_trips", "renter_trips"}
     thresholds = {"psi_warn": 0.1, "psi_drift": 0.25, "min_rows": 200, "unscored": sorted(unscored)}
@@ -287,9 +273,8 @@ def drift_seed(rng: random.Random, eras: list[Era], now: datetime) -> int:
         return "ok" if psi < 0.1 else "warn" if psi < 0.25 else "drift"
 
     checks = []
-    for era, following in zip(eras[1:], [*eras[2:], None], strict=True):
-        model = ModelVersion.objects.get(version=era.version)
-        at, until = era.since + timedelta(days=7), following.since if following else now
+    for (model, since), following in zip(served, [*served[1:], None], strict=True):
+        at, until = since + timedelta(days=7), following[1] if following else now
         while at < until:
             features: dict[str, dict] = {"gap": {}, "trip": {}}
             for kind, names in (("gap", GAP_FEATURES), ("trip", TRIP_FEATURES)):
@@ -320,18 +305,23 @@ def drift_seed(rng: random.Random, eras: list[Era], now: datetime) -> int:
     return len(checks)
 
 
-# --- seeding ----------------------------------------------------------------------------------------------------
+# --- seeding: a few cars' year through the service, then copied -----------------------------------------------
 
-STATUS_AFTER = {"created": "scheduled", "modified": "scheduled", "started": "active", "ended": "completed"}
-STATUS_AFTER["cancelled"] = "cancelled"
-
-
-@dataclass
-class SeedReport:
-    now: str
-    window_start: str
-    seconds: float = 0.0
-    steps: list[dict[str, Any]] = field(default_factory=list)
+# The tables a car's history fills, parents first: each is copied with its ids moved (`copy_sql`).
+COPIED = (
+    "bookings.Vehicle",
+    "bookings.Booking",
+    "bookings.InboundEvent",
+    "bookings.BatteryReading",
+    "predictions.Prediction",
+    "learning.BookingOutcome",
+    "learning.VehiclePattern",
+    "learning.UserPattern",
+    "callbacks.CallbackOutbox",
+    "callbacks.CallbackItem",
+    "callbacks.CallbackAttempt",
+)
+PLATFORM_IDS = {"external_id", "booking_external_id", "user_id", "prediction_id", "idempotency_key"}
 
 
 @contextmanager
@@ -353,477 +343,120 @@ def stored_times(models: list) -> Iterator[None]:
             f.auto_now, f.auto_now_add = auto_now, auto_now_add
 
 
-def booking_status(b: SimBooking, t: float) -> str:
-    if b.cancelled and b.cancelled_at <= t:
-        return "cancelled"
-    return "completed" if b.actual_end <= t else "active" if b.actual_start <= t else "scheduled"
+def laravel_stand_in(t0: datetime, now: datetime, rng: random.Random):
+    """Laravel's callback endpoint as httpx sees it: a 4-day outage mid-year (callbacks that fail for good), an
+    hour down just before now (callbacks still pending), and 2 % of answers a 503. Judged by the replay's clock."""
+    import httpx
+    from django.utils import timezone
+
+    mid = t0 + (now - t0) / 2
+    outages = [(mid, mid + timedelta(days=4)), (now - timedelta(hours=2), now - timedelta(hours=1))]
+
+    def answer(request):
+        at = timezone.now()
+        if rng.random() < CALLBACK_FLAKY or any(start <= at < end for start, end in outages):
+            return httpx.Response(503, text="<html><body>503 Service Unavailable</body></html>")
+        return httpx.Response(200, json={"status": "ok"})
+
+    return answer
 
 
-class Seeder:
-    """Simulates the fleet, builds every row from it with the project's builders, and bulk-inserts them."""
+def copy_sql(model, copies: int, largest: dict[str, int]) -> str:
+    """One INSERT ... SELECT adding `copies` copies of every row of `model`, with ids that collide with none.
 
-    def __init__(self, config: argparse.Namespace, now: datetime) -> None:
-        self.config, self.now = config, now
-        self.t0 = (now - timedelta(days=config.days)).replace(minute=0)
-        self.report = SeedReport(now=now.isoformat(), window_start=self.t0.isoformat())
-        self.rng = random.Random(config.seed)
+    Copy k moves an integer id, and every foreign key to it, by k times its table's largest id; derives a
+    UUID from the old one and k; and appends `~k` to the platform's ids (cars, bookings, renters, predictions).
+    So copy k is another set of cars and renters with the same history. JSON bodies keep the replayed ids.
+    """
+    columns, values = [], []
+    for f in model._meta.concrete_fields:
+        column = f'"{f.column}"'
+        pointed = f.related_model if f.is_relation else model if f.primary_key else None
+        if pointed is not None and pointed._meta.pk.get_internal_type() == "UUIDField":
+            value = f"md5({column}::text || k)::uuid"
+        elif pointed is not None:
+            value = f"{column} + k * {largest[pointed._meta.db_table]}"
+        elif f.name in PLATFORM_IDS:
+            value = f"CASE WHEN coalesce({column}, '') = '' THEN {column} ELSE {column} || '~' || k END"
+        else:
+            value = column
+        columns.append(column)
+        values.append(value)
+    table = model._meta.db_table
+    return (
+        f'INSERT INTO "{table}" ({", ".join(columns)}) SELECT {", ".join(values)} '
+        f'FROM "{table}" CROSS JOIN generate_series(1, {copies}) AS k'
+    )
 
-    def step(self, name: str, run) -> Any:
-        started = time.perf_counter()
+
+def seed(config: argparse.Namespace, now: datetime) -> dict[str, Any]:
+    """Replay --template-cars cars' year through the service, copy them up to --cars, add a year's registry."""
+    from django.apps import apps
+    from django.db import connection
+    from django.db.models import F
+    from django_q.models import OrmQ
+
+    from learning.models import AccuracyMetric, ModelVersion
+
+    started, c, rng = time.perf_counter(), config, random.Random(config.seed)
+    t0 = (now - timedelta(days=c.days)).replace(minute=0)
+    report: dict[str, Any] = {"now": now.isoformat(), "window_start": t0.isoformat(), "steps": []}
+
+    def step(name: str, run) -> Any:
+        began = time.perf_counter()
         result = run()
-        seconds = time.perf_counter() - started
-        rows = result if isinstance(result, int) else len(result)
-        self.report.steps.append({"step": name, "rows": rows, "seconds": round(seconds, 2)})
-        print(f"  {name:<44} {rows:>10,} rows {seconds:7.1f} s", flush=True)
+        seconds = round(time.perf_counter() - began, 1)
+        figures = result if isinstance(result, int | dict) else None
+        report["steps"].append({"step": name, "seconds": seconds, "result": figures})
+        print(f"  {name:<52} {seconds:7.1f} s", flush=True)
         return result
 
-    def insert(self, name: str, model, rows: list) -> list:
-        return self.step(name, lambda: model.objects.bulk_create(rows, batch_size=BATCH))
-
-    def run(self) -> SeedReport:
-        from django.db import connection
-
-        from bookings.models import BatteryReading, Booking, InboundEvent, Vehicle
-        from callbacks.models import CallbackAttempt, CallbackItem, CallbackOutbox, EndpointCircuit
-        from learning.models import (
-            AccuracyMetric,
-            BookingOutcome,
-            DriftCheck,
-            ModelVersion,
-            UserPattern,
-            VehiclePattern,
-        )
-        from predictions.models import Prediction
-
-        started = time.perf_counter()
-        c = self.config
-        print(
-            f"seeding {c.cars} cars, {c.renters} renters, {c.days} days ({self.t0:%Y-%m-%d} .. "
-            f"{self.now:%Y-%m-%d %H:%M} UTC) + {FUTURE_DAYS} days scheduled",
-            flush=True,
-        )
-        self.step("fleet simulated (core.simulation), bookings", lambda: self.simulate(c.cars, c.renters))
-        big = [Booking, InboundEvent, BatteryReading, BookingOutcome, Prediction, CallbackOutbox, CallbackAttempt]
-        models = [*big, Vehicle, AccuracyMetric, UserPattern, VehiclePattern, CallbackItem, DriftCheck, ModelVersion]
-        with connection.cursor() as cursor, stored_times(models):
-            cursor.execute("SET maintenance_work_mem = '512MB'")
-            cursor.execute("SET synchronous_commit = off")
-            # Building an index once is far cheaper than growing it row by row: the big tables' plain indexes
-            # (unique constraints stay) are dropped for the load and created again from their definitions.
-            definitions = indexes_drop(cursor, [m._meta.db_table for m in big])
-            sim = self.sim
-            completed = sum(booking_status(b, sim.hours(self.now)) == "completed" for b in sim.bookings)
-            eras = registry_seed(self.rng, self.t0, self.now, completed / c.days)
-            self.report.steps.append({"step": "model registry", "rows": len(eras)})
-            self.step("drift checks", lambda: drift_seed(self.rng, eras, self.now))
-            self.load(sim, eras)
-            EndpointCircuit.objects.create(endpoint=CALLBACK_URL)
-            for model in (Vehicle, Booking, InboundEvent, Prediction):
-                identity_reset(cursor, model)
-            self.step(f"indexes ({len(definitions)}, created again)", lambda: [cursor.execute(d) for d in definitions])
-        connection.close()  # the session settings above must not leak into the timed requests
-        with connection.cursor() as cursor:
-            self.step("VACUUM ANALYZE", lambda: cursor.execute("VACUUM (ANALYZE)") and 0)
-            self.report.seconds = round(time.perf_counter() - started, 1)
-            marker = json.dumps({SEED_MARKER: {"cars": c.cars, "days": c.days, "now": self.now.isoformat()}})
-            name = connection.settings_dict["NAME"]
-            cursor.execute(f"""COMMENT ON DATABASE "{name}" IS '{marker.replace("'", "''")}'""")
-        return self.report
-
-    def simulate(self, cars: int, renters: int) -> list[SimBooking]:
-        """The fleet, simulated in parts of PART_CARS cars on every core (seeds --seed, --seed + 1, ...)."""
-        parts, days, renters_so_far = [], self.config.days + FUTURE_DAYS, 0
-        for k, first in enumerate(range(0, cars, PART_CARS)):
-            n = min(PART_CARS, cars - first)
-            part = FleetConfig(cars=n, renters=max(1, renters * n // cars), days=days, seed=self.config.seed + k)
-            parts.append(replace(part, epoch=self.t0, first_car=first, first_renter=renters_so_far))
-            renters_so_far += part.renters
-        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            sims = list(pool.map(simulate, parts))
-        one, every = sims[0], [s.calls for s in sims]
-        self.sim = replace(one, cars=[c for s in sims for c in s.cars], bookings=[b for s in sims for b in s.bookings])
-        self.sim.trajectories = {car: t for s in sims for car, t in s.trajectories.items()}
-        self.sim.calls = sorted((call for calls in every for call in calls), key=lambda call: call.at)
-        return self.sim.bookings
-
-    def load(self, sim: Simulation, eras: list[Era]) -> None:
-        """Every row of the year, in the order the service would have written them, with the project's shapes."""
-        from bookings.models import BatteryReading, Booking, InboundEvent, Vehicle
-        from events.services import body_digest
-        from learning.models import BookingOutcome
-        from predictions.models import Prediction
-
-        now_h, rng = sim.hours(self.now), self.rng
-        vehicles = {}
-        for i, car in enumerate(sim.cars):
-            created = self.t0 - timedelta(days=60) + timedelta(minutes=i)
-            vehicles[car.car_id] = Vehicle(id=i + 1, external_id=car.car_id, created_at=created)
-        self.insert("vehicles", Vehicle, list(vehicles.values()))
-        known = sorted((b for b in sim.bookings if b.created <= now_h), key=lambda b: (b.created, b.booking_id))
-        bookings = {b.booking_id: self.booking(sim, b, pk, vehicles, now_h) for pk, b in enumerate(known, start=1)}
-        self.insert("bookings", Booking, list(bookings.values()))
-
-        calls = [call for call in sim.calls if call.at <= self.now and call.kind != "predict"]
-        events = {(call.booking_id, call.kind): pk for pk, call in enumerate(calls, start=1)}
-        predictions = self.predictions(sim, known, bookings, events, eras, now_h)
-        by_event: dict[int, list] = defaultdict(list)
-        for p in predictions:
-            if p.trigger == "booking.ended":
-                by_event[p.trigger_event_id].append(p)
-        current = {p.booking_external_id: p for p in predictions if p.is_current}
-        creation = {p.booking_external_id: p for p in predictions if p.trigger == "booking.created"}
-        rows, drains = [], defaultdict(list)
-        for pk, call in enumerate(calls, start=1):
-            b = bookings[call.booking_id]
-            if call.kind == "ended" and (hours := (b.actual_end - b.actual_start).total_seconds() / 3600) >= 0.1:
-                drains[call.vehicle_id].append((b.battery_at_start - b.battery_at_end) / hours)
-            own = creation.get(call.booking_id) if call.kind == "created" else current.get(call.booking_id)
-            response = self.response(call.kind, b, own, by_event.get(pk, []), drains[call.vehicle_id])
-            rows.append(
-                InboundEvent(
-                    id=pk,
-                    event_type=f"booking.{call.kind}",
-                    booking_external_id=call.booking_id,
-                    vehicle=vehicles[call.vehicle_id],
-                    idempotency_key=None,
-                    body_hash=body_digest(call.body),
-                    body=call.body,
-                    response=response,
-                    received_at=call.at,
-                    duplicates=1 + (rng.random() < 0.2) if rng.random() < 0.01 else 0,
-                )
-            )
-        self.insert("inbound events", InboundEvent, rows)
-        self.insert("predictions", Prediction, predictions)
-        self.insert("battery readings", BatteryReading, self.readings(sim, bookings, vehicles))
-        outcomes = [self.outcome(b) for b in bookings.values() if b.status == "completed"]
-        self.insert("booking outcomes", BookingOutcome, outcomes)
-        self.accuracy(predictions, bookings)
-        self.callbacks(sim, eras, predictions, by_event, calls, vehicles)
-        self.patterns(sim, outcomes, vehicles)
-
-    def booking(self, sim: Simulation, b: SimBooking, pk: int, vehicles: dict, now_h: float):
-        from bookings.models import Booking
-
-        status, (start, end), when = booking_status(b, now_h), b.times_at(now_h), sim.when
-        row = Booking(id=pk, external_id=b.booking_id, vehicle=vehicles[b.car.car_id], user_id=b.renter.user_id)
-        row.status, row.scheduled_start, row.scheduled_end, row.created_at = (
-            status,
-            when(start),
-            when(end),
-            when(b.created),
-        )
-        if status in ("active", "completed"):
-            row.actual_start, row.battery_at_start = when(b.actual_start), b.battery_at_start
-            row.mileage_at_start = b.mileage_at_start
-        if status == "completed":
-            row.actual_end, row.battery_at_end = when(b.actual_end), b.battery_at_end
-            row.charging_at_end, row.mileage_at_end = b.charging_at_end, round(b.mileage_at_start + b.km, 1)
-        if status == "cancelled":
-            row.cancelled_at = when(b.cancelled_at)
-        row.updated_at = max(t for t in (row.created_at, row.actual_start, row.actual_end, row.cancelled_at) if t)
-        return row
-
-    def predictions(self, sim: Simulation, known: list, bookings: dict, events: dict, eras: list[Era], now_h: float):
-        """Where the service predicts: at creation, on the car's previous return, at each real-time predict call."""
-        from predictions.models import Prediction
-        from predictions.services import prediction_id_new
-
-        rng, by_car = self.rng, defaultdict(list)
-        for b in known:
-            by_car[b.car.car_id].append(b)
-        moments = []  # (at, booking, trigger, triggering event, current)
-        for car_bookings in by_car.values():
-            car_bookings.sort(key=lambda b: b.start)
-            for prev, b in zip([None, *car_bookings], car_bookings, strict=False):
-                cap = min(b.start, now_h, b.cancelled_at if b.cancelled else math.inf)
-                mine = [(b.created, "booking.created", events.get((b.booking_id, "created")))]
-                if prev is not None and not prev.cancelled and b.created < prev.actual_end < cap:
-                    mine.append((prev.actual_end, "booking.ended", events.get((prev.booking_id, "ended"))))
-                mine += [(t, "predict", None) for t in b.predict_at if t < cap]
-                mine.sort(key=lambda m: m[0])
-                moments += [(t, b, trigger, event, i == len(mine) - 1) for i, (t, trigger, event) in enumerate(mine)]
-                if rng.random() < 0.02 and b.created > 3:  # Laravel asks before it creates the booking
-                    moments.append((b.created - 2, b, "adhoc", None, False))
-        moments.sort(key=lambda m: (m[0], m[1].booking_id))
-        rows = []
-        for pk, (t, b, trigger, event, current) in enumerate(moments, start=1):
-            era = next(e for e in reversed(eras) if sim.when(t) >= e.since or e is eras[0])
-            booking = bookings[b.booking_id]
-            start = b.times_at(t)[0] if trigger != "adhoc" else t + 1.5
-            horizon = start - t
-            truth = sim.trajectories[b.car.car_id].at(b.start) if math.isnan(b.battery_at_start) else b.battery_at_start
-            sd = (4 + 8 * (1 - math.exp(-horizon / 36))) * era.error_scale
-            level = round(min(100.0, max(0.0, truth - sd * rng.gauss(0.0, 1.0))), 1)
-            half = 1.96 * sd * rng.uniform(0.9, 1.1)
-            if trigger == "booking.created" and horizon > 24 and rng.random() < 0.6:
-                mode = "historical"
-            else:
-                mode = "real_time" if trigger in ("predict", "adhoc") or horizon < 3 else "real_time_cascade"
-            done, adhoc = booking.status in ("active", "completed") and trigger != "adhoc", trigger == "adhoc"
-            p = Prediction(id=pk, vehicle=booking.vehicle, user_id=b.renter.user_id, model_version=era.version)
-            p.booking_external_id, p.booking = ("", None) if adhoc else (b.booking_id, booking)
-            p.prediction_id = prediction_id_new(p.booking_external_id, booking.vehicle)
-            p.predicted_at, p.booking_start_time, p.predicted_battery = sim.when(t), sim.when(start), level
-            p.confidence_lower, p.confidence_upper = (
-                round(max(0.0, level - half), 1),
-                round(min(100.0, level + half), 1),
-            )
-            p.prediction_method = ("pattern_" if era is eras[0] else "") + mode
-            p.cascade_steps = steps(p.predicted_at, p.booking_start_time, level, mode)
-            p.trigger, p.trigger_event_id, p.is_current = "predict" if adhoc else trigger, event, current
-            p.status = "completed" if done else "cancelled" if booking.status == "cancelled" else "pending"
-            if done:
-                p.actual_battery, p.prediction_error = truth, round(truth - level, 1)
-            rows.append(p)
-        return rows
-
-    @staticmethod
-    def response(kind: str, booking, own, affected: list, drains: list[float]) -> dict:
-        """The event's response as stored, with the prediction shapes from `predictions.bodies`."""
-        from common.api.fields import iso as wire_time
-        from learning.models import confidence_for
-        from predictions.bodies import affected_item, interval_body
-
-        body = {"status": "success", "booking_id": booking.external_id, "booking_status": STATUS_AFTER[kind]}
-        body |= {"notes": [], "affected_bookings": [affected_item(p) for p in affected]}
-        if kind == "created":
-            body["prediction_id"] = own.prediction_id if own else None
-            body["predicted_battery"] = own.predicted_battery if own else None
-            body["confidence_interval"] = interval_body(own) if own else None
-            body["prediction_method"] = own.prediction_method if own else None
-            body["starts_at"] = wire_time(own.booking_start_time) if own else None
-        elif kind == "started":
-            body |= {"prediction_error": own.prediction_error if own else None, "patterns_updated": True}
-        elif kind == "ended":
-            average = round(statistics.fmean(drains), 2) if drains else None
-            body |= {"outcome_recorded": True, "drain_rate_updated": bool(drains), "new_avg_drain_rate": average}
-            body |= {"pattern_confidence": confidence_for(len(drains)), "total_bookings": len(drains)}
-            body |= {"queued_for_retraining": True, "prediction_error": None}
-        elif kind == "modified":
-            body["prediction_updated"] = False
-        else:
-            body["prediction_cancelled"] = True
-        return body
-
-    def readings(self, sim: Simulation, bookings: dict, vehicles: dict) -> list:
-        """At every pick-up and return, and every level the platform's telematics reported in a call."""
-        from bookings.models import BatteryReading
-
-        rows = []
-        for b in bookings.values():
-            if b.actual_start:
-                rows.append((b.actual_start, b, b.battery_at_start, "booking_started", None))
-            if b.actual_end:
-                rows.append((b.actual_end, b, b.battery_at_end, "booking_ended", b.charging_at_end))
-        for call in sim.calls:
-            level = call.body.get("current_battery_level")
-            if level is not None and call.at <= self.now and call.kind in ("created", "predict"):
-                source = "booking_created" if call.kind == "created" else "predict_request"
-                rows.append((call.at, bookings.get(call.booking_id), level, source, None))
-        rows.sort(key=lambda r: r[0])
-        return [
-            BatteryReading(
-                vehicle=b.vehicle,
-                booking=b,
-                level=level,
-                recorded_at=at,
-                source=source,
-                charging=plug,
-                created_at=at + timedelta(seconds=1),
-            )
-            for at, b, level, source, plug in rows
-            if b is not None
-        ]
-
-    def outcome(self, b):
-        """The outcome the service records (`learning.services.outcome_fields`), at the time it would have."""
-        from learning.models import BookingOutcome
-        from learning.services import outcome_fields
-
-        o = BookingOutcome(booking=b, **outcome_fields(booking=b, battery_at_start=b.battery_at_start))
-        o.used_for_training = b.actual_end < self.now - timedelta(days=7)
-        o.recorded_at = b.actual_end + timedelta(milliseconds=200)
-        return o
-
-    def accuracy(self, predictions: list, bookings: dict) -> None:
-        """The daily sums `predictions.services.accuracy_record` adds up: current predictions, scored at pick-up."""
-        from learning.models import AccuracyMetric
-
-        sums: dict[tuple, AccuracyMetric] = {}
-        for p in predictions:
-            if not p.is_current or p.actual_battery is None:
-                continue
-            day = bookings[p.booking_external_id].actual_start.date()
-            key = (day, p.model_version, p.prediction_method)
-            m = sums.setdefault(key, AccuracyMetric(date=day, model_version=key[1], prediction_method=key[2]))
-            inside = p.confidence_lower <= p.actual_battery <= p.confidence_upper
-            for name, value in AccuracyMetric.increments(p.actual_battery - p.predicted_battery, inside).items():
-                setattr(m, name, getattr(m, name) + value)
-        self.insert("accuracy metrics (daily)", AccuracyMetric, [sums[k] for k in sorted(sums)])
-
-    def callbacks(self, sim: Simulation, eras: list[Era], predictions: list, by_event: dict, calls, vehicles) -> None:
-        """A callback per return that re-predicted the car's next booking, and one per car at each promotion."""
-        from callbacks.models import CallbackAttempt, CallbackItem, CallbackOutbox
-
-        owed = [(calls[pk - 1].at, "booking.ended", ps, pk) for pk, ps in sorted(by_event.items())]
-        latest: dict[str, list] = defaultdict(list)
-        for p in predictions:
-            latest[p.vehicle.external_id].append(p)
-        for era in eras[1:]:
-            for car_predictions in latest.values():
-                before = [p for p in car_predictions if p.predicted_at <= era.since < p.booking_start_time]
-                if before and before[-1].booking_external_id:
-                    at = era.since + timedelta(minutes=2, seconds=30 * self.rng.random())
-                    owed.append((at, "model_promoted", [before[-1]], None))
-        owed.sort(key=lambda o: o[0])
-        rows, items, attempts = [], [], []
-        for at, triggered_by, ps, event in owed:
-            row, tried = self.callback(at, triggered_by, ps, event)
-            rows.append(row)
-            attempts += tried
-            items += [CallbackItem(outbox=row, booking_external_id=p.booking_external_id, sequence=p.pk) for p in ps]
-        self.insert("callback outbox", CallbackOutbox, rows)
-        self.insert("callback items", CallbackItem, items)
-        self.insert("callback attempts", CallbackAttempt, sorted(attempts, key=lambda a: a.started_at))
-
-    def callback(self, at: datetime, triggered_by: str, ps: list, event: int | None):
-        from callbacks.models import CallbackAttempt, CallbackOutbox
-        from callbacks.services import EVENT, MAX_ATTEMPTS, RETRY_SCHEDULE, callback_body
-        from predictions.bodies import callback_item
-
-        rng = self.rng
-        callback_id = uuid.UUID(int=rng.getrandbits(128), version=4)
-        u = rng.random()
-        if u < CALLBACK_FAILED and at < self.now - timedelta(days=4):
-            status, n = "failed", MAX_ATTEMPTS
-        elif u < CALLBACK_PENDING_RECENT and at > self.now - timedelta(hours=6):
-            status, n = "pending", 1 + (rng.random() < 0.5)
-        else:
-            v = rng.random()
-            status, n = "delivered", 1 if v < 0.92 else 2 if v < 0.98 else 3
-        waits = [w.total_seconds() for w in RETRY_SCHEDULE]
-        offset, tried = 0.02, []
-        for k in range(1, n + 1):
-            ok, r2 = status == "delivered" and k == n, rng.random()
-            started = at + timedelta(seconds=offset * rng.uniform(0.8, 1.2))
-            retry = not ok and k < MAX_ATTEMPTS
-            error = "" if ok else "HTTP 503" if r2 < 0.5 else "HTTP 500" if r2 < 0.8 else "timed out"
-            answer = {"": '{"status":"ok"}', "HTTP 503": "<html><body>503 Service Unavailable</body></html>"}
-            answer |= {"HTTP 500": '{"message":"Server Error"}', "timed out": ""}
-            tried.append(
-                CallbackAttempt(
-                    outbox_id=callback_id,
-                    number=k,
-                    started_at=started,
-                    webhook_timestamp=int(started.timestamp()),
-                    duration_ms=40 + int(360 * r2) if ok else 20 + int(900 * r2) if r2 < 0.8 else 10000,
-                    status_code=None if error == "timed out" else 200 if ok else int(error[5:]),
-                    response_excerpt=answer[error],
-                    error=error,
-                    next_attempt_at=started + timedelta(seconds=waits[k - 1] * rng.uniform(0.8, 1.2))
-                    if retry
-                    else None,
-                )
-            )
-            offset += waits[k - 1] if k <= len(waits) else 0
-        last = tried[-1]
-        metadata = {"vehicle_id": ps[0].vehicle.external_id, "model_version": ps[0].model_version}
-        if event is not None:
-            metadata |= {"trigger_booking_id": ps[0].booking_external_id, "event_id": event}
-        metadata["affected_count"] = len(ps)
-        body = callback_body(
-            callback_id=callback_id,
-            occurred_at=at,
-            triggered_by=triggered_by,
-            items=[callback_item(p) for p in ps],
-            metadata=metadata,
-        )
-        row = CallbackOutbox(
-            id=callback_id,
-            event=EVENT,
-            endpoint=CALLBACK_URL,
-            body=body,
-            triggered_by=triggered_by,
-            status=status,
-            attempts=n,
-            next_attempt_at=last.next_attempt_at if status == "pending" else None,
-            created_at=at,
-            delivered_at=last.started_at + timedelta(milliseconds=last.duration_ms) if status == "delivered" else None,
-            last_error=last.error,
-        )
-        return row, tried
-
-    def patterns(self, sim: Simulation, outcomes: list, vehicles: dict) -> None:
-        """A VehiclePattern per car and a UserPattern per renter, from the outcomes (and each car's hidden rates)."""
-        from learning.models import UserPattern, VehiclePattern
-
-        by_car, by_user = defaultdict(list), defaultdict(list)
-        for o in outcomes:
-            by_car[o.vehicle.external_id].append(o)
-            by_user[o.user_id].append(o)
-
-        def learnt(row, os: list) -> Any:
-            """What the EMA learner keeps from the outcomes: drain per hour (and per km), counts, charges."""
-            row.total_bookings, row.total_charges = len(os), sum(o.charging_at_end for o in os)
-            row.charging_frequency = row.total_charges / len(os) if os else 0.0
-            rates = [o.drain_rate_per_hour for o in os if o.drain_rate_per_hour is not None]
-            row.avg_drain_rate_per_hour = statistics.fmean(rates) if rates else None
-            row.var_drain_rate_per_hour, row.drive_observations = (
-                statistics.pvariance(rates) if rates else 0.0,
-                len(rates),
-            )
-            row.updated_at = max((o.ends_at for o in os), default=self.now)
-            return row
-
-        rows = []
-        for car in sim.cars:
-            os, idle = by_car[car.car_id], car.idle_pct_per_hour
-            row = learnt(VehiclePattern(vehicle=vehicles[car.car_id]), os)
-            per_km = [o.drain_rate_per_km for o in os if o.drain_rate_per_km is not None]
-            row.avg_drain_rate_per_km = statistics.fmean(per_km) if per_km else None
-            row.var_drain_rate_per_km, row.km_observations = (
-                statistics.pvariance(per_km) if per_km else 0.0,
-                len(per_km),
-            )
-            anomalous = self.rng.random() < ANOMALOUS_CARS
-            row.avg_idle_drain_per_hour = (
-                idle + self.rng.uniform(0.2, 0.6) if anomalous else idle * self.rng.uniform(0.9, 1.1)
-            )
-            row.baseline_idle_drain_per_hour, row.baseline_var_idle_drain_per_hour = idle, (0.25 * idle) ** 2
-            row.var_idle_drain_per_hour, row.idle_observations = (0.3 * idle) ** 2, int(len(os) * 0.65)
-            row.baseline_idle_observations, row.unreported_charges = row.idle_observations, int(len(os) * 0.04)
-            row.avg_charging_rate_per_hour, row.charge_observations = car.charge_pct_per_hour, row.total_charges
-            row.var_charging_rate_per_hour = (0.2 * car.charge_pct_per_hour) ** 2
-            row.error_corrections = int(len(os) * 0.05)
-            rows.append(row)
-        self.insert("vehicle patterns", VehiclePattern, rows)
-        rows = []
-        for user, os in sorted(by_user.items()):
-            row = learnt(UserPattern(user_id=user), os)
-            row.avg_return_battery = statistics.fmean(o.battery_at_end for o in os)
-            row.avg_duration_hours = statistics.fmean(o.duration_hours for o in os)
-            rows.append(row)
-        self.insert("user patterns", UserPattern, rows)
-
-
-def steps(at: datetime, start: datetime, level: float, mode: str) -> list[dict]:
-    """A cascade of the prediction's shape: the parked gap before the target, after a trip in a real-time cascade."""
-    from common.api.fields import iso as wire_time
-
-    idle = {"type": "idle", "starts_at": wire_time(at), "ends_at": wire_time(start)}
-    idle |= {"duration_hours": round((start - at).total_seconds() / 3600, 2), "battery_change": -2.0}
-    idle |= {"battery_after": level, "charging_probability": 0.12}
-    if mode != "real_time_cascade":
-        return [idle]
-    trip = {"type": "booking", "starts_at": wire_time(at), "ends_at": wire_time(at + timedelta(hours=2))}
-    trip |= {
-        "duration_hours": 2.0,
-        "battery_change": -9.5,
-        "battery_after": min(100.0, level + 2),
-        "booking_id": "prev",
-    }
-    return [trip, idle]
+    template = min(c.template_cars, c.cars)
+    copies = math.ceil(c.cars / template) - 1
+    print(
+        f"seeding {c.cars} cars: {template} cars' {c.days} days ({t0:%Y-%m-%d} .. {now:%Y-%m-%d %H:%M} UTC, "
+        f"+ {FUTURE_DAYS} days scheduled) replayed through the service, then {copies} copies",
+        flush=True,
+    )
+    days = c.days + FUTURE_DAYS
+    sim = simulate(FleetConfig(cars=template, renters=RENTERS_PER_CAR * template, days=days, seed=c.seed, epoch=t0))
+    laravel = laravel_stand_in(t0, now, rng)
+    step(
+        "replay (in-process, the clock at each call)",
+        lambda: replay_in_process(sim, until=now, laravel=laravel, travel=True),
+    )
+    OrmQ.objects.all().delete()  # the deliveries queued for a worker; the replay delivered them itself
+    models = [apps.get_model(label) for label in COPIED]
+    big = [m._meta.db_table for m in models]
+    with connection.cursor() as cursor, stored_times([ModelVersion]):
+        cursor.execute("SET maintenance_work_mem = '512MB'")
+        cursor.execute("SET synchronous_commit = off")
+        # Building an index once is far cheaper than growing it row by row: the copied tables' plain indexes
+        # (unique constraints stay) are dropped for the load and created again from their definitions.
+        definitions = indexes_drop(cursor, big)
+        largest = {}
+        for m in models:
+            if m._meta.pk.get_internal_type() != "UUIDField":
+                cursor.execute(f'SELECT coalesce(max("{m._meta.pk.column}"), 0) FROM "{m._meta.db_table}"')
+                largest[m._meta.db_table] = cursor.fetchone()[0]
+        for m in models:
+            step(f"{m._meta.label} x {copies + 1}", lambda m=m: cursor.execute(copy_sql(m, copies, largest)).rowcount)
+            if m._meta.db_table in largest:
+                identity_reset(cursor, m)
+        sums = AccuracyMetric.increments(0.0, True)
+        AccuracyMetric.objects.update(**{name: F(name) * (copies + 1) for name in sums})
+        done = sum(1 for b in sim.bookings if not b.cancelled and b.actual_end <= sim.hours(now))
+        served = step("model registry", lambda: registry_seed(rng, t0, now, done * (copies + 1) / c.days))
+        step("drift checks", lambda: drift_seed(rng, served, now))
+        step(f"indexes ({len(definitions)}, created again)", lambda: [cursor.execute(d) for d in definitions] and 0)
+    connection.close()  # the session settings above must not leak into the timed requests
+    with connection.cursor() as cursor:
+        step("VACUUM ANALYZE", lambda: cursor.execute("VACUUM (ANALYZE)") and 0)
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        marker = json.dumps({SEED_MARKER: {"cars": c.cars, "days": c.days, "now": now.isoformat()}})
+        name = connection.settings_dict["NAME"]
+        cursor.execute(f"""COMMENT ON DATABASE "{name}" IS '{marker.replace("'", "''")}'""")
+    return report
 
 
 def staff_user():
@@ -1114,9 +747,8 @@ def prepare(config: argparse.Namespace, payload: dict[str, Any]) -> None:
             database_create(config.database_url)
             manage(server_env(config.database_url), "migrate", "--noinput", "-v0")
         now = timezone.now().replace(second=0, microsecond=0)
-        report = Seeder(config, now).run()
-        payload["seed"] = asdict(report)
-        print(f"seeded in {report.seconds:.0f} s", flush=True)
+        payload["seed"] = seed(config, now)
+        print(f"seeded in {payload['seed']['seconds']:.0f} s", flush=True)
     else:
         payload["seed"] = {"reused": summary}
         age = timezone.now() - datetime.fromisoformat(summary["now"])

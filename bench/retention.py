@@ -31,7 +31,6 @@ The database is dropped at the end unless --keep.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -47,6 +46,7 @@ from bench.common import (
     django_setup,
     machine_info,
     manage,
+    replay_in_process,
     server_env,
     write_json,
 )
@@ -124,41 +124,9 @@ def grouped(measured: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
 
 def replay(cars: int, days: int, seed: int) -> dict[str, float]:
     """Simulate the fleet with its clock ending now and send every call through the service in-process."""
-    import httpx
-    from django.test import Client
-    from rest_framework_api_key.models import APIKey
-
-    from callbacks import services as outbox
-
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     config = FleetConfig(cars=cars, renters=round(cars * 3.75), days=days, seed=seed, epoch=end - timedelta(days=days))
-    sim = simulate(config)
-    _, key = APIKey.objects.create_key(name="bench-retention")
-    client = Client(secure=True, HTTP_X_API_KEY=key)
-    laravel = httpx.MockTransport(lambda request: httpx.Response(200, json={"ok": True}))
-    outbox._client = lambda: httpx.Client(transport=laravel)  # the outbox's one way out; Laravel answers 200
-
-    started, errors = time.monotonic(), 0
-    for i, call in enumerate(sim.calls, start=1):
-        response = client.post(call.path, data=json.dumps(call.body), content_type="application/json")
-        if response.status_code >= 500 or 300 <= response.status_code < 400:  # a redirect stores nothing either
-            raise BenchError(f"{call.path} answered {response.status_code}: {response.content[:500]!r}")
-        errors += response.status_code >= 400
-        if i % DISPATCH_EVERY == 0 or i == len(sim.calls):
-            while outbox.callbacks_dispatch_due().more:
-                pass
-        if i % 1000 == 0:
-            rate = i / (time.monotonic() - started)
-            print(f"  {i}/{len(sim.calls)} calls ({rate:.0f}/s)", flush=True)
-    elapsed = time.monotonic() - started
-    bookings = len(sim.bookings)
-    return {
-        "calls": len(sim.calls),
-        "calls_4xx": errors,
-        "bookings": bookings,
-        "bookings_per_car_day": bookings / cars / days,
-        "replay_seconds": round(elapsed, 1),
-    }
+    return replay_in_process(simulate(config), dispatch_every=DISPATCH_EVERY)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.worlds --quick          # a smoke run: small fleets, a small model
     .venv/bin/python -m bench.worlds --worlds winter,no_staff
     .venv/bin/python -m bench.worlds --worlds slow_chargers,no_staff --seed 11 --retrain-after-warmup
+    .venv/bin/python -m bench.worlds --worlds default --cars 40 --renters 150 --days 60   # make bench-accuracy
 
 What it does:
 1. trains the bootstrap model ONCE, as `make run` does (`train_model --synthetic --seed 1001`, the
@@ -32,11 +33,11 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
-from bench.accuracy import METHODS, print_table, replay, score
+from bench.accuracy import METHODS, details, print_table, replay, score
 from bench.common import (
     RESULTS,
     BenchError,
@@ -106,6 +107,7 @@ def world_run(
     workdir: Path,
     warmup_days: float,
     retrain: bool = False,
+    with_details: bool = False,
 ) -> dict:
     """Both replays of one world's stream, scored; the pattern replay's service becomes the `pattern` method.
 
@@ -133,7 +135,9 @@ def world_run(
             service.stop()
         methods = METHODS if kind == "model" else BASELINE_METHODS if kind == "pattern" else ("service",)
         results[kind] = score(sim, creation, latest, warmup_days, methods)
-        results[kind].pop("_truth")
+        truth = results[kind].pop("_truth")
+        if with_details and kind == "model":
+            results[kind]["details"] = details(creation, latest, truth)
         calls[kind] = {**stats, "by_status": dict(stats["by_status"])}
         if stats["errors"]:
             print(f"  {name} ({kind}): {stats['errors']} of {stats['calls']} calls failed", file=sys.stderr)
@@ -279,6 +283,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worlds", default=",".join(WORLDS), help=f"comma-separated, of: {', '.join(WORLDS)}")
     parser.add_argument("--seed", type=int, default=7, help="evaluation seed of every world (the model trains on 1001)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--cars", type=int, help="cars of every world (before its gap scale), instead of the size's")
+    parser.add_argument("--renters", type=int, help="renters of every world, instead of the size's")
+    parser.add_argument("--days", type=int, help="days of every world, instead of the size's")
+    parser.add_argument("--details", action="store_true", help="also write every scored prediction to the JSON")
     parser.add_argument(
         "--retrain-after-warmup",
         action="store_true",
@@ -289,6 +297,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         world_named(name)  # refuse an unknown world before training anything
     size = QUICK if args.quick else FULL
+    overrides = {name: getattr(args, name) for name in ("cars", "renters", "days") if getattr(args, name)}
+    size = replace(size, **overrides)
 
     started = time.perf_counter()
     results = []
@@ -303,7 +313,9 @@ def main(argv: list[str] | None = None) -> None:
             _prior_warm(templates["model"])
         for name in names:
             config = world_config(name, size, args.seed)
-            result = world_run(name, config, templates, Path(tmp), size.warmup_days, args.retrain_after_warmup)
+            result = world_run(
+                name, config, templates, Path(tmp), size.warmup_days, args.retrain_after_warmup, args.details
+            )
             results.append(result)
             print(
                 f"\n######## world {name}: {config.cars} cars, {config.days} days, seed {config.seed}, "

@@ -46,8 +46,6 @@ class FleetConfig:
     epoch: datetime = datetime(2026, 1, 5, tzinfo=UTC)
     areas: int = 5  # renters mostly book cars near them
     world: World = DEFAULT_WORLD
-    first_car: int = 0  # cars are numbered 100 + first_car + i, renters 5000 + first_renter + i: fleets simulated
-    first_renter: int = 0  # in parts (with other seeds) get ids of their own
 
     @property
     def hours(self) -> float:
@@ -200,7 +198,7 @@ def _cars(config: FleetConfig, rng: np.random.Generator) -> list[Car]:
         charger = rng.choice([0.0, 3.7, 7.4, 11.0, 22.0], p=[0.25, 0.15, 0.3, 0.2, 0.1])
         cars.append(
             Car(
-                car_id=str(100 + config.first_car + i),
+                car_id=str(100 + i),
                 capacity_kwh=float(rng.choice([40.0, 58.0, 77.0, 100.0], p=[0.3, 0.35, 0.25, 0.1])),
                 kwh_per_km=float(rng.uniform(0.14, 0.21)),
                 idle_pct_per_hour=float(rng.lognormal(math.log(0.09), 0.5)) * _per_car(shift.idle_scales, side),
@@ -222,7 +220,7 @@ def _renters(config: FleetConfig, rng: np.random.Generator) -> list[Renter]:
         plug = {"always": 0.95, "often": 0.7, "rarely": 0.25, "never": 0.03}[habit]
         renters.append(
             Renter(
-                user_id=str(5000 + config.first_renter + i),
+                user_id=str(5000 + i),
                 km_per_hour=float(rng.lognormal(math.log(11.0), 0.45)) * config.world.km_scale,
                 style=float(rng.uniform(0.85, 1.25)),
                 plug_probability=plug,
