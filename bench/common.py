@@ -348,7 +348,6 @@ def replay_in_process(
     *,
     until: datetime | None = None,
     laravel: Callable[[Any], Any] | None = None,
-    travel: bool = False,
     dispatch_every: int = 200,
 ) -> dict[str, float]:
     """Send every call of a simulated stream (up to `until`) through the service in-process, in time order.
@@ -356,8 +355,8 @@ def replay_in_process(
     Django's test client and an API key go through the serializers, event services, cascade and outbox, as
     over HTTP. Callbacks (on when ML_CALLBACK_URL is set) are delivered by the real outbox code every
     `dispatch_every` calls to `laravel`, an httpx handler standing in for Laravel (200 by default): no network.
-    With `travel`, the clock is at each call's simulated time while it is handled (time-machine), so every
-    stored timestamp (received, created, attempted) is the fleet's, not the moment of the replay.
+    The clock is at each call's simulated time while it is handled (time-machine), so every stored timestamp
+    (received, created, attempted) is the fleet's, not the moment of the replay.
     Call after `django_setup`.
     """
     import httpx
@@ -375,9 +374,8 @@ def replay_in_process(
 
     started, errors = time.monotonic(), 0
     for i, call in enumerate(calls, start=1):
-        clock = time_machine.travel(call.at, tick=True) if travel else None
-        if clock is not None:
-            clock.start()
+        clock = time_machine.travel(call.at, tick=True)
+        clock.start()
         try:
             response = client.post(call.path, data=json.dumps(call.body), content_type="application/json")
             if response.status_code >= 500 or 300 <= response.status_code < 400:  # a redirect stores nothing either
@@ -387,8 +385,7 @@ def replay_in_process(
                 while outbox.callbacks_dispatch_due().more:
                     pass
         finally:
-            if clock is not None:
-                clock.stop()
+            clock.stop()
         if i % 1000 == 0:
             print(f"  {i}/{len(calls)} calls ({i / (time.monotonic() - started):.0f}/s)", flush=True)
     bookings = len(sim.bookings)

@@ -1,6 +1,7 @@
 """Staff pages at scale: server time of the dashboard and the admin changelists with a year of data, on Postgres.
 
-The question (issue 5): do the staff pages stay under 500 ms of server time with a year of data for 500 cars?
+The questions: do the staff pages stay under 500 ms of server time with a year of data for 500 cars (issue 5)?
+How much disk does that year take, with and without retention (issue 12, "Growth")?
 A benchmark, not a test: it prints its figures (medians; the machine is noisy).
 
 1. Seeds a Postgres database (default `batterypred_bench_pages`; `--reuse` keeps one already seeded, which a
@@ -20,9 +21,14 @@ A benchmark, not a test: it prints its figures (medians; the machine is noisy).
    for the year; the busiest car's timeline; models; deliveries; operations) and the admin changelists staff
    use, plain and searched the way staff look for one booking. A page not answering 200 is an error (exit 1);
    a median over --target-ms (500) is SLOW. `--explain` runs EXPLAIN (ANALYZE, BUFFERS) on the slowest queries.
+3. With --retention, last: measures each table's live rows (copied and compacted: heap, TOAST, indexes), runs
+   retention as of now (`callbacks.retention.retention_run`, what `manage.py prune_data` and the daily task
+   run), measures again, and prints the year's disk with and without retention, scaled to 1,000 cars. The
+   database keeps the pruned state.
 
     make bench-pages                                    # seed and time every page
     make bench-pages BENCH_ARGS=--reuse                 # time again on the database seeded last time
+    make bench-pages BENCH_ARGS="--retention --drop"    # and then the disk retention gives back
     .venv/bin/python -m bench.pages --cars 50 --days 60 --seed-only     # a small database, no timing
     .venv/bin/python -m bench.pages --reuse --url '/admin/bookings/booking/?q={booking}' --url /admin/
         (placeholders: {car} the busiest car, {booking} one of its recent bookings, {today}, {year_ago})
@@ -95,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--url", action="append", default=[], help="time this URL instead of the default pages (repeatable)")
     add("--explain", action="store_true", help="EXPLAIN ANALYZE the slowest queries of every page")
     add("--explain-ms", type=float, default=50.0, help="only queries at least this slow (default 50 ms)")
+    add("--retention", action="store_true", help="last, apply retention as of now and measure the disk it gives back")
     add("--json", type=Path, dest="json_path", help="write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.cars < 2 or args.template_cars < 1 or args.days < 14 or args.runs < 1 or args.warmup < 0:
@@ -423,7 +430,7 @@ def seed(config: argparse.Namespace, now: datetime) -> dict[str, Any]:
     laravel = laravel_stand_in(t0, now, rng)
     step(
         "replay (in-process, the clock at each call)",
-        lambda: replay_in_process(sim, until=now, laravel=laravel, travel=True),
+        lambda: replay_in_process(sim, until=now, laravel=laravel),
     )
     OrmQ.objects.all().delete()  # the deliveries queued for a worker; the replay delivered them itself
     models = [apps.get_model(label) for label in COPIED]
@@ -497,6 +504,80 @@ def seeded_summary() -> dict[str, Any] | None:
         return json.loads(comment)[SEED_MARKER]
     except (TypeError, ValueError, KeyError):
         return None
+
+
+# --- disk, with and without retention ---------------------------------------------------------------------
+
+# (label, models): what the retention figures show, each the sum of its tables.
+DISK_GROUPS = (
+    ("inbound events", ("bookings.InboundEvent",)),
+    ("predictions", ("predictions.Prediction",)),
+    ("outbox + attempts + items", ("callbacks.CallbackOutbox", "callbacks.CallbackAttempt", "callbacks.CallbackItem")),
+    ("readings", ("bookings.BatteryReading",)),
+    ("bookings", ("bookings.Booking",)),
+    ("outcomes", ("learning.BookingOutcome",)),
+)
+MB, SCALE_TO_CARS = 2**20, 1000
+
+
+def live_bytes(labels: tuple[str, ...]) -> tuple[int, int]:
+    """Rows and bytes (heap, TOAST, indexes) of the tables' live rows, as if freshly compacted.
+
+    Each table is copied with its storage, constraints and indexes, and the copy measured: the size VACUUM FULL
+    would leave, whatever dead rows autovacuum has not reclaimed yet.
+    """
+    from django.apps import apps
+    from django.db import connection
+
+    rows = size = 0
+    with connection.cursor() as cursor:
+        for table in (apps.get_model(label)._meta.db_table for label in labels):
+            copy = f"bench_copy_{table}"[:63]
+            cursor.execute(f'DROP TABLE IF EXISTS "{copy}"')
+            cursor.execute(f'CREATE TABLE "{copy}" (LIKE "{table}" INCLUDING ALL)')
+            cursor.execute(f'INSERT INTO "{copy}" SELECT * FROM "{table}"')
+            cursor.execute(f'REINDEX TABLE "{copy}"')
+            cursor.execute(f'SELECT count(*), pg_total_relation_size(%s) FROM "{copy}"', [copy])
+            n, b = cursor.fetchone()
+            cursor.execute(f'DROP TABLE "{copy}"')
+            rows, size = rows + n, size + b
+    return rows, size
+
+
+def retention_measured(config: argparse.Namespace) -> dict[str, Any]:
+    """Each group's live rows and bytes, then `retention_run` as of now (`manage.py prune_data`), then again."""
+    from django.utils import timezone
+
+    from callbacks.retention import retention_run, retention_windows
+
+    before = {label: live_bytes(models) for label, models in DISK_GROUPS}
+    started = time.perf_counter()
+    removed = retention_run(now=timezone.now())
+    seconds = round(time.perf_counter() - started, 1)
+    after = {label: live_bytes(models) for label, models in DISK_GROUPS}
+    figures = {"cars": config.cars, "days": config.days, "windows_days": retention_windows(), "run_seconds": seconds}
+    return figures | {"removed": removed, "before": before, "after": after}
+
+
+def retention_table(figures: dict[str, Any]) -> str:
+    """The disk of the seeded history, scaled to SCALE_TO_CARS cars, without retention and with it."""
+    scale, months = SCALE_TO_CARS / figures["cars"], figures["days"] / 30.4
+    rows = [["table", "rows", "no retention MB", "MB/month", "with retention MB", "kept", "bytes/row"]]
+    totals = [0.0, 0.0]
+    for label, _ in DISK_GROUPS:
+        (n, raw), (_, kept) = figures["before"][label], figures["after"][label]
+        totals = [totals[0] + raw * scale / MB, totals[1] + kept * scale / MB]
+        cells = [f"{n * scale:,.0f}", f"{raw * scale / MB:,.1f}", f"{raw * scale / MB / months:,.1f}"]
+        rows.append([label, *cells, f"{kept * scale / MB:,.1f}", f"{kept / raw:.0%}", f"{raw / max(n, 1):,.0f}"])
+    share = totals[1] / totals[0] if totals[0] else 0.0
+    total = [f"{totals[0]:,.1f}", f"{totals[0] / months:,.1f}", f"{totals[1]:,.1f}", f"{share:.0%}"]
+    rows.append(["total", "", *total, ""])
+    head = (
+        f"{figures['days']} days of {figures['cars']} cars scaled x{scale:g} to {SCALE_TO_CARS} cars; live rows "
+        f"compacted, MB = MiB; retention as of now (windows in days {figures['windows_days']}) took "
+        f"{figures['run_seconds']} s and removed {figures['removed']}"
+    )
+    return "\n".join([head, "", text_table(rows)])
 
 
 # --- timing -----------------------------------------------------------------------------------------------------
@@ -800,6 +881,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(slow)} slow, {len(errors)} errors"
             )
             exit_status = 1 if errors else 0
+        if config.retention:
+            print("\nretention: measuring the tables, pruning as of now, measuring again ...", flush=True)
+            payload["retention"] = retention_measured(config)
+            print(retention_table(payload["retention"]))
         if config.json_path:
             write_json(config.json_path, payload)
             print(f"figures written to {config.json_path}")
