@@ -198,6 +198,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=1_048_57
 MAX_CLOCK_SKEW_SECONDS = env.int("MAX_CLOCK_SKEW_SECONDS", default=300)
 NO_SHOW_GRACE_HOURS = env.float("NO_SHOW_GRACE_HOURS", default=24.0)
 
+# Readiness (docs/readiness.md): the level a booking needs at pick-up when the platform sends neither
+# required_battery nor planned_distance_km, and the chance of having it below which a prediction is at risk.
+READINESS_MIN_LEVEL = env.float("READINESS_MIN_LEVEL", default=25.0)
+READINESS_RISK_THRESHOLD = env.float("READINESS_RISK_THRESHOLD", default=0.9)
+if not 0.0 <= READINESS_MIN_LEVEL <= 100.0:
+    raise ImproperlyConfigured("READINESS_MIN_LEVEL must be a battery level between 0 and 100.")
+if not 0.0 < READINESS_RISK_THRESHOLD < 1.0:
+    raise ImproperlyConfigured("READINESS_RISK_THRESHOLD must be a probability strictly between 0 and 1.")
+
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["common.api.permissions.APIKeyAuthentication"],

@@ -51,6 +51,10 @@ class Booking(models.Model):
     mileage_at_end = models.FloatField(null=True, blank=True)
     charging_at_end = models.BooleanField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # What the renter needs at pick-up (issue 16), as booking.created or .modified last said: a level, or a
+    # distance the predictor turns into one; neither means the fleet's READINESS_MIN_LEVEL.
+    required_battery = models.FloatField(null=True, blank=True, help_text="Level needed at pick-up, %.")
+    planned_distance_km = models.FloatField(null=True, blank=True, help_text="Distance the renter plans to drive.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -80,6 +84,15 @@ class Booking(models.Model):
                 name="booking_battery_at_end_0_100",
             ),
             models.CheckConstraint(condition=Q(status__in=BookingStatus.values), name="booking_status_valid"),
+            models.CheckConstraint(
+                condition=Q(required_battery__isnull=True)
+                | Q(required_battery__gte=0, required_battery__lte=100, planned_distance_km__isnull=True),
+                name="booking_required_battery_0_100_alone",
+            ),
+            models.CheckConstraint(
+                condition=Q(planned_distance_km__isnull=True) | Q(planned_distance_km__gte=0),
+                name="booking_planned_distance_non_negative",
+            ),
         ]
 
     def __str__(self) -> str:

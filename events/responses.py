@@ -13,7 +13,7 @@ from bookings.models import Booking, EventType, InboundEvent
 from common.api.fields import iso
 from learning.models import BookingOutcome, VehiclePattern, confidence_for
 from learning.selectors import pattern_pickup_lessons
-from predictions.bodies import affected_item, interval_body
+from predictions.bodies import affected_item, interval_body, readiness_body
 from predictions.models import Prediction
 from predictions.selectors import prediction_current
 
@@ -73,6 +73,7 @@ def event_response(
                 "confidence_interval": interval_body(own) if own else None,
                 "prediction_method": own.prediction_method if own else None,
                 "starts_at": iso(own.booking_start_time) if own else None,
+                "readiness": readiness_body(own) if own else None,
             }
         )
         return body

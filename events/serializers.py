@@ -13,7 +13,13 @@ from common.api.fields import (
     ObservedAtField,
     StrictFloatField,
 )
-from predictions.serializers import AffectedBookingSerializer, ConfidenceIntervalSerializer
+from predictions.serializers import (
+    READINESS_HELP,
+    AffectedBookingSerializer,
+    ConfidenceIntervalSerializer,
+    ReadinessNeedSerializer,
+    ReadinessSerializer,
+)
 
 MAX_FUTURE_BOOKINGS = 500
 
@@ -51,7 +57,7 @@ class EventSerializer(serializers.Serializer):
         return items
 
 
-class BookingCreatedSerializer(EventSerializer):
+class BookingCreatedSerializer(EventSerializer, ReadinessNeedSerializer):
     user_id = ExternalIdField(required=False, allow_null=True)
     starts_at = AwareDateTimeField()
     ends_at = AwareDateTimeField()
@@ -59,6 +65,7 @@ class BookingCreatedSerializer(EventSerializer):
     current_timestamp = ObservedAtField(required=False, allow_null=True)
 
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         _end_after_start(attrs, "starts_at", "ends_at")
         return attrs
 
@@ -87,13 +94,14 @@ class BookingEndedSerializer(EventSerializer):
         return attrs
 
 
-class BookingModifiedSerializer(EventSerializer):
+class BookingModifiedSerializer(EventSerializer, ReadinessNeedSerializer):
     user_id = ExternalIdField(required=False, allow_null=True)
     new_starts_at = AwareDateTimeField()
     new_ends_at = AwareDateTimeField()
     modification_type = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         _end_after_start(attrs, "new_starts_at", "new_ends_at")
         return attrs
 
@@ -121,6 +129,7 @@ class BookingCreatedResponseSerializer(EventResponseSerializer):
     confidence_interval = ConfidenceIntervalSerializer(allow_null=True)
     prediction_method = serializers.CharField(allow_null=True)
     starts_at = serializers.DateTimeField(allow_null=True)
+    readiness = ReadinessSerializer(allow_null=True, help_text=READINESS_HELP)
 
 
 class BookingStartedResponseSerializer(EventResponseSerializer):

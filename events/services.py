@@ -180,7 +180,17 @@ def _booking_create_unknown(*, vehicle: Vehicle, data: dict, start: datetime, en
         user_id=data.get("user_id") or "",
         scheduled_start=start,
         scheduled_end=end,
+        required_battery=data.get("required_battery"),
+        planned_distance_km=data.get("planned_distance_km"),
     )
+
+
+def _need_stated(booking: Booking, data: dict) -> None:
+    """Keep what the booking needs at pick-up (readiness) as this event states it: either figure replaces the stored
+    need (the serializer refuses both), neither keeps it. The caller saves the booking."""
+    level, distance = data.get("required_battery"), data.get("planned_distance_km")
+    if level is not None or distance is not None:
+        booking.required_battery, booking.planned_distance_km = level, distance
 
 
 def _ignore(result: EventResult, booking: Booking, event_name: str) -> None:
@@ -204,6 +214,8 @@ def booking_create(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
             scheduled_end=data["ends_at"],
             status=BookingStatus.CANCELLED if cancelled else BookingStatus.SCHEDULED,
             cancelled_at=timezone.now() if cancelled else None,
+            required_battery=data.get("required_battery"),
+            planned_distance_km=data.get("planned_distance_km"),
         )
         if cancelled:
             result.applied = False
@@ -212,6 +224,7 @@ def booking_create(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
         booking.status = BookingStatus.SCHEDULED
         booking.scheduled_start, booking.scheduled_end = data["starts_at"], data["ends_at"]
         booking.user_id = data.get("user_id") or booking.user_id
+        _need_stated(booking, data)
         booking.save()
         result.notes.append("booking already known; its schedule was updated")
     else:
@@ -316,6 +329,7 @@ def booking_modify(*, vehicle: Vehicle, event: InboundEvent, data: dict) -> tupl
         booking.status = BookingStatus.SCHEDULED
         booking.scheduled_start, booking.scheduled_end = new_start, new_end
         booking.user_id = data.get("user_id") or booking.user_id
+        _need_stated(booking, data)
         booking.save()
     elif booking.status == BookingStatus.ACTIVE:
         if new_end <= booking.actual_start:

@@ -139,6 +139,10 @@ class UserPattern(models.Model):
     avg_drain_rate_per_hour = models.FloatField(null=True, blank=True)
     var_drain_rate_per_hour = models.FloatField(default=0.0)
     drive_observations = models.PositiveIntegerField(default=0)
+    # Per km, as for cars: what turns a renter's planned distance into the level the booking needs (readiness).
+    avg_drain_rate_per_km = models.FloatField(null=True, blank=True)
+    var_drain_rate_per_km = models.FloatField(default=0.0)
+    km_observations = models.PositiveIntegerField(default=0)
     total_bookings = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -17,7 +17,14 @@ from bookings.models import BatteryReading, ReadingSource, Vehicle
 from common.api.fields import iso
 from core.ema import shrink
 from core.features import HISTORY, FeatureBook, Outcome, Reading
-from core.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, Rates
+from core.physics import (
+    DEFAULT_CHARGE,
+    DEFAULT_DRIVE,
+    DEFAULT_DRIVE_PER_KM,
+    DEFAULT_DRIVE_PER_KM_STD,
+    DEFAULT_IDLE_DRAIN,
+    Rates,
+)
 from learning.champion import champion_model
 from learning.models import BookingOutcome, DriftCheck, ModelStatus, ModelVersion, UserPattern, VehiclePattern
 
@@ -43,6 +50,8 @@ class FleetPrior:
     drive_std: float = 5.0
     plug_probability: float = 0.3
     cars: int = 0
+    drive_per_km: float = DEFAULT_DRIVE_PER_KM
+    drive_per_km_std: float = DEFAULT_DRIVE_PER_KM_STD
 
 
 def fleet_prior() -> FleetPrior:
@@ -56,6 +65,8 @@ def fleet_prior() -> FleetPrior:
         charge_var=Avg("var_charging_rate_per_hour", filter=Q(charge_observations__gt=1)),
         drive=Avg("avg_drain_rate_per_hour", filter=Q(drive_observations__gt=0)),
         drive_var=Avg("var_drain_rate_per_hour", filter=Q(drive_observations__gt=1)),
+        per_km=Avg("avg_drain_rate_per_km", filter=Q(km_observations__gt=0)),
+        per_km_var=Avg("var_drain_rate_per_km", filter=Q(km_observations__gt=1)),
         charges=Sum("total_charges"),
         bookings=Sum("total_bookings"),
     )
@@ -78,6 +89,8 @@ def fleet_prior() -> FleetPrior:
             (figures["charges"] or 0) / bookings if bookings else None, bookings, default.plug_probability, 10.0
         ),
         cars=figures["cars"] or 0,
+        drive_per_km=max(pick(figures["per_km"], default.drive_per_km), 0.0),
+        drive_per_km_std=pick_std(figures["per_km_var"], default.drive_per_km_std),
     )
 
 
@@ -156,6 +169,25 @@ def renter_rates(user: UserPattern | None, car: Rates) -> RenterRates:
         drive_std=(1 - weight) * car.drive_std + weight * own_std,
         plug_probability=shrink(user.charging_frequency, user.total_bookings, car.plug_probability, SHRINK_STRENGTH),
     )
+
+
+def drain_per_km(pattern: VehiclePattern | None, user: UserPattern | None, prior: FleetPrior) -> tuple[float, float]:
+    """The drain per km (points) of this car driven by this renter, and its spread: what turns a planned distance
+    into the level a booking needs (readiness).
+
+    The same cascade as the hourly rates: the car's EMA shrunk towards the fleet's per-km average (the default
+    when no car has reported mileage) while it has few observations, then the renter's own per-km drain blended
+    in, at most half and half (`renter_rates`).
+    """
+    rate, std = prior.drive_per_km, prior.drive_per_km_std
+    if pattern is not None:
+        rate = max(shrink(pattern.avg_drain_rate_per_km, pattern.km_observations, rate, SHRINK_STRENGTH), 0.0)
+        std = _std(pattern.var_drain_rate_per_km, pattern.km_observations, std)
+    if user is None or user.avg_drain_rate_per_km is None:
+        return rate, std
+    weight = 0.5 * user.km_observations / (user.km_observations + SHRINK_STRENGTH)
+    own_std = math.sqrt(user.var_drain_rate_per_km) if user.km_observations > 1 else std
+    return (1 - weight) * rate + weight * max(user.avg_drain_rate_per_km, 0.0), (1 - weight) * std + weight * own_std
 
 
 def vehicle_pattern_for(vehicle: Vehicle) -> VehiclePattern | None:

@@ -197,4 +197,9 @@ def patterns_learn_from_outcome(*, outcome: BookingOutcome) -> None:
             user.avg_drain_rate_per_hour, user.var_drain_rate_per_hour, outcome.drain_rate_per_hour
         )
         user.drive_observations += 1
+    if outcome.drain_rate_per_km is not None:
+        user.avg_drain_rate_per_km, user.var_drain_rate_per_km = ema_update(
+            user.avg_drain_rate_per_km, user.var_drain_rate_per_km, outcome.drain_rate_per_km
+        )
+        user.km_observations += 1
     user.save()

@@ -17,6 +17,22 @@ def interval_body(p: Prediction) -> dict:
     return {"lower": p.confidence_lower, "upper": p.confidence_upper, "confidence_level": p.confidence_level}
 
 
+def readiness_body(p: Prediction) -> dict | None:
+    """The `readiness` object: will the car have what the booking needs at pick-up (docs/readiness.md).
+
+    Read from the numbers stored with the prediction; null for a prediction stored before readiness existed.
+    """
+    if p.probability_ready is None:
+        return None
+    return {
+        "required_level": p.required_level,
+        "probability_ready": p.probability_ready,
+        "at_risk": p.at_risk,
+        "charge_needed": p.charge_needed,
+        "plug_in_by": iso(p.plug_in_by),
+    }
+
+
 def affected_item(p: Prediction) -> dict:
     """One booking's prediction as an `affected_bookings` item of an event response.
 
@@ -32,6 +48,7 @@ def affected_item(p: Prediction) -> dict:
         "model_version": p.model_version,
         "predicted_at": iso(p.predicted_at),
         "sequence": p.pk,
+        "readiness": readiness_body(p),
     }
 
 
@@ -58,4 +75,5 @@ def prediction_body(p: Prediction, *, vehicle_external_id: str | None = None) ->
         "booking_start_time": iso(p.booking_start_time),
         "notes": list(p.notes),
         "served_by": p.served_by,
+        "readiness": readiness_body(p),
     }

@@ -58,6 +58,15 @@ class Prediction(models.Model):
     model_level = models.FloatField(null=True, blank=True, help_text="the champion model's level, when one served")
     pattern_level = models.FloatField(null=True, blank=True, help_text="the pattern cascade's level")
     persistence_level = models.FloatField(null=True, blank=True, help_text="the walk's starting level")
+    # Readiness (issue 16, docs/readiness.md): will the car have what the booking needs? Computed once when the
+    # prediction is stored, from its own level and interval, so every response reads the same numbers; null on
+    # predictions stored before readiness existed.
+    required_level = models.FloatField(null=True, blank=True, help_text="level the booking needs at pick-up")
+    required_std = models.FloatField(null=True, blank=True, help_text="its spread (a planned distance's), points")
+    probability_ready = models.FloatField(null=True, blank=True, help_text="P(level at pick-up >= required_level)")
+    at_risk = models.BooleanField(null=True, blank=True, help_text="probability_ready below READINESS_RISK_THRESHOLD")
+    charge_needed = models.FloatField(null=True, blank=True, help_text="points to add so it reaches the threshold")
+    plug_in_by = models.DateTimeField(null=True, blank=True, help_text="latest plug-in to gain charge_needed")
 
     class Meta:
         ordering = ["-predicted_at", "-id"]
@@ -96,6 +105,10 @@ class Prediction(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(predicted_battery__gte=0, predicted_battery__lte=100), name="prediction_0_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(probability_ready__isnull=True) | Q(probability_ready__gte=0, probability_ready__lte=1),
+                name="prediction_probability_ready_0_1",
             ),
             models.CheckConstraint(
                 condition=Q(confidence_lower__lte=F("predicted_battery"))

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from common.api.fields import AwareDateTimeField, BatteryField, ExternalIdField, ObservedAtField
+from common.api.fields import AwareDateTimeField, BatteryField, ExternalIdField, ObservedAtField, StrictFloatField
 from learning.models import ModelStatus
 from learning.selectors import MODELS_LIMIT_DEFAULT, MODELS_LIMIT_MAX
 from predictions.models import PredictionMethod
@@ -10,12 +10,58 @@ from predictions.shadow import CANDIDATES
 
 MAX_INTERMEDIATE_BOOKINGS = 200
 MAX_BATCH = 500
+MAX_PLANNED_DISTANCE_KM = 10_000.0  # far beyond any car's range: a larger figure is a typo
 
 
 class ConfidenceIntervalSerializer(serializers.Serializer):
     lower = serializers.FloatField()
     upper = serializers.FloatField()
     confidence_level = serializers.FloatField()
+
+
+class ReadinessSerializer(serializers.Serializer):
+    required_level = serializers.FloatField(
+        help_text="The level the booking needs at pick-up: required_battery, the level planned_distance_km takes at "
+        "the car's and renter's learned drain per km, or READINESS_MIN_LEVEL."
+    )
+    probability_ready = serializers.FloatField(
+        help_text="P(level at pick-up >= required_level), from the same distribution as the 95 % interval."
+    )
+    at_risk = serializers.BooleanField(help_text="probability_ready is below READINESS_RISK_THRESHOLD.")
+    charge_needed = serializers.FloatField(
+        help_text="Points to add to the predicted level so that probability_ready reaches the threshold; 0 when "
+        "not at risk."
+    )
+    plug_in_by = serializers.DateTimeField(
+        allow_null=True,
+        help_text="The latest time to plug the car in to gain charge_needed by the pick-up, at its learned charging "
+        "rate; null when no charge is needed, the level cannot be reached, or that time has passed.",
+    )
+
+
+READINESS_HELP = "Will the car have what the booking needs (docs/readiness.md); null for predictions stored before it."
+
+
+# What a booking needs at pick-up: a level, or a distance; neither means the fleet's READINESS_MIN_LEVEL. A comment,
+# not a docstring: drf-spectacular would publish it as the description of every request body that mixes it in.
+class ReadinessNeedSerializer(serializers.Serializer):
+    required_battery = BatteryField(
+        required=False, allow_null=True, help_text="Level (0-100) the booking needs at pick-up."
+    )
+    planned_distance_km = StrictFloatField(
+        required=False,
+        allow_null=True,
+        min_value=0.0,
+        max_value=MAX_PLANNED_DISTANCE_KM,
+        help_text="Distance the renter plans to drive; turned into a level with the learned drain per km.",
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if attrs.get("required_battery") is not None and attrs.get("planned_distance_km") is not None:
+            message = "Send either required_battery or planned_distance_km, not both."
+            raise serializers.ValidationError({"required_battery": [message], "planned_distance_km": [message]})
+        return attrs
 
 
 class AffectedBookingSerializer(serializers.Serializer):
@@ -30,6 +76,7 @@ class AffectedBookingSerializer(serializers.Serializer):
     sequence = serializers.IntegerField(
         help_text="Grows with each new prediction of this booking: apply an item only if newer than the one held."
     )
+    readiness = ReadinessSerializer(allow_null=True, help_text=READINESS_HELP)
 
 
 class IntermediateBookingSerializer(serializers.Serializer):
@@ -44,7 +91,7 @@ class IntermediateBookingSerializer(serializers.Serializer):
         return attrs
 
 
-class PredictRequestSerializer(serializers.Serializer):
+class PredictRequestSerializer(ReadinessNeedSerializer):
     vehicle_id = ExternalIdField()
     user_id = ExternalIdField(required=False, allow_null=True)
     booking_start_time = AwareDateTimeField()
@@ -58,6 +105,7 @@ class PredictRequestSerializer(serializers.Serializer):
     )
 
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         level, now = attrs.get("current_battery_level"), attrs.get("current_timestamp")
         if now is not None and level is None:
             raise serializers.ValidationError(
@@ -114,6 +162,7 @@ class PredictResponseSerializer(serializers.Serializer):
         help_text="The candidate that shadow scoring chose for this kind of prediction: model, pattern or "
         "persistence (docs/models.md); empty for predictions stored before shadow scoring.",
     )
+    readiness = ReadinessSerializer(allow_null=True, help_text=READINESS_HELP)
 
 
 class PredictBatchResponseSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -24,6 +25,7 @@ from common.api.errors import DomainError
 from common.api.fields import iso
 from core import ml_cascade
 from core.physics import Checkpoint, Rates, State, Trip, walk
+from core.readiness import Requirement, readiness_assess
 from learning.champion import champion_model
 from learning.models import AccuracyMetric
 from learning.selectors import (
@@ -44,6 +46,7 @@ from predictions.calibration import (
     margins_borrowed,
 )
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
+from predictions.readiness import Need, fleet_requirement, requirements_for
 from predictions.selectors import reading_latest
 from predictions.shadow import (
     CANDIDATES,
@@ -212,6 +215,8 @@ def _store(
     event: InboundEvent | None,
     now: datetime,
     model_version: str | None,
+    requirements: dict[str, Requirement],
+    charge_rate: float,
 ) -> list[Prediction]:
     """Insert the predictions and make them their bookings' current ones (four queries).
 
@@ -221,6 +226,10 @@ def _store(
     (`predictions.calibration`). Lead times run from the fleet's clock, or from the walk's start
     (when the starting level was known) if that is newer. Call while holding the vehicle lock:
     that is what keeps one current prediction per booking.
+
+    Each is also assessed for readiness (`core.readiness`) against its booking's requirement (the fleet's rule
+    when it has none in `requirements`), from the very numbers stored, so a response recomputes nothing; a
+    plug-in time before that same present is no use and is left empty.
     """
     booking_ids = [c.booking_id for c in checkpoints if c.booking_id]
     if booking_ids:
@@ -231,6 +240,8 @@ def _store(
     default = "model" if model else "pattern"
     available = CANDIDATES if model else CANDIDATES[1:]
     present = max(fleet_clock(now=now), start.at)
+    threshold = settings.READINESS_RISK_THRESHOLD
+    default_requirement = fleet_requirement()
     rows = []
     for checkpoint, pattern in zip(checkpoints, patterns, strict=True):
         booking = bookings.get(checkpoint.booking_id)
@@ -246,6 +257,17 @@ def _store(
         # default's for the same kind (its interval is the default's width), not none at all.
         learned = margins_borrowed(margins, key)
         lower, upper = interval_widened(served.level, served.lower, served.upper, learned)
+        lower, upper = min(round(lower, 2), level), max(round(upper, 2), level)
+        ready = readiness_assess(
+            level=level,
+            lower=lower,
+            upper=upper,
+            requirement=requirements.get(checkpoint.booking_id, default_requirement),
+            threshold=threshold,
+            pickup=checkpoint.at,
+            present=present,
+            charge_rate=charge_rate,
+        )
         rows.append(
             Prediction(
                 prediction_id=prediction_id_new(checkpoint.booking_id, vehicle),
@@ -256,8 +278,8 @@ def _store(
                 predicted_at=now,
                 booking_start_time=checkpoint.at,
                 predicted_battery=level,
-                confidence_lower=min(round(lower, 2), level),
-                confidence_upper=max(round(upper, 2), level),
+                confidence_lower=lower,
+                confidence_upper=upper,
                 prediction_method=_method(
                     has_reading=has_reading,
                     real_time=real_time,
@@ -275,6 +297,12 @@ def _store(
                 model_level=answers["model"].level if model else None,
                 pattern_level=answers["pattern"].level,
                 persistence_level=answers["persistence"].level,
+                required_level=ready.required_level,
+                required_std=ready.required_std,
+                probability_ready=ready.probability_ready,
+                at_risk=ready.at_risk,
+                charge_needed=ready.charge_needed,
+                plug_in_by=ready.plug_in_by,
             )
         )
     return Prediction.objects.bulk_create(rows)
@@ -290,6 +318,7 @@ def prediction_predict(
     current_timestamp: datetime | None = None,
     intermediate_bookings: list[dict] | None = None,
     trigger: str = "predict",
+    need: Need | None = None,
 ) -> Prediction:
     """Predict the battery when a booking starts, and store the prediction.
 
@@ -301,6 +330,10 @@ def prediction_predict(
     A pick-up whose time has already passed when the level is reported (the renter is late) is
     predicted for the moment of the report, the earliest it can now happen; the returned
     prediction's `notes` (not stored) say so.
+
+    Readiness is assessed against `need` when it states one, else against what a known booking stored (its
+    `booking.created` or `.modified`), else the fleet's rule. A predict request's need is for that answer only: it
+    does not change what the booking stored, which only the booking events do.
     """
     now = timezone.now()
     notes: list[str] = []
@@ -336,7 +369,16 @@ def prediction_predict(
             ]
         else:
             planned = _known_bookings(vehicle=vehicle, after=state.at, before=booking_start_time, exclude=booking_id)
-        rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior_cached())
+        pattern, prior = vehicle_pattern_for(vehicle), fleet_prior_cached()
+        rates = vehicle_rates(pattern, prior)
+        if (need is None or not need.given) and booking is not None:
+            need = _need_of(booking)
+        requirements = requirements_for(
+            needs={booking_id: need} if need is not None else {},
+            user_ids={booking_id: user_id or (booking.user_id if booking else "")},
+            pattern=pattern,
+            prior=prior,
+        )
         checkpoints, version, patterns = _predict_walk(
             vehicle=vehicle,
             state=state,
@@ -357,6 +399,8 @@ def prediction_predict(
             event=None,
             now=now,
             model_version=version,
+            requirements=requirements,
+            charge_rate=rates.charge,
         )
     prediction.notes = notes
     return prediction
@@ -371,6 +415,10 @@ def _known_bookings(*, vehicle: Vehicle, after: datetime, before: datetime, excl
     ).exclude(external_id=exclude)
     planned = [_planned(b) for b in bookings]
     return [p for p in planned if (p.end or p.start + default_duration()) > after and p.start < before]
+
+
+def _need_of(booking: Booking) -> Need:
+    return Need(required_battery=booking.required_battery, planned_distance_km=booking.planned_distance_km)
 
 
 def _planned(booking: Booking) -> PlannedBooking:
@@ -398,7 +446,12 @@ def predictions_cascade(
         return []
     reading = reading_latest(vehicle=vehicle)
     state = _state_from(reading, unknown_at=now)
-    rates = vehicle_rates(vehicle_pattern_for(vehicle), fleet_prior_cached())
+    pattern, prior = vehicle_pattern_for(vehicle), fleet_prior_cached()
+    rates = vehicle_rates(pattern, prior)
+    user_ids = {b.external_id: b.user_id for b in targets}
+    requirements = requirements_for(
+        needs={b.external_id: _need_of(b) for b in targets}, user_ids=user_ids, pattern=pattern, prior=prior
+    )
     trips = _trips((_planned(b) for b in bookings), rates)
     checkpoints, version, patterns = _predict_walk(
         vehicle=vehicle,
@@ -415,11 +468,13 @@ def predictions_cascade(
         has_reading=reading is not None,
         real_time=True,
         bookings={b.external_id: b for b in targets},
-        user_ids={b.external_id: b.user_id for b in targets},
+        user_ids=user_ids,
         trigger=trigger or (event.event_type if event else "cascade"),
         event=event,
         now=now,
         model_version=version,
+        requirements=requirements,
+        charge_rate=rates.charge,
     )
 
 

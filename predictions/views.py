@@ -15,6 +15,7 @@ from common.api.schema import ERROR_RESPONSE_409
 from learning.selectors import model_versions_list
 from predictions import serializers as s
 from predictions.bodies import prediction_body
+from predictions.readiness import Need
 from predictions.reports import model_info, vehicle_timeline
 from predictions.selectors import prediction_current
 from predictions.services import prediction_predict
@@ -41,6 +42,7 @@ def _predict(data: dict, trigger: str):
         current_timestamp=data.get("current_timestamp"),
         intermediate_bookings=data.get("intermediate_bookings"),
         trigger=trigger,
+        need=Need(required_battery=data.get("required_battery"), planned_distance_km=data.get("planned_distance_km")),
     )
 
 

@@ -105,6 +105,7 @@ def test_booking_ended_records_the_outcome_and_learns(post):
     renter = UserPattern.objects.get(user_id="860")
     assert renter.avg_return_battery == 48.0 and renter.total_bookings == 1
     assert renter.avg_duration_hours == pytest.approx(1.75)
+    assert (renter.avg_drain_rate_per_km, renter.km_observations) == (pytest.approx(0.5), 1)  # readiness uses it
 
 
 def test_booking_modified_re_predicts_the_booking_and_the_later_ones(post):

@@ -13,6 +13,7 @@ CORE_MODULES = [
     "gbm",
     "compiled",
     "ml_cascade",
+    "readiness",
     "simulation.fleet",
     "simulation.baselines",
 ]

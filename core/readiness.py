@@ -1,0 +1,162 @@
+"""Will the car be ready? The chance that the level at pick-up meets what the booking needs, and what it takes.
+
+Pure functions, no database. The predictive distribution is read back from a stored prediction's level and its
+95 % interval, so that the probability a renter is shown and the interval staff check for coverage can never
+disagree (see `LevelDistribution`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from statistics import NormalDist
+
+from core.physics import FULL, Z_95, charge_hours
+
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class LevelDistribution:
+    """The level at pick-up as a split normal in quantile form: median `level`, each side its own spread.
+
+    Why this distribution: the stored prediction is a level and a possibly asymmetric 95 % interval (a car that
+    may or may not be plugged in has a long upper side; the model's intervals are quantiles). The one
+    distribution that reproduces exactly those three numbers, with nothing assumed beyond them, is a normal below
+    the level with sd (level - lower) / 1.96 and a normal above it with sd (upper - level) / 1.96, joined at their
+    medians: P(X < lower) = P(X > upper) = 2.5 % and P(X < level) = 50 %. Calibration of the interval (which the
+    accuracy page measures) therefore carries over to the probability.
+
+    Clipping: the interval is clipped to 0..100, so a side that touches a bound only tells that its spread is at
+    least that wide. The lower side then borrows the upper side's spread when wider (a lower probability, the
+    cautious answer); the upper side keeps its own (also cautious: it never makes a full charge likelier than the
+    interval says). A level of 100 is ready for any requirement up to 100: readiness counts `>=`.
+    """
+
+    level: float
+    sd_lower: float
+    sd_upper: float
+
+    @classmethod
+    def from_interval(cls, level: float, lower: float, upper: float) -> LevelDistribution:
+        sd_lower = max(level - lower, 0.0) / Z_95
+        sd_upper = max(upper - level, 0.0) / Z_95
+        if lower <= 0.0 < level:
+            sd_lower = max(sd_lower, sd_upper)
+        return cls(level=level, sd_lower=sd_lower, sd_upper=sd_upper)
+
+    def shifted(self, points: float) -> LevelDistribution:
+        """The same spread around a level moved by `points` (what charging that much longer would give)."""
+        return LevelDistribution(self.level + points, self.sd_lower, self.sd_upper)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """The level the booking needs at pick-up (points), with its own spread (0 when the platform gave a level)."""
+
+    level: float
+    std: float = 0.0
+
+
+def requirement_for_distance(distance_km: float, drain_per_km: float, drain_per_km_std: float) -> Requirement:
+    """The level a planned distance needs: distance x drain per km, with sd = distance x sd of drain per km.
+
+    The variance of a fixed distance times an uncertain rate is distance^2 x var(rate). No reserve is added: a
+    platform that wants one sends `required_battery` instead.
+    """
+    distance = max(distance_km, 0.0)
+    return Requirement(level=distance * max(drain_per_km, 0.0), std=distance * max(drain_per_km_std, 0.0))
+
+
+def _combined(dist: LevelDistribution, requirement: Requirement) -> tuple[float, float]:
+    """Each side's spread of (level - requirement): the two are independent, so the variances add."""
+    extra = requirement.std * requirement.std
+    return math.sqrt(dist.sd_lower**2 + extra), math.sqrt(dist.sd_upper**2 + extra)
+
+
+def probability_ready(dist: LevelDistribution, requirement: Requirement) -> float:
+    """P(level at pick-up >= required level).
+
+    With a requirement of its own spread (a distance), each side of the level's distribution is widened by it,
+    which is exact for a symmetric interval and a close approximation otherwise. A requirement at or below 0 is
+    always met; one above 100 with no spread never is.
+    """
+    if requirement.level <= 0.0 and requirement.std == 0.0:
+        return 1.0
+    if requirement.level > FULL and requirement.std == 0.0:
+        return 0.0
+    sd_lower, sd_upper = _combined(dist, requirement)
+    gap = requirement.level - dist.level
+    if gap <= 0.0:
+        below = _NORMAL.cdf(gap / sd_lower) if sd_lower > 0.0 else 0.0
+    else:
+        below = _NORMAL.cdf(gap / sd_upper) if sd_upper > 0.0 else 1.0
+    return min(1.0, max(0.0, 1.0 - below))
+
+
+def charge_needed(dist: LevelDistribution, requirement: Requirement, threshold: float) -> float:
+    """The points to add to the predicted level so that `probability_ready` reaches `threshold` (0 if it does).
+
+    The level's distribution is shifted, not reshaped, by charging: P(shifted by c) = threshold solves in closed
+    form on the side of the median the threshold falls on. Rounded up to 0.01, so the rounded figure suffices.
+    """
+    if probability_ready(dist, requirement) >= threshold:
+        return 0.0
+    sd_lower, sd_upper = _combined(dist, requirement)
+    quantile = 1.0 - min(max(threshold, 1e-9), 1.0 - 1e-9)
+    sd = sd_lower if quantile <= 0.5 else sd_upper
+    points = requirement.level - dist.level - sd * _NORMAL.inv_cdf(quantile)
+    return max(0.0, math.ceil(points * 100.0 - 1e-9) / 100.0)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    required_level: float
+    required_std: float
+    probability_ready: float
+    at_risk: bool
+    charge_needed: float
+    plug_in_by: datetime | None
+
+
+def readiness_assess(
+    *,
+    level: float,
+    lower: float,
+    upper: float,
+    requirement: Requirement,
+    threshold: float,
+    pickup: datetime,
+    present: datetime,
+    charge_rate: float,
+    ceiling: float = FULL,
+) -> Readiness:
+    """Everything the `readiness` object says about one stored prediction.
+
+    `plug_in_by` is the pick-up minus the hours the car's charging curve (`core.physics.charge_hours`, the taper
+    above 80 % included) takes from the predicted level to that level plus `charge_needed`. Charging from the
+    predicted level is a conservative simplification: plugged in earlier, the car would start the charge a little
+    higher (it would not have idled down that far), so it needs slightly less time than this. None when no
+    charge is needed, when the needed level is beyond what the car can reach (its ceiling, or 100 % that the
+    taper never quite reaches), or when the latest plug-in time is already before `present`. It is rounded down
+    to the minute.
+    """
+    dist = LevelDistribution.from_interval(level, lower, upper)
+    probability = probability_ready(dist, requirement)
+    at_risk = probability < threshold
+    needed = charge_needed(dist, requirement, threshold) if at_risk else 0.0
+    plug_in_by = None
+    if needed > 0.0:
+        hours = charge_hours(level, level + needed, charge_rate, ceiling)
+        if math.isfinite(hours):
+            latest = (pickup - timedelta(hours=hours)).replace(second=0, microsecond=0)  # to the minute, earlier
+            plug_in_by = latest if latest >= present else None
+    return Readiness(
+        required_level=round(requirement.level, 2),
+        required_std=round(requirement.std, 2),
+        probability_ready=round(probability, 4),
+        at_risk=at_risk,
+        charge_needed=needed,
+        plug_in_by=plug_in_by,
+    )
