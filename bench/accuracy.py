@@ -5,8 +5,14 @@ booking: the prediction at creation (the booking-created response) and the lates
 (the last event response that carried the booking in `affected_bookings`, i.e. what Laravel would show).
 The same moments are priced for persistence, the seed's EMA cascade and the oracle, each from exactly what
 Laravel knew at that call (`core.simulation.baselines`). `score` scores the bookings picked up after the
-warm-up, by horizon and with 95 % coverage. `bench.worlds` runs it on the default world and on the
-world-shift suite (`make bench-accuracy` is the default world alone, at 40 cars and 60 days).
+warm-up, by horizon and with 95 % coverage. `bench.worlds` runs it on the default world and on the world-shift
+suite (`make bench-accuracy` is the default world alone, at 40 cars and 60 days).
+
+Every booking-created asks for a level drawn per booking from REQUIRED_RANGE (`required_battery`), and
+`readiness_scores` judges the service's `readiness` (issue 16): the Brier score against that of the fleet's
+share of ready pick-ups, the expected calibration error over 10 bins, the share short of their need among the
+bookings flagged at risk and among the others, and whether plugging the car in at its `plug_in_by` would have
+made it ready (counterfactually, with the simulator's own charging from the car's true level then).
 """
 
 from __future__ import annotations
@@ -22,12 +28,20 @@ from datetime import datetime
 import numpy as np
 
 from bench.common import Service
+from core.simulation import world
 from core.simulation.baselines import KnownFleet, Snapshot, oracle, persistence, seed_ema
 from core.simulation.fleet import Simulation
 
 METHODS = ("service", "persistence", "seed_ema", "oracle")
 MOMENTS = ("creation", "latest")
 HORIZONS = (("<6h", 0, 6), ("6-24h", 6, 24), (">24h", 24, 1e9))
+REQUIRED_RANGE = (20.0, 60.0)  # the level each replayed booking needs at pick-up, drawn per booking
+
+
+def required_for(booking_id: str) -> float:
+    """The `required_battery` a replayed booking-created sends: uniform in REQUIRED_RANGE, fixed per booking."""
+    low, high = REQUIRED_RANGE
+    return round(low + (high - low) * zlib.crc32(f"need:{booking_id}".encode()) / 2**32, 1)
 
 
 @dataclass
@@ -38,18 +52,20 @@ class Scored:
     lower: float | None
     upper: float | None
     horizon_hours: float
+    ready: dict | None = None  # the service's `readiness` object
 
 
-def _service_items(kind: str, body: dict, response: dict) -> list[tuple[str, float, float, float]]:
-    """(booking_id, predicted, lower, upper) of every booking the response predicted."""
+def _service_items(kind: str, body: dict, response: dict) -> list[tuple[str, Scored]]:
+    """(booking_id, what the service said, horizon not yet known) for every booking the response predicted."""
     items = []
     if kind == "created" and response.get("predicted_battery") is not None:
-        ci = response.get("confidence_interval") or {}
-        items.append((body["booking_id"], response["predicted_battery"], ci.get("lower"), ci.get("upper")))
-    for a in response.get("affected_bookings") or []:
-        ci = a.get("confidence_interval") or {}
-        items.append((a["booking_id"], a["predicted_battery"], ci.get("lower"), ci.get("upper")))
-    return items
+        items.append((body["booking_id"], response))
+    items += [(a["booking_id"], a) for a in response.get("affected_bookings") or []]
+    return [
+        (bid, Scored(a["predicted_battery"], ci.get("lower"), ci.get("upper"), 0.0, a.get("readiness")))
+        for bid, a in items
+        for ci in [a.get("confidence_interval") or {}]
+    ]
 
 
 def replay(
@@ -78,8 +94,9 @@ def replay(
             pause[1]()
             pause = None
         known.observe(call.kind, call.body)
+        body = call.body | {"required_battery": required_for(call.booking_id)} if call.kind == "created" else call.body
         t0 = time.perf_counter()
-        status, response = service.post(call.path, call.body)
+        status, response = service.post(call.path, body)
         stats["seconds"] += time.perf_counter() - t0
         stats["calls"] += 1
         stats["by_status"][str(status)] += 1
@@ -90,14 +107,15 @@ def replay(
             continue
         if call.kind == "predict":
             continue
-        for booking_id, level, lower, upper in _service_items(call.kind, call.body, response):
+        for booking_id, said in _service_items(call.kind, call.body, response):
             pickup = pickups.get(booking_id)
             if pickup is None or call.at >= pickup:
                 continue
             target_start = _target_start(known, call.vehicle_id, booking_id, pickup)
             snap = known.snapshot(call.vehicle_id, booking_id, target_start)
             horizon = (pickup - call.at).total_seconds() / 3600
-            scored = {"service": Scored(level, lower, upper, horizon)}
+            said.horizon_hours = horizon
+            scored = {"service": said}
             for name, fn in (("persistence", persistence), ("seed_ema", seed_ema)):
                 e = fn(snap)
                 scored[name] = Scored(e.level, e.lower, e.upper, horizon)
@@ -168,9 +186,72 @@ def score(
             method: metrics([(s[method], truth[bid]) for bid, s in table.items() if bid in truth and method in s])
             for method in methods
         }
+    result["readiness"] = {
+        moment: readiness_scores(sim, table, truth, deadlines=moment == "latest")
+        for moment, table in (("creation", creation), ("latest", latest))
+    }
     result["scored_bookings"] = len(truth)
     result["_truth"] = truth
     return result
+
+
+def readiness_scores(sim: Simulation, table: dict, truth: dict, *, deadlines: bool) -> dict:
+    """How honest the service's `probability_ready` was at one moment, and (`deadlines`) its `plug_in_by`."""
+    said = [(s["service"].ready, truth[bid], bid) for bid, s in table.items() if bid in truth and s["service"].ready]
+    if not said:
+        return {"n": 0}
+    p = np.array([r["probability_ready"] for r, _, _ in said])
+    ready = np.array([actual >= r["required_level"] for r, actual, _ in said])
+    flagged = np.array([bool(r["at_risk"]) for r, _, _ in said])
+    bins = np.minimum((p * 10).astype(int), 9)
+    reliability = [(k, int((bins == k).sum()), p[bins == k].mean(), ready[bins == k].mean()) for k in range(10)]
+    reliability = [(k, n, float(mean_p), float(share)) for k, n, mean_p, share in reliability if n]
+    out = {
+        "n": len(said),
+        "ready_share": float(ready.mean()),
+        "brier": float(np.mean((p - ready) ** 2)),
+        "brier_baseline": float(np.mean((ready.mean() - ready) ** 2)),
+        "ece": sum(n * abs(mean_p - share) for _, n, mean_p, share in reliability) / len(said),
+        "reliability": reliability,
+        "flagged": int(flagged.sum()),
+        "short_if_flagged": float(1 - ready[flagged].mean()) if flagged.any() else None,
+        "short_if_not": float(1 - ready[~flagged].mean()) if (~flagged).any() else None,
+    }
+    if deadlines:
+        out["deadlines"] = _deadlines_kept(sim, [(r, bid) for r, _, bid in said if r["at_risk"] and r["plug_in_by"]])
+    return out
+
+
+def _deadlines_kept(sim: Simulation, flagged: list[tuple[dict, str]]) -> dict:
+    """Plug each flagged car in at its `plug_in_by` and park it until the pick-up: was it ready?
+
+    Only where that is possible: the car's station has a charger and no other trip lies between the deadline
+    and the pick-up. The level at the deadline is the car's true one; charging is the simulator's (taper,
+    charge limit, temperature), one draw per booking.
+    """
+    bookings = {b.booking_id: b for b in sim.bookings}
+    cars = {c.car_id: c for c in sim.cars}
+    kept, skipped = [], {"no_charger": 0, "trip_between": 0}
+    for r, bid in flagged:
+        b, car = bookings[bid], cars[bookings[bid].car.car_id]
+        deadline = sim.hours(datetime.fromisoformat(r["plug_in_by"].replace("Z", "+00:00")))
+        between = any(
+            o.car is b.car
+            and o is not b
+            and not o.cancelled
+            and o.actual_start < b.actual_start
+            and o.actual_end > deadline
+            for o in sim.bookings
+        )
+        if car.charger_kw <= 0 or between:
+            skipped["no_charger" if car.charger_kw <= 0 else "trip_between"] += 1
+            continue
+        level = sim.trajectories[car.car_id].at(deadline)
+        state = world.Parked(levels=np.array([level]), plugged=np.array([True]), staff_in=np.array([np.inf]))
+        rng = np.random.default_rng(zlib.crc32(f"plug:{bid}".encode()))
+        state, _ = world.park(state, car, sim.weather, deadline, b.actual_start, rng)
+        kept.append(bool(state.levels[0] >= r["required_level"]))
+    return {"checked": len(kept), "ready": float(np.mean(kept)) if kept else None, "skipped": skipped}
 
 
 def details(creation: dict, latest: dict, truth: dict) -> list[dict]:

@@ -57,6 +57,7 @@ WORLDS = ("default", *SHIFTS)
 SUITE_METHODS = ("service", "pattern", "persistence", "seed_ema", "oracle")
 BASELINE_METHODS = ("service", "persistence", "seed_ema")  # scored on the pattern replay (its `service` is `pattern`)
 COVERAGE = (0.92, 0.98)
+ECE_MAX, DEADLINES_READY = 0.03, 0.90  # issue 16's readiness targets
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,46 @@ def summary_table(results: list[dict]) -> str:
     return "\n".join([text_table(rows, rule=False), "", notes])
 
 
+def readiness_table(results: list[dict]) -> str:
+    """Issue 16's readiness figures per world and moment, each target `ok` or `FAIL`."""
+    rows = [["world", "moment", "n", "ready", "Brier (fleet share)", "ECE", "flagged", "short: flagged/not"]]
+    rows[0] += ["deadline kept (checked)", "passed"]
+    for r in results:
+        for moment in ("creation", "latest"):
+            x = r["readiness"][moment]
+            if not x["n"]:
+                rows.append([r["world"], moment, "0", *["-"] * 7])
+                continue
+            checks = [x["brier"] < x["brier_baseline"], x["ece"] <= ECE_MAX]
+            kept = x.get("deadlines", {})
+            if kept.get("ready") is not None:
+                checks.append(kept["ready"] >= DEADLINES_READY)
+            short = [x["short_if_flagged"], x["short_if_not"]]
+            rows.append(
+                [
+                    r["world"],
+                    moment,
+                    str(x["n"]),
+                    f"{x['ready_share']:.1%}",
+                    f"{x['brier']:.3f} ({x['brier_baseline']:.3f}) {'ok' if checks[0] else 'FAIL'}",
+                    f"{x['ece']:.3f} {'ok' if checks[1] else 'FAIL'}",
+                    str(x["flagged"]),
+                    " / ".join("-" if v is None else f"{v:.1%}" for v in short),
+                    "-"
+                    if len(checks) < 3
+                    else f"{kept['ready']:.1%} ({kept['checked']}) {'ok' if checks[2] else 'FAIL'}",
+                    f"{sum(checks)}/{len(checks)}",
+                ]
+            )
+    note = (
+        f"Brier: of probability_ready, below that of the fleet's share of ready pick-ups; ECE: 10 bins, <= {ECE_MAX};"
+        "\nshort: the share whose level at pick-up was below its need, among bookings flagged at risk / the others;"
+        f"\ndeadline kept: flagged at the latest moment, plugged in at plug_in_by (counterfactual), ready >= "
+        f"{DEADLINES_READY:.0%}."
+    )
+    return "\n".join([text_table(rows, rule=False), "", note])
+
+
 def retrain_table(results: list[dict]) -> str:
     """Per world: whether the retrain after the warm-up promoted, what it compared, and the suite's MAE after."""
     rows = [
@@ -328,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     wall = time.perf_counter() - started
     print(f"\n######## summary: issue 13's targets per world ({wall / 60:.1f} min)\n")
     print(summary_table(results))
+    print("\n######## readiness (issue 16): required levels drawn per booking in 20..60 %\n")
+    print(readiness_table(results))
     if args.retrain_after_warmup:
         print("\n######## the retrain after the warm-up\n")
         print(retrain_table(results))
