@@ -206,6 +206,14 @@ if not 0.0 <= READINESS_MIN_LEVEL <= 100.0:
     raise ImproperlyConfigured("READINESS_MIN_LEVEL must be a battery level between 0 and 100.")
 if not 0.0 < READINESS_RISK_THRESHOLD < 1.0:
     raise ImproperlyConfigured("READINESS_RISK_THRESHOLD must be a probability strictly between 0 and 1.")
+# A booking that becomes at risk: how many free cars are priced for it (the fullest by last level) and how many
+# of them its `booking.readiness_changed` callback suggests (callbacks/readiness.py).
+READINESS_SWAP_POOL = env.int("READINESS_SWAP_POOL", default=8)
+# A booking newly at risk is alerted only once its pick-up is this close (further ahead nobody can act yet).
+READINESS_ALERT_HOURS = env.float("READINESS_ALERT_HOURS", default=48.0)
+READINESS_SUGGESTIONS = env.int("READINESS_SUGGESTIONS", default=3)
+if READINESS_SWAP_POOL < 0 or READINESS_SUGGESTIONS < 0 or READINESS_ALERT_HOURS < 0:
+    raise ImproperlyConfigured("READINESS_SWAP_POOL, READINESS_SUGGESTIONS and READINESS_ALERT_HOURS must be >= 0.")
 
 
 REST_FRAMEWORK = {

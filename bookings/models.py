@@ -11,6 +11,9 @@ class Vehicle(models.Model):
     """
 
     external_id = models.CharField(max_length=64, unique=True)
+    # Where the car stands, as the platform's events last said (optional `zone`): swaps are suggested in the same
+    # zone only. Empty: unknown, any free car may be suggested.
+    zone = models.CharField(max_length=64, blank=True, default="", db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -55,6 +58,9 @@ class Booking(models.Model):
     # distance the predictor turns into one; neither means the fleet's READINESS_MIN_LEVEL.
     required_battery = models.FloatField(null=True, blank=True, help_text="Level needed at pick-up, %.")
     planned_distance_km = models.FloatField(null=True, blank=True, help_text="Distance the renter plans to drive.")
+    # Whether the last `booking.readiness_changed` callback said it was at risk (null: none sent yet, i.e. not at
+    # risk as far as Laravel knows). A new prediction whose `at_risk` differs owes Laravel another one.
+    readiness_at_risk = models.BooleanField(null=True, blank=True, help_text="At risk, as Laravel was last told.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -29,7 +29,7 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -107,19 +107,52 @@ _logged_disabled = False
 def callback_body(
     *, callback_id: uuid.UUID, occurred_at: datetime, triggered_by: str, items: list, metadata: dict
 ) -> str:
-    """The JSON text of a `predictions.updated` callback, as the seed's MLCallbackController reads it.
+    """The JSON text of a `predictions.updated` callback, as the seed's MLCallbackController reads it."""
+    payload = {"affected_bookings": items, "metadata": metadata}
+    return envelope_body(
+        callback_id=callback_id, event=EVENT, occurred_at=occurred_at, triggered_by=triggered_by, payload=payload
+    )
+
+
+def envelope_body(
+    *, callback_id: uuid.UUID, event: str, occurred_at: datetime, triggered_by: str, payload: dict
+) -> str:
+    """A callback's JSON text: its id, event, time and cause, then the event's own fields.
 
     Compact and ASCII-only, so the text, its UTF-8 bytes and what PHP's `getContent()` returns are the same.
     """
-    payload = {
-        "id": str(callback_id),
-        "event": EVENT,
-        "occurred_at": iso(occurred_at),
-        "triggered_by": triggered_by,
-        "affected_bookings": items,
-        "metadata": metadata,
-    }
-    return json.dumps(payload, separators=(",", ":"), default=str)
+    head = {"id": str(callback_id), "event": event, "occurred_at": iso(occurred_at), "triggered_by": triggered_by}
+    return json.dumps(head | payload, separators=(",", ":"), default=str)
+
+
+def outbox_write(
+    *, event: str, body: Callable[[uuid.UUID, datetime], str], triggered_by: str, items: Sequence[tuple[str, int]]
+) -> CallbackOutbox | None:
+    """Owe Laravel one callback: the row, its items (booking id, sequence: what orders it), and its delivery queued
+    for after the commit. `body(callback_id, now)` writes its text. None when `ML_CALLBACK_URL` is empty
+    (callbacks switched off). Call inside the transaction that stored what it reports."""
+    global _logged_disabled
+    endpoint = settings.ML_CALLBACK_URL
+    if not endpoint:
+        if not _logged_disabled:
+            logger.debug("ML_CALLBACK_URL is empty: callbacks are not sent")
+            _logged_disabled = True
+        return None
+    now, callback_id = timezone.now(), uuid.uuid4()
+    row = CallbackOutbox.objects.create(
+        id=callback_id,
+        event=event,
+        endpoint=endpoint,
+        body=body(callback_id, now),
+        triggered_by=triggered_by[:64],
+        next_attempt_at=now,
+        created_at=now,
+    )
+    CallbackItem.objects.bulk_create(
+        CallbackItem(outbox=row, booking_external_id=booking_id, sequence=sequence) for booking_id, sequence in items
+    )
+    queue_on_commit(DELIVER_TASK, str(callback_id))
+    return row
 
 
 def callback_enqueue(*, predictions: Sequence[Prediction], triggered_by: str, metadata: dict) -> CallbackOutbox | None:
@@ -131,37 +164,20 @@ def callback_enqueue(*, predictions: Sequence[Prediction], triggered_by: str, me
     `model_version` is filled in when missing). Predictions without a booking id are left out. Does
     nothing when there is nothing to report or when `ML_CALLBACK_URL` is empty (callbacks switched off).
     """
-    global _logged_disabled
     items = [callback_item(p) for p in predictions if p.booking_external_id]
     if not items:
         return None
-    endpoint = settings.ML_CALLBACK_URL
-    if not endpoint:
-        if not _logged_disabled:
-            logger.debug("ML_CALLBACK_URL is empty: predictions.updated callbacks are not sent")
-            _logged_disabled = True
-        return None
-    now = timezone.now()
-    callback_id = uuid.uuid4()
     metadata = {**metadata}
     metadata.setdefault("model_version", next(p.model_version for p in predictions if p.booking_external_id))
     metadata.setdefault("affected_count", len(items))
-    row = CallbackOutbox.objects.create(
-        id=callback_id,
+    return outbox_write(
         event=EVENT,
-        endpoint=endpoint,
-        body=callback_body(
+        body=lambda callback_id, now: callback_body(
             callback_id=callback_id, occurred_at=now, triggered_by=triggered_by, items=items, metadata=metadata
         ),
-        triggered_by=triggered_by[:64],
-        next_attempt_at=now,
-        created_at=now,
+        triggered_by=triggered_by,
+        items=[(item["booking_id"], item["sequence"]) for item in items],
     )
-    CallbackItem.objects.bulk_create(
-        CallbackItem(outbox=row, booking_external_id=item["booking_id"], sequence=item["sequence"]) for item in items
-    )
-    queue_on_commit(DELIVER_TASK, str(callback_id))
-    return row
 
 
 def callback_redeliver(*, outbox_ids: Sequence[uuid.UUID | str], now: datetime | None = None) -> int:
@@ -330,6 +346,7 @@ def _newer_callbacks(row: CallbackOutbox) -> _Newer | None:
         CallbackItem.objects.filter(
             booking_external_id__in=list(mine),
             sequence__gt=min(mine.values()),
+            outbox__event=row.event,  # a readiness alert and a prediction update never stand in for each other
             outbox__status__in=[CallbackStatus.PENDING, CallbackStatus.DELIVERED],
         )
         .exclude(outbox_id=row.pk)

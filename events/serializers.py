@@ -43,6 +43,13 @@ class FutureBookingSerializer(serializers.Serializer):
 class EventSerializer(serializers.Serializer):
     booking_id = ExternalIdField()
     vehicle_id = ExternalIdField()
+    zone = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text="Where the car stands now (any label the platform uses). When a booking becomes at risk, swaps "
+        "are suggested among the cars of its car's zone only; blank clears it.",
+    )
     future_bookings = FutureBookingSerializer(many=True, required=False, max_length=MAX_FUTURE_BOOKINGS)
 
     def validate_future_bookings(self, items: list[dict]) -> list[dict]:

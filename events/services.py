@@ -435,6 +435,9 @@ def event_ingest(
                 if existing is None:  # not a key clash after all: let the caller see the real error
                     raise
                 return _replayed(existing, event_type, booking_id)
+        if "zone" in data and data["zone"] != vehicle.zone:
+            vehicle.zone = data["zone"]
+            Vehicle.objects.filter(pk=vehicle.pk).update(zone=vehicle.zone)
         result, pivot = HANDLERS[event_type](vehicle=vehicle, event=event, data=data)
         result.notes += bookings_upsert_future(
             vehicle=vehicle, items=data.get("future_bookings", []), exclude=booking_id

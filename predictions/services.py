@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -56,6 +57,7 @@ from predictions.shadow import (
     shadow_learn,
     shadow_scores_cached,
 )
+from predictions.signals import predictions_stored
 
 MODEL_VERSION = "pattern-cascade-1.0"  # recorded on predictions made without a trained model
 PERSISTENCE_VERSION = "carry-forward-1.0"  # recorded on predictions served by carrying the last level forward
@@ -201,7 +203,7 @@ def _steps_of(served: Served, checkpoint: Checkpoint, pattern: PatternPoint) -> 
     ]
 
 
-def _store(
+def _priced(
     *,
     vehicle: Vehicle,
     checkpoints: Sequence[Checkpoint],
@@ -218,22 +220,18 @@ def _store(
     requirements: dict[str, Requirement],
     charge_rate: float,
 ) -> list[Prediction]:
-    """Insert the predictions and make them their bookings' current ones (four queries).
+    """The predictions of a walk's checkpoints, as they would be stored (unsaved rows; no query of their own).
 
     Each prediction is served by the candidate that shadow scoring picks for its kind
     (`predictions.shadow`), and records every candidate's level so that its pick-up scores them
     all. Each interval is then widened by what the scored outcomes taught about its kind
     (`predictions.calibration`). Lead times run from the fleet's clock, or from the walk's start
-    (when the starting level was known) if that is newer. Call while holding the vehicle lock:
-    that is what keeps one current prediction per booking.
+    (when the starting level was known) if that is newer.
 
     Each is also assessed for readiness (`core.readiness`) against its booking's requirement (the fleet's rule
     when it has none in `requirements`), from the very numbers stored, so a response recomputes nothing; a
     plug-in time before that same present is no use and is left empty.
     """
-    booking_ids = [c.booking_id for c in checkpoints if c.booking_id]
-    if booking_ids:
-        Prediction.objects.filter(booking_external_id__in=booking_ids, is_current=True).update(is_current=False)
     margins = calibration_margins_cached()
     scores = shadow_scores_cached()
     model = model_version is not None
@@ -305,7 +303,33 @@ def _store(
                 plug_in_by=ready.plug_in_by,
             )
         )
-    return Prediction.objects.bulk_create(rows)
+    return rows
+
+
+def _store(
+    *, vehicle: Vehicle, bookings: dict[str, Booking], trigger: str, event: InboundEvent | None, **walk: Any
+) -> list[Prediction]:
+    """Insert the predictions `_priced` makes of a walk and make them their bookings' current ones (four queries).
+
+    Call while holding the vehicle lock: that is what keeps one current prediction per booking. Sends
+    `predictions_stored` (callbacks tells Laravel of readiness that changed).
+    """
+    rows = _priced(vehicle=vehicle, bookings=bookings, trigger=trigger, event=event, **walk)
+    booking_ids = [p.booking_external_id for p in rows if p.booking_external_id]
+    if booking_ids:
+        Prediction.objects.filter(booking_external_id__in=booking_ids, is_current=True).update(is_current=False)
+    stored = Prediction.objects.bulk_create(rows)
+    present = max(fleet_clock(now=walk["now"]), walk["start"].at)  # as `_priced` took it (the clock is cached)
+    predictions_stored.send(
+        sender=Prediction,
+        vehicle=vehicle,
+        predictions=stored,
+        bookings=bookings,
+        trigger=trigger,
+        event=event,
+        present=present,
+    )
+    return stored
 
 
 def prediction_predict(
@@ -404,6 +428,42 @@ def prediction_predict(
         )
     prediction.notes = notes
     return prediction
+
+
+def prediction_hypothetical(
+    *, vehicle: Vehicle, starts_at: datetime, user_id: str, requirement: Requirement, now: datetime
+) -> Prediction:
+    """What the serving predictor would say of a booking starting at `starts_at` on `vehicle`: an unsaved row.
+
+    For a swap: the car's last known level walked through its own known bookings before then, priced and
+    calibrated as a real prediction would be, and assessed against `requirement`. Reads only, locks nothing:
+    the car's schedule may move under it, which costs a suggestion, never a stored number.
+    """
+    reading = reading_latest(vehicle=vehicle, at_or_before=starts_at)
+    state = _state_from(reading, unknown_at=min(now, starts_at))
+    pattern, prior = vehicle_pattern_for(vehicle), fleet_prior_cached()
+    rates = vehicle_rates(pattern, prior)
+    planned = _known_bookings(vehicle=vehicle, after=state.at, before=starts_at, exclude="")
+    checkpoints, version, patterns = _predict_walk(
+        vehicle=vehicle, state=state, trips=_trips(planned, rates), targets=[("", starts_at)], rates=rates
+    )
+    [row] = _priced(
+        vehicle=vehicle,
+        checkpoints=checkpoints,
+        patterns=patterns,
+        start=state,
+        has_reading=reading is not None,
+        real_time=False,
+        bookings={},
+        user_ids={"": user_id},
+        trigger="swap",
+        event=None,
+        now=now,
+        model_version=version,
+        requirements={"": requirement},
+        charge_rate=rates.charge,
+    )
+    return row
 
 
 def _known_bookings(*, vehicle: Vehicle, after: datetime, before: datetime, exclude: str) -> list[PlannedBooking]:

@@ -24,11 +24,15 @@ def test_the_delivered_callback_body_has_readiness_on_every_item(post, receiver)
     assert post(URL["created"], later).status_code == 200
     assert post(URL["created"], {**CREATED, "required_battery": 95}).status_code == 200
 
-    # The first event's callback waits: the second's is newer for every booking in it.
-    assert callbacks_dispatch_due(now=timezone.now()).counts == {Outcome.DELIVERED: 1, Outcome.POSTPONED: 1}
+    # The first event's prediction update waits: the second's is newer for every booking in it. The second also
+    # put both bookings at risk, which their own `booking.readiness_changed` callbacks tell
+    # (tests/callbacks/test_readiness_alerts.py).
+    assert callbacks_dispatch_due(now=timezone.now()).counts == {Outcome.DELIVERED: 3, Outcome.POSTPONED: 1}
+    alerts = CallbackOutbox.objects.filter(event="booking.readiness_changed", status=CallbackStatus.DELIVERED)
+    assert sorted(json.loads(a.body)["booking"]["booking_id"] for a in alerts) == ["BK123456", "LATER"]
 
-    row = CallbackOutbox.objects.get(status=CallbackStatus.DELIVERED)
-    [received] = receiver.received
+    row = CallbackOutbox.objects.get(status=CallbackStatus.DELIVERED, event="predictions.updated")
+    [received] = [r for r in receiver.received if r.json["event"] == "predictions.updated"]
     assert received.hex_ok
     items = {item["booking_id"]: item for item in received.json["affected_bookings"]}
     assert set(items) == {"BK123456", "LATER"}
