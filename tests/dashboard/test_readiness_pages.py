@@ -1,0 +1,159 @@
+"""Issue 16 on the staff pages: the at-risk list on the operations page (with swap suggestions from the
+`booking.readiness_changed` outbox), the plug-in deadlines on the car timeline, and readiness calibration on
+the accuracy page (reliability bins, Brier score against the fleet's base rate, expected calibration error)."""
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from bookings.models import BookingStatus
+from tests.factories import BookingFactory, CallbackOutboxFactory, PredictionFactory, VehicleFactory
+
+OPERATIONS = "/admin/dashboard/operations/"
+
+
+def _soon(hours: float) -> datetime:
+    return timezone.now() + timedelta(hours=hours)
+
+
+def at_risk(*, hours: float, plug_in_in: float | None, car: str = "7", status=BookingStatus.SCHEDULED, **kw):
+    """The current prediction of a booking picked up in `hours`, at risk, to be plugged in `plug_in_in` hours."""
+    booking = BookingFactory(vehicle=VehicleFactory(external_id=car), scheduled_start=_soon(hours), status=status)
+    fields = {
+        "predicted_battery": 30.0,
+        "required_level": 40.0,
+        "probability_ready": 0.2344,
+        "at_risk": True,
+        "charge_needed": 14.56,
+        "plug_in_by": None if plug_in_in is None else _soon(plug_in_in),
+        **kw,
+    }
+    return PredictionFactory(booking=booking, **fields)
+
+
+def readiness_changed(booking_id: str, vehicles: list[tuple], *, age_minutes: float = 0, event=None):
+    body = {
+        "event": "booking.readiness_changed",
+        "booking": {"booking_id": booking_id, "vehicle_id": "7"},
+        "suggested_vehicles": [{"vehicle_id": v, "probability_ready": p} for v, p in vehicles],
+    }
+    return CallbackOutboxFactory(
+        event=event or "booking.readiness_changed",
+        body=json.dumps(body, separators=(",", ":")),
+        age=timedelta(minutes=age_minutes),
+    )
+
+
+# --- operations: the at-risk list ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_at_risk_list_puts_unreachable_first_then_the_soonest_deadline(staff_client):
+    late_deadline = at_risk(hours=10, plug_in_in=8)
+    early_deadline = at_risk(hours=30, plug_in_in=2)  # picked up later, but must be plugged in sooner
+    unreachable = at_risk(hours=40, plug_in_in=None)
+    passed = at_risk(hours=5, plug_in_in=-1)  # the deadline was ahead when predicted; it is behind us now
+
+    response = staff_client.get(OPERATIONS)
+
+    rows = response.context["at_risk"]
+    assert [r.prediction.pk for r in rows] == [unreachable.pk, passed.pk, early_deadline.pk, late_deadline.pk]
+    assert [r.cannot_reach_in_time for r in rows] == [True, False, False, False]
+    assert [r.deadline_passed for r in rows] == [False, True, False, False]
+    html = response.content.decode()
+    table = html[html.index('id="at-risk"') : html.index('id="idle-jumps"')]
+    assert table.index(unreachable.booking_external_id) < table.index(early_deadline.booking_external_id)
+    assert table.count("cannot reach in time") == 1
+    assert table.count("passed ") == 1
+
+
+@pytest.mark.django_db
+def test_at_risk_row_shows_every_column(staff_client):
+    p = at_risk(hours=20, plug_in_in=6, car="fleet/9", user_id="renter-3", confidence_lower=21.5, confidence_upper=38)
+
+    html = staff_client.get(OPERATIONS).content.decode()
+
+    table = html[html.index('id="at-risk"') : html.index('id="idle-jumps"')]
+    row = table[table.index("<tbody>") : table.index("</tbody>")]
+    for shown in (
+        f'?q={p.booking_external_id}">{p.booking_external_id}</a>',  # booking, linked to the admin
+        'href="/admin/dashboard/cars/fleet/9/timeline/"',  # car, linked to its timeline
+        "renter-3",
+        p.booking_start_time.strftime("%Y-%m-%d %H:%M"),
+        ">30.0<",  # predicted level
+        ">21.5\u201338.0<",  # its interval
+        ">40.0<",  # required level
+        ">23.4 %<",  # probability ready, as a percentage
+        ">+14.6<",  # charge needed, points
+        p.plug_in_by.strftime("%Y-%m-%d %H:%M"),
+        '<td class="swaps">—</td>',  # no readiness callback yet
+    ):
+        assert shown in row, shown
+
+
+@pytest.mark.django_db
+def test_bookings_not_at_risk_past_scored_or_without_readiness_are_not_listed(staff_client):
+    listed = at_risk(hours=4, plug_in_in=1)
+    at_risk(hours=4, plug_in_in=None, at_risk=False, probability_ready=0.97, charge_needed=0)  # not at risk
+    at_risk(hours=-3, plug_in_in=None)  # picked up already
+    at_risk(hours=24 * 5, plug_in_in=24 * 4)  # beyond the page's 3 days
+    at_risk(hours=2, plug_in_in=1, status=BookingStatus.CANCELLED)
+    at_risk(hours=1, plug_in_in=None, status=BookingStatus.ACTIVE, actual_battery=31.0)  # picked up and scored
+    old = at_risk(hours=6, plug_in_in=2)  # a superseded prediction of a listed booking's car
+    old.is_current = False
+    old.save()
+    PredictionFactory(booking=BookingFactory(scheduled_start=_soon(3)), predicted_battery=5)  # before readiness
+
+    response = staff_client.get(OPERATIONS)
+
+    assert [r.prediction.pk for r in response.context["at_risk"]] == [listed.pk]
+    assert len(response.context["low"]) == 1  # the prediction without readiness is still on the low list
+    assert staff_client.get(OPERATIONS, {"days": "6"}).context["at_risk"][-1].prediction.booking_start_time > _soon(
+        24 * 4
+    )
+
+
+@pytest.mark.django_db
+def test_suggested_swaps_come_from_the_newest_readiness_callback_of_the_booking(staff_client):
+    p = at_risk(hours=10, plug_in_in=3)
+    other = at_risk(hours=12, plug_in_in=4)
+    readiness_changed(p.booking_external_id, [("old-car", 0.91)], age_minutes=30)
+    readiness_changed(p.booking_external_id, [("81", 0.968), ("fleet/2", 0.93)], age_minutes=5)
+    # Neither of these is a readiness callback of `p`: a predictions.updated row, and another booking's row
+    # that names p's id among its suggestions.
+    readiness_changed(p.booking_external_id, [("wrong", 0.99)], event="predictions.updated")
+    readiness_changed("elsewhere", [(p.booking_external_id, 0.99)])
+
+    response = staff_client.get(OPERATIONS)
+
+    rows = {r.prediction.pk: r for r in response.context["at_risk"]}
+    assert [(s.vehicle_id, s.probability_ready) for s in rows[p.pk].suggestions] == [("81", 0.968), ("fleet/2", 0.93)]
+    assert rows[other.pk].suggestions == []
+    html = response.content.decode()
+    assert '<a href="/admin/dashboard/cars/81/timeline/">81</a> (97 %), ' in html
+    assert '<a href="/admin/dashboard/cars/fleet/2/timeline/">fleet/2</a> (93 %)' in html
+    assert "old-car" not in html and "wrong" not in html
+
+
+@pytest.mark.django_db
+def test_operations_page_queries_do_not_grow_with_at_risk_rows(staff_client):
+    def page_queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert staff_client.get(OPERATIONS).status_code == 200
+        return len(captured.captured_queries)
+
+    first = at_risk(hours=5, plug_in_in=2, car="a")
+    readiness_changed(first.booking_external_id, [("b", 0.95)])
+    one = page_queries()
+    for i in range(8):
+        p = at_risk(hours=6 + i, plug_in_in=3 + i, car=f"car{i}")
+        readiness_changed(p.booking_external_id, [(f"swap{i}", 0.95)])
+    many = page_queries()
+
+    assert len(staff_client.get(OPERATIONS).context["at_risk"]) == 9
+    assert many == one
+    assert one <= 6  # session and user, the low list, the at-risk list, its suggestions, the idle-drain jumps
