@@ -157,3 +157,42 @@ def test_operations_page_queries_do_not_grow_with_at_risk_rows(staff_client):
     assert len(staff_client.get(OPERATIONS).context["at_risk"]) == 9
     assert many == one
     assert one <= 6  # session and user, the low list, the at-risk list, its suggestions, the idle-drain jumps
+
+
+# --- car timeline: plug-in deadlines ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_timeline_draws_and_lists_the_plug_in_deadline_of_each_at_risk_pickup(staff_client):
+    deadline = (timezone.now() + timedelta(hours=9)).replace(minute=25, second=0, microsecond=0)
+    saved = at_risk(hours=30, plug_in_in=None, plug_in_by=deadline, charge_needed=12.34)
+    at_risk(hours=50, plug_in_in=None)  # at risk, but no charge saves it: listed, not drawn
+    at_risk(hours=70, plug_in_in=None, at_risk=False, probability_ready=0.95, charge_needed=0)  # fine
+    PredictionFactory(booking=BookingFactory(vehicle=VehicleFactory(external_id="7"), scheduled_start=_soon(90)))
+
+    response = staff_client.get("/admin/dashboard/cars/7/timeline/")
+
+    timeline = response.context["timeline"]
+    assert len(timeline.rows) == 4
+    label = f"plug in by {deadline:%H:%M} (+12.3 pts)"
+    assert timeline.chart["deadlines"] == [
+        {
+            "x": int(deadline.timestamp() * 1000),
+            "pickup": int(saved.booking_start_time.timestamp() * 1000),
+            "charge_needed": 12.34,
+            "label": label,
+            "booking_id": saved.booking_external_id,
+        }
+    ]
+    html = response.content.decode()
+    table = html[html.index('id="timeline-bookings"') :]
+    assert f'<td class="plug-in-by">{deadline:%Y-%m-%d %H:%M} (+12.3 pts)</td>' in table
+    assert table.count("cannot reach in time") == 1
+    assert table.count('<td class="num bad">23.4 %</td>') == 2  # the two at-risk rows
+    assert '<td class="num">95.0 %</td>' in table
+    assert (
+        json.loads(html.split('id="timeline-data" type="application/json">')[1].split("</script>")[0])["deadlines"][0][
+            "label"
+        ]
+        == label
+    )
