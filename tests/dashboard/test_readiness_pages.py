@@ -3,7 +3,7 @@
 the accuracy page (reliability bins, Brier score against the fleet's base rate, expected calibration error)."""
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bookings.models import BookingStatus
+from dashboard.selectors.accuracy import AccuracyFilter, accuracy_report
 from tests.factories import BookingFactory, CallbackOutboxFactory, PredictionFactory, VehicleFactory
 
 OPERATIONS = "/admin/dashboard/operations/"
@@ -196,3 +197,119 @@ def test_timeline_draws_and_lists_the_plug_in_deadline_of_each_at_risk_pickup(st
         ]
         == label
     )
+
+
+# --- accuracy: readiness calibration ------------------------------------------------------------------------
+
+DAY = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+RANGE = AccuracyFilter(start=date(2026, 3, 1), end=date(2026, 3, 31))
+
+
+def scored_ready(*, probability: float | None, required: float | None, actual: float, at: datetime = DAY):
+    booking = BookingFactory(scheduled_start=at, status=BookingStatus.COMPLETED, battery_at_start=actual)
+    return PredictionFactory(
+        booking=booking,
+        predicted_battery=50.0,
+        actual_battery=actual,
+        probability_ready=probability,
+        required_level=required,
+        at_risk=None if probability is None else probability < 0.9,
+    )
+
+
+def _seven_scored_pickups() -> None:
+    """Seven pick-ups with readiness on two days, four of them ready; and three rows the figures must ignore."""
+    day2 = DAY + timedelta(days=2)
+    scored_ready(probability=0.85, required=40, actual=50)  # ready, bin 80-90
+    scored_ready(probability=0.82, required=40, actual=30)  # not ready, bin 80-90
+    scored_ready(probability=0.10, required=50, actual=45)  # not ready, bin 10-20 (its lower edge)
+    scored_ready(probability=0.95, required=20, actual=60, at=day2)  # ready, bin 90-100
+    scored_ready(probability=1.00, required=10, actual=10, at=day2)  # ready (exactly the level), bin 90-100
+    scored_ready(probability=0.50, required=30, actual=29.9, at=day2)  # not ready, bin 50-60
+    scored_ready(probability=0.95, required=20, actual=70, at=day2)  # ready, bin 90-100
+    scored_ready(probability=None, required=None, actual=10)  # stored before readiness existed
+    scored_ready(probability=0.05, required=90, actual=95, at=datetime(2026, 4, 2, tzinfo=UTC))  # out of range
+    PredictionFactory(booking=BookingFactory(scheduled_start=DAY), probability_ready=0.3, required_level=40)  # unscored
+
+
+@pytest.mark.django_db
+def test_reliability_bins_brier_and_ece_by_hand():
+    _seven_scored_pickups()
+
+    r = accuracy_report(RANGE).readiness
+
+    assert (r.count, r.ready) == (7, 4)
+    counts = {b.label: (b.count, b.mean_probability, b.observed) for b in r.bins}
+    assert len(r.bins) == 10 and [b.low for b in r.bins] == list(range(0, 100, 10))
+    assert counts["10\u201320 %"] == (1, pytest.approx(0.10), 0)
+    assert counts["50\u201360 %"] == (1, pytest.approx(0.50), 0)
+    assert counts["80\u201390 %"] == (2, pytest.approx(0.835), 0.5)  # "given 80-90 %, one of two was ready"
+    assert counts["90\u2013100 %"] == (3, pytest.approx(2.9 / 3), 1)
+    assert sum(b.count for b in r.bins) == 7
+    # Brier: mean of (p - ready)^2 = (0.15^2 + 0.82^2 + 0.1^2 + 0.05^2 + 0 + 0.5^2 + 0.05^2) / 7.
+    assert r.brier == pytest.approx(0.9599 / 7)
+    assert r.base_rate == pytest.approx(4 / 7)
+    assert r.baseline_brier == pytest.approx(4 / 7 * 3 / 7)
+    # ECE: (1 x 0.10 + 1 x 0.50 + 2 x |0.835 - 0.5| + 3 x |0.9667 - 1|) / 7.
+    assert r.ece == pytest.approx(1.37 / 7)
+    assert [(d["day"], d["count"]) for d in r.daily] == [(date(2026, 3, 10), 3), (date(2026, 3, 12), 4)]
+    assert r.daily[0]["brier"] == pytest.approx(0.7049 / 3)
+    assert r.daily[1]["brier"] == pytest.approx(0.255 / 4)
+    # The baseline says 4/7 every day: day 1 had 1 ready of 3, day 2 had 3 of 4.
+    assert r.daily[0]["baseline_brier"] == pytest.approx(((3 / 7) ** 2 + 2 * (4 / 7) ** 2) / 3)
+    assert r.daily[1]["baseline_brier"] == pytest.approx((3 * (3 / 7) ** 2 + (4 / 7) ** 2) / 4)
+
+
+@pytest.mark.django_db
+def test_accuracy_page_shows_the_readiness_figures_table_and_chart_data(staff_client):
+    _seven_scored_pickups()
+
+    response = staff_client.get("/admin/dashboard/accuracy/", {"start": "2026-03-01", "end": "2026-03-31"})
+
+    html = response.content.decode()
+    assert 'id="fig-count">8<' in html  # every scored pick-up, with readiness or not, for the error figures
+    assert 'id="fig-readiness-count">7<' in html
+    assert 'id="fig-brier">0.1371<' in html  # 0.9599 / 7
+    assert 'id="fig-brier-baseline">0.2449<' in html  # 12 / 49
+    assert 'id="fig-ece">0.1957<' in html  # 1.37 / 7
+    table = html[html.index('id="reliability"') :]
+    table = table[: table.index("</table>")]
+    assert (
+        '<tr><td>80\u201390 %</td><td class="num">2</td><td class="num">0.835</td><td class="num">0.500</td>' in table
+    )
+    assert table.count("<tr><td>") == 10
+    chart = json.loads(html.split('id="accuracy-data" type="application/json">')[1].split("</script>")[0])["readiness"]
+    assert chart["days"] == ["2026-03-10", "2026-03-12"]
+    assert chart["brier"] == [round(0.7049 / 3, 4), round(0.255 / 4, 4)]
+    assert chart["reliability"] == [
+        {"x": 10.0, "y": 0.0, "count": 1},
+        {"x": 50.0, "y": 0.0, "count": 1},
+        {"x": 83.5, "y": 50.0, "count": 2},
+        {"x": 96.67, "y": 100.0, "count": 3},
+    ]
+    assert 'data-chart="readiness-reliability"' in html and 'data-chart="readiness-brier"' in html
+
+
+@pytest.mark.django_db
+def test_pages_answer_for_predictions_stored_before_readiness(staff_client):
+    car = VehicleFactory(external_id="old")
+    PredictionFactory(
+        booking=BookingFactory(vehicle=car, scheduled_start=_soon(-30), status=BookingStatus.COMPLETED),
+        actual_battery=40.0,
+        predicted_at=_soon(-32),
+    )
+    PredictionFactory(booking=BookingFactory(vehicle=car, scheduled_start=_soon(5)), predicted_battery=10)
+
+    accuracy = staff_client.get("/admin/dashboard/accuracy/")
+    operations = staff_client.get(OPERATIONS)
+    timeline = staff_client.get("/admin/dashboard/cars/old/timeline/")
+
+    assert accuracy.status_code == operations.status_code == timeline.status_code == 200
+    readiness = accuracy.context["report"].readiness
+    assert (readiness.count, readiness.brier, readiness.ece) == (0, None, None)
+    assert accuracy.context["report"].overall.count == 1
+    assert "No scored pick-up in this range carried readiness yet." in accuracy.content.decode()
+    assert operations.context["at_risk"] == [] and len(operations.context["low"]) == 1
+    assert "No upcoming pick-up is at risk." in operations.content.decode()
+    assert timeline.context["timeline"].chart["deadlines"] == []
+    assert [r.percent_ready for r in timeline.context["timeline"].rows] == [None, None]

@@ -86,6 +86,80 @@
         },
       });
     },
+    "readiness-reliability": (canvas) => {
+      const payload = data("accuracy-data").readiness;
+      return new Chart(canvas, {
+        type: "scatter",
+        data: {
+          datasets: [
+            {
+              label: "share ready, per 10 % bin of the promised probability",
+              data: payload.reliability,
+              showLine: true,
+              borderColor: colour(0),
+              backgroundColor: colour(0),
+              pointRadius: 4,
+            },
+            {
+              label: "perfect calibration",
+              data: [{ x: 0, y: 0 }, { x: 100, y: 100 }],
+              showLine: true,
+              borderColor: "#111827",
+              borderDash: [6, 4],
+              pointRadius: 0,
+            },
+          ],
+        },
+        options: {
+          maintainAspectRatio: false,
+          animation: false,
+          scales: {
+            x: { min: 0, max: 100, title: { display: true, text: "mean probability ready (%)" } },
+            y: { min: 0, max: 100, title: { display: true, text: "% of pick-ups that were ready" } },
+          },
+          plugins: {
+            tooltip: {
+              callbacks: {
+                label: (item) => {
+                  const p = item.raw;
+                  const n = p.count !== undefined ? " (" + p.count + " pick-ups)" : "";
+                  return "promised " + p.x + " %, ready " + p.y + " %" + n;
+                },
+              },
+            },
+          },
+        },
+      });
+    },
+    "readiness-brier": (canvas) => {
+      const payload = data("accuracy-data").readiness;
+      const line = (label, values, i, dash) => ({
+        label: label,
+        data: values,
+        borderColor: colour(i),
+        backgroundColor: colour(i),
+        borderDash: dash,
+        spanGaps: true,
+        tension: 0,
+        pointRadius: 2,
+      });
+      return new Chart(canvas, {
+        type: "line",
+        data: {
+          labels: payload.days,
+          datasets: [
+            line("Brier score", payload.brier, 0, []),
+            line("baseline (always the range's share ready)", payload.baseline, 6, [6, 4]),
+          ],
+        },
+        options: {
+          maintainAspectRatio: false,
+          animation: false,
+          interaction: { mode: "index", intersect: false },
+          scales: { y: { min: 0, title: { display: true, text: "Brier score (lower is better)" } } },
+        },
+      });
+    },
     timeline: (canvas) => {
       const payload = data("timeline-data");
       const intervals = [];
