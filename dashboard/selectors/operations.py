@@ -157,6 +157,13 @@ def at_risk_upcoming(*, days: int, now: datetime | None = None) -> list[AtRiskBo
     ]
 
 
+def _probability(value: object) -> float | None:
+    """A number from a callback body, or None: the page shows the car without a figure rather than fail."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 def swap_suggestions(*, booking_ids: list[str]) -> dict[str, list[SwapSuggestion]]:
     """Each booking's swap suggestions from its newest `booking.readiness_changed` callback, in one query.
 
@@ -188,7 +195,7 @@ def swap_suggestions(*, booking_ids: list[str]) -> dict[str, list[SwapSuggestion
         if booking_id not in wanted or booking_id in found:  # newest first: a booking's first row wins
             continue
         found[booking_id] = [
-            SwapSuggestion(vehicle_id=str(v["vehicle_id"]), probability_ready=v.get("probability_ready"))
+            SwapSuggestion(vehicle_id=str(v["vehicle_id"]), probability_ready=_probability(v.get("probability_ready")))
             for v in vehicles
             if isinstance(v, dict) and v.get("vehicle_id") not in (None, "")
         ]

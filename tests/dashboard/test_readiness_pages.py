@@ -128,16 +128,20 @@ def test_suggested_swaps_come_from_the_newest_readiness_callback_of_the_booking(
     # that names p's id among its suggestions.
     readiness_changed(p.booking_external_id, [("wrong", 0.99)], event="predictions.updated")
     readiness_changed("elsewhere", [(p.booking_external_id, 0.99)])
+    odd = at_risk(hours=14, plug_in_in=5)  # a suggestion without a usable probability is shown without one
+    readiness_changed(odd.booking_external_id, [("83", "high"), ("", 0.9)])
 
     response = staff_client.get(OPERATIONS)
 
     rows = {r.prediction.pk: r for r in response.context["at_risk"]}
     assert [(s.vehicle_id, s.probability_ready) for s in rows[p.pk].suggestions] == [("81", 0.968), ("fleet/2", 0.93)]
     assert rows[other.pk].suggestions == []
+    assert [(s.vehicle_id, s.probability_ready) for s in rows[odd.pk].suggestions] == [("83", None)]
     html = response.content.decode()
     assert '<a href="/admin/dashboard/cars/81/timeline/">81</a> (97 %), ' in html
     assert '<a href="/admin/dashboard/cars/fleet/2/timeline/">fleet/2</a> (93 %)' in html
     assert "old-car" not in html and "wrong" not in html
+    assert '<td class="swaps"><a href="/admin/dashboard/cars/83/timeline/">83</a></td>' in html
 
 
 @pytest.mark.django_db
