@@ -268,8 +268,13 @@ def test_reliability_bins_brier_and_ece_by_hand():
 def test_accuracy_page_shows_the_readiness_figures_table_and_chart_data(staff_client):
     _seven_scored_pickups()
 
-    response = staff_client.get("/admin/dashboard/accuracy/", {"start": "2026-03-01", "end": "2026-03-31"})
+    with CaptureQueriesContext(connection) as captured:
+        response = staff_client.get("/admin/dashboard/accuracy/", {"start": "2026-03-01", "end": "2026-03-31"})
 
+    # Session and user, the worst cars' names, and the scan: five GROUP BYs on SQLite; on Postgres one
+    # GROUPING SETS query inside the report's savepoint with its two SET LOCALs (readiness added one GROUP BY on
+    # SQLite, none on Postgres).
+    assert len(captured.captured_queries) == 8
     html = response.content.decode()
     assert 'id="fig-count">8<' in html  # every scored pick-up, with readiness or not, for the error figures
     assert 'id="fig-readiness-count">7<' in html
