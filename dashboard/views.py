@@ -25,7 +25,13 @@ from dashboard.selectors.deliveries import (
     outbox_summary,
 )
 from dashboard.selectors.models_page import HOLDOUT_COLUMNS, models_overview, shadow_rows
-from dashboard.selectors.operations import idle_drain_jumps, low_battery_threshold, low_battery_upcoming
+from dashboard.selectors.operations import (
+    at_risk_upcoming,
+    idle_drain_jumps,
+    low_battery_threshold,
+    low_battery_upcoming,
+    readiness_risk_threshold,
+)
 from dashboard.selectors.timeline import car_timeline
 from dashboard.services import model_retrain_request
 from learning.drift import drift_settings
@@ -140,5 +146,7 @@ def operations(request: HttpRequest) -> HttpResponse:
         threshold=threshold,
         days=days,
         low=low_battery_upcoming(threshold=threshold, days=days),
+        at_risk=at_risk_upcoming(days=days),
+        risk_percent=100 * readiness_risk_threshold(),
         jumps=idle_drain_jumps(),
     )

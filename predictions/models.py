@@ -76,7 +76,8 @@ class Prediction(models.Model):
             models.Index(fields=["vehicle", "-predicted_at"]),
             models.Index(fields=["-predicted_at", "-id"], name="prediction_newest_first"),
             # The accuracy page scans the scored prediction of each booking by pick-up time; on Postgres the
-            # index also carries the columns it aggregates, so a year of bookings is an index-only scan.
+            # index also carries the columns it aggregates (readiness's two included), so a year of bookings is
+            # an index-only scan.
             models.Index(
                 fields=["booking_start_time"],
                 condition=Q(is_current=True, actual_battery__isnull=False),
@@ -90,6 +91,8 @@ class Prediction(models.Model):
                     "model_version",
                     "vehicle",
                     "user_id",
+                    "probability_ready",
+                    "required_level",
                 ],
                 name="prediction_scored_by_start",
             ),

@@ -21,6 +21,7 @@ from django.db.models import (
     DurationField,
     ExpressionWrapper,
     F,
+    FloatField,
     IntegerField,
     Q,
     QuerySet,
@@ -45,6 +46,7 @@ HISTOGRAM_BIN_POINTS = 2
 HISTOGRAM_HALF_BINS = 15  # errors beyond ±30 points fall into the two end bins
 WORST_LIMIT = 10
 WORST_MIN_BOOKINGS = 3  # one unlucky booking does not make a car "worst"
+READINESS_BINS = 10  # reliability bins of probability_ready: 0-10 %, ..., 90-100 %
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class AccuracyFilter:
         return datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=timezone.get_current_timezone())
 
 
-SUM_KEYS = ("n", "abs", "sq", "err", "w10", "covered", "width")
+SUM_KEYS = ("n", "abs", "sq", "err", "w10", "covered", "width", "r_n", "r_p", "r_ready", "r_brier")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,45 @@ class Figures:
         return None if self.coverage is None else self.coverage - PROMISED_COVERAGE
 
 
+@dataclass(frozen=True)
+class ReliabilityBin:
+    low: int  # percent
+    high: int
+    count: int
+    mean_probability: float | None
+    observed: float | None  # share of these pick-ups that had the required level
+
+    @property
+    def label(self) -> str:
+        return f"{self.low}\u2013{self.high} %"
+
+    @property
+    def gap(self) -> float | None:
+        """Observed minus promised: negative means readiness was over-confident in this bin."""
+        return None if self.count == 0 else self.observed - self.mean_probability
+
+
+@dataclass
+class ReadinessReport:
+    """How well `probability_ready` was calibrated on the scored pick-ups that carry it.
+
+    `base_rate` is the share of those pick-ups that were ready; `baseline_brier` is the Brier score of always
+    saying that share, the bar a useful probability must beat (lower is better).
+    """
+
+    count: int
+    ready: int
+    brier: float | None
+    baseline_brier: float | None
+    ece: float | None
+    bins: list[ReliabilityBin]
+    daily: list[dict]
+
+    @property
+    def base_rate(self) -> float | None:
+        return self.ready / self.count if self.count else None
+
+
 @dataclass
 class AccuracyReport:
     filter: AccuracyFilter
@@ -109,6 +150,7 @@ class AccuracyReport:
     histogram: list[dict]
     worst_cars: list[dict]
     worst_renters: list[dict]
+    readiness: ReadinessReport | None = None
     chart: dict = field(default_factory=dict)
 
 
@@ -146,6 +188,46 @@ def _sum_aggregates() -> dict:
     }
 
 
+def _readiness_known() -> Q:
+    """Scored rows whose prediction carried readiness; those stored before it existed have nulls."""
+    return Q(probability_ready__isnull=False, required_level__isnull=False)
+
+
+def _readiness_columns() -> dict:
+    """Per row: `ready` (1 when the actual level reached the required one, 0 when not), `p_ready` (the
+    probability promised) and `rbin` (its reliability bin, 0..9); all null without readiness, so the sums
+    below skip those rows by themselves (SQL aggregates ignore nulls)."""
+    known = _readiness_known()
+    return {
+        "ready": Case(
+            When(known & Q(actual_battery__gte=F("required_level")), then=Value(1)),
+            When(known, then=Value(0)),
+            default=None,
+            output_field=IntegerField(),
+        ),
+        "p_ready": Case(When(known, then=F("probability_ready")), default=None, output_field=FloatField()),
+        "rbin": Case(
+            When(
+                known,
+                then=Least(Floor(F("probability_ready") * READINESS_BINS), Value(READINESS_BINS - 1)),
+            ),
+            default=None,
+            output_field=IntegerField(),
+        ),
+    }
+
+
+def _readiness_aggregates() -> dict:
+    """Sums over the `_readiness_columns`: count, promised probability, ready pick-ups, squared Brier error."""
+    miss = F("p_ready") - F("ready")
+    return {
+        "r_n": Count("ready"),
+        "r_p": Sum("p_ready"),
+        "r_ready": Sum("ready"),
+        "r_brier": Sum(ExpressionWrapper(miss * miss, output_field=FloatField())),
+    }
+
+
 def _horizon_bucket() -> tuple[Case, ExpressionWrapper]:
     """A 0-based horizon bucket (see `HORIZONS`) and the lead-time expression it compares."""
     lead = ExpressionWrapper(F("booking_start_time") - F("predicted_at"), output_field=DurationField())
@@ -156,10 +238,12 @@ def _horizon_bucket() -> tuple[Case, ExpressionWrapper]:
 def accuracy_groups(qs: QuerySet[Prediction]) -> list[dict]:
     """One scan: sums per pick-up day, model version and horizon bucket (a few thousand rows for a year)."""
     bucket, lead = _horizon_bucket()
+    readiness = _readiness_columns()
+    del readiness["rbin"]
     return list(
-        qs.annotate(day=TruncDate("booking_start_time"), lead=lead, bucket=bucket)
+        qs.annotate(day=TruncDate("booking_start_time"), lead=lead, bucket=bucket, **readiness)
         .values("day", "model_version", "bucket")
-        .annotate(**_sum_aggregates())
+        .annotate(**_sum_aggregates(), **_readiness_aggregates())
         .order_by()
     )
 
@@ -248,31 +332,44 @@ class _Scan:
     bins: dict[int, int]  # histogram bin -> count
     cars: dict[int, dict]  # vehicle pk -> sums
     renters: dict[str, dict]  # user_id -> sums
+    reliability: dict[int, dict] = field(default_factory=dict)  # readiness bin -> r_n, r_p, r_ready sums
 
 
 def _scan_portable(qs: QuerySet[Prediction]) -> _Scan:
-    """Four GROUP BY queries: any database."""
+    """Five GROUP BY queries: any database."""
     bins = {int(r["bin"]): r["n"] for r in qs.annotate(bin=_bin_expr()).values("bin").annotate(n=Count("*")).order_by()}
     cars = {r["vehicle_id"]: r for r in qs.values("vehicle_id").annotate(**_sum_aggregates()).order_by()}
     renters = {
         r["user_id"]: r for r in qs.exclude(user_id="").values("user_id").annotate(**_sum_aggregates()).order_by()
     }
-    return _Scan(groups=accuracy_groups(qs), bins=bins, cars=cars, renters=renters)
+    reliability = {
+        int(r["rbin"]): r
+        for r in qs.filter(_readiness_known())
+        .annotate(**_readiness_columns())
+        .values("rbin")
+        .annotate(**_readiness_aggregates())
+        .order_by()
+    }
+    return _Scan(groups=accuracy_groups(qs), bins=bins, cars=cars, renters=renters, reliability=reliability)
 
 
 GROUPING_SETS_SQL = """
 SELECT GROUPING(day, model_version, bucket) AS not_main, GROUPING(bin) AS not_bin,
-       GROUPING(vehicle_id) AS not_car, GROUPING(user_id) AS not_renter,
-       day, model_version, bucket, bin, vehicle_id, user_id,
+       GROUPING(vehicle_id) AS not_car, GROUPING(user_id) AS not_renter, GROUPING(rbin) AS not_rbin,
+       day, model_version, bucket, bin, vehicle_id, user_id, rbin,
        COUNT(*) AS n,
        SUM(ABS(prediction_error)) AS abs,
        SUM(prediction_error * prediction_error) AS sq,
        SUM(prediction_error) AS err,
        COUNT(*) FILTER (WHERE prediction_error BETWEEN -10 AND 10) AS w10,
        COUNT(*) FILTER (WHERE actual_battery BETWEEN confidence_lower AND confidence_upper) AS covered,
-       SUM(confidence_upper - confidence_lower) AS width
+       SUM(confidence_upper - confidence_lower) AS width,
+       COUNT(ready) AS r_n,
+       SUM(p_ready) AS r_p,
+       SUM(ready) AS r_ready,
+       SUM((p_ready - ready) * (p_ready - ready)) AS r_brier
 FROM ({inner}) AS scored
-GROUP BY GROUPING SETS ((day, model_version, bucket), (bin), (vehicle_id), (user_id))
+GROUP BY GROUPING SETS ((day, model_version, bucket), (bin), (vehicle_id), (user_id), (rbin))
 """
 
 
@@ -284,7 +381,9 @@ def _scan_grouping_sets(qs: QuerySet[Prediction]) -> _Scan:
     """
     bucket, lead = _horizon_bucket()
     inner = (
-        qs.annotate(day=TruncDate("booking_start_time"), lead=lead, bucket=bucket, bin=_bin_expr())
+        qs.annotate(
+            day=TruncDate("booking_start_time"), lead=lead, bucket=bucket, bin=_bin_expr(), **_readiness_columns()
+        )
         .values(
             "day",
             "model_version",
@@ -296,6 +395,9 @@ def _scan_grouping_sets(qs: QuerySet[Prediction]) -> _Scan:
             "actual_battery",
             "confidence_lower",
             "confidence_upper",
+            "ready",
+            "p_ready",
+            "rbin",
         )
         .order_by()
     )  # the model's default ordering would sort a year of rows for nothing
@@ -312,9 +414,77 @@ def _scan_grouping_sets(qs: QuerySet[Prediction]) -> _Scan:
                 scan.bins[int(row["bin"])] = row["n"]
             elif not row["not_car"]:
                 scan.cars[row["vehicle_id"]] = row
-            elif row["user_id"]:
-                scan.renters[row["user_id"]] = row
+            elif not row["not_renter"]:
+                if row["user_id"]:
+                    scan.renters[row["user_id"]] = row
+            elif row["rbin"] is not None:  # the (rbin) set's null group holds the rows without readiness
+                scan.reliability[int(row["rbin"])] = row
     return scan
+
+
+def readiness_report(groups: list[dict], reliability: dict[int, dict]) -> ReadinessReport:
+    """Reliability bins, daily Brier score beside the base-rate baseline, and the expected calibration error.
+
+    The baseline always says the range's share of ready pick-ups `s`; on a day with `k` ready of `n`, its
+    mean of (s - ready)^2 is s^2 - 2 s k/n + k/n (ready is 0 or 1), so it comes from the same sums.
+    """
+    per_day = _add(groups, lambda g: g["day"])
+    count = sum(int(d["r_n"] or 0) for d in per_day.values())
+    ready = sum(int(d["r_ready"] or 0) for d in per_day.values())
+    brier_sum = sum(d["r_brier"] or 0.0 for d in per_day.values())
+    bins = []
+    for b in range(READINESS_BINS):
+        sums = reliability.get(b, {})
+        n = int(sums.get("r_n") or 0)
+        bins.append(
+            ReliabilityBin(
+                low=100 * b // READINESS_BINS,
+                high=100 * (b + 1) // READINESS_BINS,
+                count=n,
+                mean_probability=sums["r_p"] / n if n else None,
+                observed=int(sums["r_ready"] or 0) / n if n else None,
+            )
+        )
+    if not count:
+        return ReadinessReport(count=0, ready=0, brier=None, baseline_brier=None, ece=None, bins=bins, daily=[])
+    share = ready / count
+    daily = []
+    for day in sorted(per_day):
+        n = int(per_day[day]["r_n"] or 0)
+        if not n:
+            continue
+        observed = int(per_day[day]["r_ready"] or 0) / n
+        daily.append(
+            {
+                "day": day,
+                "count": n,
+                "brier": per_day[day]["r_brier"] / n,
+                "baseline_brier": share * share - 2 * share * observed + observed,
+            }
+        )
+    ece = sum(b.count / count * abs(b.mean_probability - b.observed) for b in bins if b.count)
+    return ReadinessReport(
+        count=count,
+        ready=ready,
+        brier=brier_sum / count,
+        baseline_brier=share * (1 - share),
+        ece=ece,
+        bins=bins,
+        daily=daily,
+    )
+
+
+def _readiness_chart(readiness: ReadinessReport) -> dict:
+    return {
+        "days": [d["day"].isoformat() for d in readiness.daily],
+        "brier": [round(d["brier"], 4) for d in readiness.daily],
+        "baseline": [round(d["baseline_brier"], 4) for d in readiness.daily],
+        "reliability": [
+            {"x": round(100 * b.mean_probability, 2), "y": round(100 * b.observed, 2), "count": b.count}
+            for b in readiness.bins
+            if b.count
+        ],
+    }
 
 
 def _chart_data(report: AccuracyReport) -> dict:
@@ -341,6 +511,7 @@ def _chart_data(report: AccuracyReport) -> dict:
             "labels": [h["label"] for h in report.histogram],
             "counts": [h["count"] for h in report.histogram],
         },
+        "readiness": _readiness_chart(report.readiness) if report.readiness is not None else None,
     }
 
 
@@ -372,7 +543,7 @@ def _report_memory() -> Iterator[None]:
 def accuracy_report(f: AccuracyFilter) -> AccuracyReport:
     """Everything the accuracy page shows for one date range (and optionally one car).
 
-    On Postgres the scored rows are read once (GROUPING SETS); elsewhere four GROUP BY queries.
+    On Postgres the scored rows are read once (GROUPING SETS); elsewhere five GROUP BY queries.
     """
     with _report_memory():
         return _accuracy_report(f)
@@ -394,6 +565,7 @@ def _accuracy_report(f: AccuracyFilter, *, one_pass: bool | None = None) -> Accu
         histogram=error_histogram(scan.bins),
         worst_cars=_worst(scan.cars, names) if f.vehicle is None else [],
         worst_renters=_worst(scan.renters),
+        readiness=readiness_report(groups, scan.reliability),
     )
     report.chart = _chart_data(report)
     return report

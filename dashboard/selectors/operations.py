@@ -1,20 +1,25 @@
-"""What operations should act on: cars that will be picked up too low, and cars whose idle drain jumped.
+"""What operations should act on: cars that will be picked up too low, bookings whose car may not have what
+they need, and cars whose idle drain jumped.
 
-A booking is listed when its current prediction, or the lower end of its 95 % interval, is under the
-threshold: the renter might find a car they cannot drive far, so staff charge or swap it first.
+A booking is listed as low when its current prediction, or the lower end of its 95 % interval, is under the
+threshold: the renter might find a car they cannot drive far, so staff charge or swap it first. It is listed
+as at risk when its prediction's readiness says so (docs/readiness.md): the probability that the car has the
+level this booking needs is under READINESS_RISK_THRESHOLD.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
 from bookings.models import BookingStatus
+from callbacks.models import CallbackOutbox
 from learning.models import VehiclePattern
 from predictions.models import Prediction
 
@@ -80,3 +85,118 @@ def idle_drain_jumps() -> list[IdleDrainJump]:
             std = math.sqrt(pattern.baseline_var_idle_drain_per_hour)
             jumps.append(IdleDrainJump(pattern=pattern, recent=recent, baseline=baseline, baseline_std=std))
     return sorted(jumps, key=lambda j: (-j.ratio, j.pattern.vehicle.external_id))
+
+
+AT_RISK_LIMIT = 500
+READINESS_CHANGED = "booking.readiness_changed"
+
+
+def readiness_risk_threshold() -> float:
+    return float(settings.READINESS_RISK_THRESHOLD)
+
+
+def _percent(probability: float | None) -> float | None:
+    """In percent with its decimals kept: 0.899 rounded to "90 %" would hide why a booking is at risk."""
+    return None if probability is None else 100 * probability
+
+
+@dataclass(frozen=True)
+class SwapSuggestion:
+    vehicle_id: str
+    probability_ready: float | None
+
+    @property
+    def percent_ready(self) -> float | None:
+        return _percent(self.probability_ready)
+
+
+@dataclass(frozen=True)
+class AtRiskBooking:
+    prediction: Prediction
+    suggestions: list[SwapSuggestion]
+    deadline_passed: bool  # plug_in_by was still ahead when predicted, but is behind us now
+
+    @property
+    def cannot_reach_in_time(self) -> bool:
+        """No plug-in time on an at-risk prediction: the needed level is out of reach before the pick-up."""
+        return self.prediction.plug_in_by is None
+
+    @property
+    def percent_ready(self) -> float | None:
+        return _percent(self.prediction.probability_ready)
+
+
+def at_risk_upcoming(*, days: int, now: datetime | None = None) -> list[AtRiskBooking]:
+    """Scheduled bookings picked up within `days` whose current prediction is at risk, with swap suggestions.
+
+    Ordered as a to-do list by the latest moment staff can still act: first the bookings with no plug-in
+    time (the charge cannot be reached in time, so only a swap helps), then by `plug_in_by`. Two queries
+    whatever the number of rows.
+    """
+    now = now or timezone.now()
+    predictions = list(
+        Prediction.objects.filter(
+            is_current=True,
+            at_risk=True,
+            actual_battery__isnull=True,
+            booking__status=BookingStatus.SCHEDULED,
+            booking_start_time__gte=now,
+            booking_start_time__lt=now + timedelta(days=days),
+        )
+        .select_related("vehicle")
+        .order_by(F("plug_in_by").asc(nulls_first=True), "booking_start_time", "id")[:AT_RISK_LIMIT]
+    )
+    suggestions = swap_suggestions(booking_ids=[p.booking_external_id for p in predictions])
+    return [
+        AtRiskBooking(
+            prediction=p,
+            suggestions=suggestions.get(p.booking_external_id, []),
+            deadline_passed=p.plug_in_by is not None and p.plug_in_by < now,
+        )
+        for p in predictions
+    ]
+
+
+def _probability(value: object) -> float | None:
+    """A number from a callback body, or None: the page shows the car without a figure rather than fail."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def swap_suggestions(*, booking_ids: list[str]) -> dict[str, list[SwapSuggestion]]:
+    """Each booking's swap suggestions from its newest `booking.readiness_changed` callback, in one query.
+
+    The outbox keeps the body as the JSON text sent, with no column naming the booking, so the query narrows
+    the rows to those whose text holds one of the ids (as JSON writes it, so the match does not depend on
+    the body's spacing) and the exact `booking.booking_id` is checked here after parsing. A body that is not
+    the expected shape is ignored: a page must not fail on one odd row.
+    """
+    if not booking_ids:
+        return {}
+    wanted = set(booking_ids)
+    mentions = Q()
+    for booking_id in wanted:
+        mentions |= Q(body__contains=json.dumps(booking_id))
+    rows = (
+        CallbackOutbox.objects.filter(event=READINESS_CHANGED)
+        .filter(mentions)
+        .order_by("-created_at", "-pk")
+        .values_list("body", flat=True)
+    )
+    found: dict[str, list[SwapSuggestion]] = {}
+    for body in rows:
+        try:
+            payload = json.loads(body)
+            booking_id = str(payload["booking"]["booking_id"])
+            vehicles = payload.get("suggested_vehicles") or []
+        except (ValueError, TypeError, KeyError):
+            continue
+        if booking_id not in wanted or booking_id in found:  # newest first: a booking's first row wins
+            continue
+        found[booking_id] = [
+            SwapSuggestion(vehicle_id=str(v["vehicle_id"]), probability_ready=_probability(v.get("probability_ready")))
+            for v in vehicles
+            if isinstance(v, dict) and v.get("vehicle_id") not in (None, "")
+        ]
+    return found

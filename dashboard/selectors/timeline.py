@@ -1,7 +1,8 @@
 """One car's story on a time axis: its battery readings, its bookings, and what we predicted for each.
 
 Staff open it from the car's admin page to see why a prediction was off: was the car found charged,
-drained by an earlier renter, or left parked for days? Three queries whatever the window.
+drained by an earlier renter, or left parked for days? And ahead: by when must an at-risk car be plugged in?
+Three queries whatever the window.
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ class TimelineRow:
             return None
         return self.prediction.confidence_lower <= self.actual <= self.prediction.confidence_upper
 
+    @property
+    def at_risk(self) -> bool:
+        return self.prediction is not None and bool(self.prediction.at_risk)
+
+    @property
+    def percent_ready(self) -> float | None:
+        """In percent with its decimals: 0.899 shown as "90 %" would hide why it is at risk."""
+        p = self.prediction
+        return None if p is None or p.probability_ready is None else 100 * p.probability_ready
+
+    @property
+    def deadline_label(self) -> str | None:
+        """ "plug in by 14:05 (+12.5 pts)" for an at-risk prediction that a charge can still save, else None."""
+        p = self.prediction
+        if not self.at_risk or p.plug_in_by is None:
+            return None
+        return f"plug in by {timezone.localtime(p.plug_in_by):%H:%M} (+{p.charge_needed or 0:.1f} pts)"
+
 
 @dataclass
 class CarTimeline:
@@ -59,8 +78,12 @@ def _ms(at: datetime | None) -> int | None:
 
 
 def _chart(readings: list[BatteryReading], rows: list[TimelineRow], since: datetime, until: datetime) -> dict:
-    """Points in epoch milliseconds, as the page's Chart.js linear time axis reads them."""
-    predicted, actual, bands = [], [], []
+    """Points in epoch milliseconds, as the page's Chart.js linear time axis reads them.
+
+    `deadlines` are the latest plug-in times of the at-risk pick-ups (docs/readiness.md), drawn as dashed
+    vertical lines before them so staff see how long they have to charge the car.
+    """
+    predicted, actual, bands, deadlines = [], [], [], []
     for row in rows:
         b, p = row.booking, row.prediction
         start = b.actual_start or b.scheduled_start
@@ -76,6 +99,16 @@ def _chart(readings: list[BatteryReading], rows: list[TimelineRow], since: datet
                     "booking_id": b.external_id,
                 }
             )
+        if row.deadline_label is not None:
+            deadlines.append(
+                {
+                    "x": _ms(p.plug_in_by),
+                    "pickup": _ms(p.booking_start_time),
+                    "charge_needed": p.charge_needed,
+                    "label": row.deadline_label,
+                    "booking_id": b.external_id,
+                }
+            )
         if row.actual is not None:
             actual.append({"x": _ms(b.actual_start or b.scheduled_start), "y": row.actual, "booking_id": b.external_id})
     return {
@@ -85,6 +118,7 @@ def _chart(readings: list[BatteryReading], rows: list[TimelineRow], since: datet
         "predicted": predicted,
         "actual": actual,
         "bands": bands,
+        "deadlines": deadlines,
     }
 
 
@@ -113,6 +147,11 @@ def car_timeline(*, vehicle: Vehicle, since: datetime | None = None, until: date
             "confidence_upper",
             "prediction_method",
             "model_version",
+            "required_level",
+            "probability_ready",
+            "at_risk",
+            "charge_needed",
+            "plug_in_by",
         )
     }
     readings = list(

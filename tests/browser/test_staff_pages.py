@@ -1,6 +1,6 @@
-"""A real browser on the staff pages: log in as staff, open the accuracy page and a car timeline, and
-check the charts were drawn with data points. Screenshots go to `artifacts/screenshots/` (or
-`$SCREENSHOT_DIR`) for a human to look at.
+"""A real browser on the staff pages: log in as staff, open the accuracy page, a car timeline and the
+operations page, and check the charts were drawn with data points and the at-risk list is shown.
+Screenshots go to `artifacts/screenshots/` (or `$SCREENSHOT_DIR`) for a human to look at.
 
 Debian's chromium drives the pages through Playwright (`make test` installs chromium when it is missing).
 A missing browser fails the test rather than skipping it: the charts must be proven, not assumed.
@@ -8,6 +8,7 @@ A missing browser fails the test rather than skipping it: the charts must be pro
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -19,7 +20,13 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from bookings.models import BookingStatus, ReadingSource
-from tests.factories import BatteryReadingFactory, BookingFactory, PredictionFactory, VehicleFactory
+from tests.factories import (
+    BatteryReadingFactory,
+    BookingFactory,
+    CallbackOutboxFactory,
+    PredictionFactory,
+    VehicleFactory,
+)
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # Flags for a sandboxed machine without a network: no background connections, no GPU, no first-run UI.
@@ -48,9 +55,16 @@ CHART_STATE = """(id) => {
 }"""
 
 
+def _readiness(predicted: float, required: float) -> dict:
+    """Readiness numbers of the right shape for the seeded rows (not the service's formula: the page is tested)."""
+    probability = round(min(0.99, max(0.01, 0.5 + (predicted - required) / 30)), 3)
+    return {"required_level": required, "probability_ready": probability, "at_risk": probability < 0.9}
+
+
 def _seed_month(*, cars: int = 3, days: int = 28, seed: int = 5) -> str:
     """Four weeks of scored bookings (one a day per car, inside the page's default 30 days), readings
-    and a few upcoming bookings; returns a car's id."""
+    and a few upcoming bookings, all at risk (one that no charge saves, one with swap suggestions);
+    returns a car's id."""
     rng = random.Random(seed)
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     for c in range(cars):
@@ -74,6 +88,7 @@ def _seed_month(*, cars: int = 3, days: int = 28, seed: int = 5) -> str:
                 actual_battery=round(actual, 1),
                 predicted_at=start - timedelta(hours=rng.choice([1, 8, 40])),
                 model_version=rng.choice(["m-2026-10", "m-2026-11"]),
+                **_readiness(predicted, rng.choice([20.0, 30.0, 40.0])),
             )
             BatteryReadingFactory(
                 vehicle=car, level=round(actual, 1), recorded_at=start, source=ReadingSource.BOOKING_STARTED
@@ -83,9 +98,23 @@ def _seed_month(*, cars: int = 3, days: int = 28, seed: int = 5) -> str:
             if rng.random() < 0.4:
                 level = min(100.0, level + 40)
         for ahead in (6, 30):
-            PredictionFactory(
-                booking=BookingFactory(vehicle=car, scheduled_start=now + timedelta(hours=ahead)), predicted_battery=55
+            unreachable = c == 0 and ahead == 30
+            upcoming = PredictionFactory(
+                booking=BookingFactory(vehicle=car, scheduled_start=now + timedelta(hours=ahead)),
+                predicted_battery=55,
+                **_readiness(55, 60),
+                charge_needed=20.0 + c,
+                plug_in_by=None if unreachable else now + timedelta(hours=ahead - 4 - c),
             )
+            if c == 0 and ahead == 6:
+                body = {
+                    "booking": {"booking_id": upcoming.booking_external_id},
+                    "suggested_vehicles": [
+                        {"vehicle_id": "car-1", "probability_ready": 0.97},
+                        {"vehicle_id": "car-2", "probability_ready": 0.93},
+                    ],
+                }
+                CallbackOutboxFactory(event="booking.readiness_changed", body=json.dumps(body))
     return "car-0"
 
 
@@ -152,13 +181,34 @@ def test_staff_sees_accuracy_charts_and_a_car_timeline_with_data_points(live_ser
     assert accuracy["chart-mae"]["datasets"] == 2  # one line per model version
     assert accuracy["chart-coverage"]["datasets"] == 3  # and the promised 95 % line
 
+    readiness = _charts_drawn(page, ["chart-reliability", "chart-brier"])
+    for chart_id, state in readiness.items():
+        assert state["points"] > 0, (chart_id, state)
+        assert state["painted"] > 1000, (chart_id, state)
+    assert page.locator("#fig-readiness-count").inner_text() == "84"
+    assert page.locator("#reliability tbody tr").count() == 10
+
     page.goto(f"{live_server.url}/admin/dashboard/cars/{car}/timeline/")
     timeline = _charts_drawn(page, ["chart-timeline"])["chart-timeline"]
     page.screenshot(path=str(SCREENSHOTS / "car-timeline.png"), full_page=True)
-    assert timeline["datasets"] == 4  # readings, intervals, predicted, actual
+    assert timeline["datasets"] == 5  # readings, intervals, predicted, plug-in deadlines, actual
     assert timeline["points"] >= 14 * 2 + 14  # two weeks of readings and actual levels at least
     assert timeline["painted"] > 1000
     assert page.locator("#timeline-bookings tbody tr").count() >= 14
+    deadlines = page.evaluate("Chart.getChart('chart-timeline').data.datasets[3].data.filter((p) => p.y !== null)")
+    assert len(deadlines) == 2 and deadlines[0]["label"].startswith("plug in by ")  # top and bottom of one line
+    assert page.locator("#timeline-bookings td.plug-in-by", has_text="(+20.0 pts)").count() == 1  # the 6 h booking
+    assert page.locator("#timeline-bookings td.plug-in-by", has_text="cannot reach in time").count() == 1
+
+    page.goto(f"{live_server.url}/admin/dashboard/operations/")
+    at_risk = page.locator("#at-risk tbody tr")
+    at_risk.first.wait_for(state="visible")
+    page.screenshot(path=str(SCREENSHOTS / "operations.png"), full_page=True)
+    assert at_risk.count() == 6  # two upcoming bookings of each of 3 cars
+    assert at_risk.nth(0).locator("td.plug-in-by").inner_text() == "cannot reach in time"
+    assert "car-1 (97 %), car-2 (93 %)" in page.locator("#at-risk td.swaps").all_inner_texts()
+    assert page.locator("#at-risk td.swaps", has_text="—").count() == 5
 
     assert errors == []
-    assert (SCREENSHOTS / "accuracy.png").stat().st_size > 10_000
+    for name in ("accuracy.png", "car-timeline.png", "operations.png"):
+        assert (SCREENSHOTS / name).stat().st_size > 10_000, name

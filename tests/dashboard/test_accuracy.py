@@ -175,6 +175,9 @@ def test_the_one_pass_postgres_report_equals_the_portable_one():
             lead_hours=[1, 9, 30][i % 3],
             version=["m1", "m2"][i % 2],
             at=DAY + timedelta(hours=5 * i),
+            # Readiness on three rows of four (the fourth as stored before it existed).
+            probability_ready=round((i * 0.137) % 1, 3) if i % 4 else None,
+            required_level=30 + (i * 11) % 40 if i % 4 else None,
         )
 
     one_pass = _accuracy_report(RANGE, one_pass=True)
@@ -194,3 +197,13 @@ def test_the_one_pass_postgres_report_equals_the_portable_one():
         assert len(ours) == len(theirs) > 0, field
         for a, b in zip(ours, theirs, strict=True):
             assert a == pytest.approx(b, rel=1e-9), field
+    ours, theirs = one_pass.readiness, portable.readiness
+    assert (ours.count, ours.ready) == (theirs.count, theirs.ready) == (30, theirs.ready)
+    assert (ours.brier, ours.baseline_brier, ours.ece) == pytest.approx(
+        (theirs.brier, theirs.baseline_brier, theirs.ece), rel=1e-9
+    )
+    assert [(b.count, b.observed) for b in ours.bins] == [(b.count, b.observed) for b in theirs.bins]
+    assert [b.mean_probability for b in ours.bins] == pytest.approx([b.mean_probability for b in theirs.bins])
+    assert len(ours.daily) == len(theirs.daily) > 0
+    for a, b in zip(ours.daily, theirs.daily, strict=True):
+        assert a == pytest.approx(b, rel=1e-9)

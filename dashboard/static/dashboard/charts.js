@@ -12,6 +12,8 @@
     cancelled: "rgba(107, 114, 128, 0.10)",
   };
 
+  const DEADLINE_COLOUR = "#ea580c";
+
   function data(id) {
     const node = document.getElementById(id);
     return node ? JSON.parse(node.textContent) : null;
@@ -84,12 +86,111 @@
         },
       });
     },
+    "readiness-reliability": (canvas) => {
+      const payload = data("accuracy-data").readiness;
+      return new Chart(canvas, {
+        type: "scatter",
+        data: {
+          datasets: [
+            {
+              label: "share ready, per 10 % bin of the promised probability",
+              data: payload.reliability,
+              showLine: true,
+              borderColor: colour(0),
+              backgroundColor: colour(0),
+              pointRadius: 4,
+            },
+            {
+              label: "perfect calibration",
+              data: [{ x: 0, y: 0 }, { x: 100, y: 100 }],
+              showLine: true,
+              borderColor: "#111827",
+              borderDash: [6, 4],
+              pointRadius: 0,
+            },
+          ],
+        },
+        options: {
+          maintainAspectRatio: false,
+          animation: false,
+          scales: {
+            x: { min: 0, max: 100, title: { display: true, text: "mean probability ready (%)" } },
+            y: { min: 0, max: 100, title: { display: true, text: "% of pick-ups that were ready" } },
+          },
+          plugins: {
+            tooltip: {
+              callbacks: {
+                label: (item) => {
+                  const p = item.raw;
+                  const n = p.count !== undefined ? " (" + p.count + " pick-ups)" : "";
+                  return "promised " + p.x + " %, ready " + p.y + " %" + n;
+                },
+              },
+            },
+          },
+        },
+      });
+    },
+    "readiness-brier": (canvas) => {
+      const payload = data("accuracy-data").readiness;
+      const line = (label, values, i, dash) => ({
+        label: label,
+        data: values,
+        borderColor: colour(i),
+        backgroundColor: colour(i),
+        borderDash: dash,
+        spanGaps: true,
+        tension: 0,
+        pointRadius: 2,
+      });
+      return new Chart(canvas, {
+        type: "line",
+        data: {
+          labels: payload.days,
+          datasets: [
+            line("Brier score", payload.brier, 0, []),
+            line("baseline (always the range's share ready)", payload.baseline, 6, [6, 4]),
+          ],
+        },
+        options: {
+          maintainAspectRatio: false,
+          animation: false,
+          interaction: { mode: "index", intersect: false },
+          scales: { y: { min: 0, title: { display: true, text: "Brier score (lower is better)" } } },
+        },
+      });
+    },
     timeline: (canvas) => {
       const payload = data("timeline-data");
       const intervals = [];
       payload.predicted.forEach((p) => {
         intervals.push({ x: p.x, y: p.lower }, { x: p.x, y: p.upper }, { x: p.x, y: null });
       });
+      // Each plug-in deadline is a dashed vertical line across the whole range, drawn like the intervals;
+      // its label is written at the top by the plugin below.
+      const deadlines = [];
+      (payload.deadlines || []).forEach((d) => {
+        const point = { x: d.x, label: d.label, booking_id: d.booking_id };
+        deadlines.push({ ...point, y: 0 }, { ...point, y: 100 }, { x: d.x, y: null });
+      });
+      const deadlineLabels = {
+        id: "plugInLabels",
+        afterDatasetsDraw(chart) {
+          const { ctx, chartArea, scales } = chart;
+          ctx.save();
+          ctx.fillStyle = DEADLINE_COLOUR;
+          ctx.font = "11px sans-serif";
+          ctx.textBaseline = "top";
+          (payload.deadlines || []).forEach((d, i) => {
+            const x = scales.x.getPixelForValue(d.x);
+            if (x < chartArea.left || x > chartArea.right) return;
+            const width = ctx.measureText(d.label).width;
+            const left = x + 4 + width > chartArea.right ? x - 4 - width : x + 4;
+            ctx.fillText(d.label, left, chartArea.top + 4 + (i % 3) * 13);
+          });
+          ctx.restore();
+        },
+      };
       const bandsPlugin = {
         id: "bookingBands",
         beforeDatasetsDraw(chart) {
@@ -128,6 +229,17 @@
             },
             { label: "predicted at pick-up", data: payload.predicted, backgroundColor: colour(0), pointRadius: 4 },
             {
+              label: "plug in by (at-risk pick-ups)",
+              data: deadlines,
+              showLine: true,
+              spanGaps: false,
+              borderColor: DEADLINE_COLOUR,
+              backgroundColor: DEADLINE_COLOUR,
+              borderDash: [6, 4],
+              borderWidth: 2,
+              pointRadius: 0,
+            },
+            {
               label: "actual at pick-up",
               data: payload.actual,
               backgroundColor: colour(1),
@@ -153,6 +265,7 @@
               callbacks: {
                 label: (item) => {
                   const p = item.raw;
+                  if (p.label) return p.label + " (booking " + p.booking_id + ")";
                   const what = item.dataset.label;
                   const booking = p.booking_id ? " (booking " + p.booking_id + ")" : "";
                   const band = p.lower !== undefined ? " [" + p.lower + "–" + p.upper + "]" : "";
@@ -162,7 +275,7 @@
             },
           },
         },
-        plugins: [bandsPlugin],
+        plugins: [bandsPlugin, deadlineLabels],
       });
     },
   };
