@@ -19,7 +19,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from bookings.models import BookingStatus
-from callbacks.models import CallbackOutbox
+from callbacks.models import CallbackItem
+from callbacks.readiness import READINESS_EVENT
 from learning.models import VehiclePattern
 from predictions.models import Prediction
 
@@ -88,7 +89,6 @@ def idle_drain_jumps() -> list[IdleDrainJump]:
 
 
 AT_RISK_LIMIT = 500
-READINESS_CHANGED = "booking.readiness_changed"
 
 
 def readiness_risk_threshold() -> float:
@@ -167,32 +167,24 @@ def _probability(value: object) -> float | None:
 def swap_suggestions(*, booking_ids: list[str]) -> dict[str, list[SwapSuggestion]]:
     """Each booking's swap suggestions from its newest `booking.readiness_changed` callback, in one query.
 
-    The outbox keeps the body as the JSON text sent, with no column naming the booking, so the query narrows
-    the rows to those whose text holds one of the ids (as JSON writes it, so the match does not depend on
-    the body's spacing) and the exact `booking.booking_id` is checked here after parsing. A body that is not
-    the expected shape is ignored: a page must not fail on one odd row.
+    A readiness callback names its booking in a `CallbackItem` (with the prediction's sequence), so the newest
+    one per booking is found through the items. A body that is not the expected shape is ignored: a page must
+    not fail on one odd row.
     """
     if not booking_ids:
         return {}
-    wanted = set(booking_ids)
-    mentions = Q()
-    for booking_id in wanted:
-        mentions |= Q(body__contains=json.dumps(booking_id))
     rows = (
-        CallbackOutbox.objects.filter(event=READINESS_CHANGED)
-        .filter(mentions)
-        .order_by("-created_at", "-pk")
-        .values_list("body", flat=True)
+        CallbackItem.objects.filter(booking_external_id__in=set(booking_ids), outbox__event=READINESS_EVENT)
+        .order_by("booking_external_id", "-sequence", "-pk")
+        .values_list("booking_external_id", "outbox__body")
     )
     found: dict[str, list[SwapSuggestion]] = {}
-    for body in rows:
-        try:
-            payload = json.loads(body)
-            booking_id = str(payload["booking"]["booking_id"])
-            vehicles = payload.get("suggested_vehicles") or []
-        except (ValueError, TypeError, KeyError):
+    for booking_id, body in rows:
+        if booking_id in found:  # newest first: a booking's first row wins
             continue
-        if booking_id not in wanted or booking_id in found:  # newest first: a booking's first row wins
+        try:
+            vehicles = json.loads(body).get("suggested_vehicles") or []
+        except (ValueError, TypeError, AttributeError):
             continue
         found[booking_id] = [
             SwapSuggestion(vehicle_id=str(v["vehicle_id"]), probability_ready=_probability(v.get("probability_ready")))

@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from bookings.models import BookingStatus, ReadingSource
+from callbacks.models import CallbackItem
 from tests.factories import (
     BatteryReadingFactory,
     BookingFactory,
@@ -114,7 +115,10 @@ def _seed_month(*, cars: int = 3, days: int = 28, seed: int = 5) -> str:
                         {"vehicle_id": "car-2", "probability_ready": 0.93},
                     ],
                 }
-                CallbackOutboxFactory(event="booking.readiness_changed", body=json.dumps(body))
+                row = CallbackOutboxFactory(event="booking.readiness_changed", body=json.dumps(body))
+                CallbackItem.objects.create(
+                    outbox=row, booking_external_id=upcoming.booking_external_id, sequence=upcoming.pk
+                )
     return "car-0"
 
 

@@ -2,6 +2,7 @@
 `booking.readiness_changed` outbox), the plug-in deadlines on the car timeline, and readiness calibration on
 the accuracy page (reliability bins, Brier score against the fleet's base rate, expected calibration error)."""
 
+import itertools
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -11,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bookings.models import BookingStatus
+from callbacks.models import CallbackItem
 from dashboard.selectors.accuracy import AccuracyFilter, accuracy_report
 from tests.factories import BookingFactory, CallbackOutboxFactory, PredictionFactory, VehicleFactory
 
@@ -36,17 +38,24 @@ def at_risk(*, hours: float, plug_in_in: float | None, car: str = "7", status=Bo
     return PredictionFactory(booking=booking, **fields)
 
 
+_SEQUENCE = itertools.count(1)
+
+
 def readiness_changed(booking_id: str, vehicles: list[tuple], *, age_minutes: float = 0, event=None):
+    """A readiness callback as the outbox writes one: its body, and an item naming its booking with a sequence
+    that grows with every call (a newer prediction of the booking)."""
     body = {
         "event": "booking.readiness_changed",
         "booking": {"booking_id": booking_id, "vehicle_id": "7"},
         "suggested_vehicles": [{"vehicle_id": v, "probability_ready": p} for v, p in vehicles],
     }
-    return CallbackOutboxFactory(
+    row = CallbackOutboxFactory(
         event=event or "booking.readiness_changed",
         body=json.dumps(body, separators=(",", ":")),
         age=timedelta(minutes=age_minutes),
     )
+    CallbackItem.objects.create(outbox=row, booking_external_id=booking_id, sequence=next(_SEQUENCE))
+    return row
 
 
 # --- operations: the at-risk list ---------------------------------------------------------------------------
