@@ -46,6 +46,13 @@ class LevelDistribution:
             sd_lower = max(sd_lower, sd_upper)
         return cls(level=level, sd_lower=sd_lower, sd_upper=sd_upper)
 
+    def cdf(self, x: float) -> float:
+        """P(level <= x): where an actual level fell in this distribution (its probability integral transform)."""
+        sd = self.sd_lower if x <= self.level else self.sd_upper
+        if sd <= 0.0:
+            return 0.5 if x == self.level else float(x > self.level)
+        return _NORMAL.cdf((x - self.level) / sd)
+
     def shifted(self, points: float) -> LevelDistribution:
         """The same spread around a level moved by `points` (what charging that much longer would give)."""
         return LevelDistribution(self.level + points, self.sd_lower, self.sd_upper)
@@ -110,6 +117,58 @@ def charge_needed(dist: LevelDistribution, requirement: Requirement, threshold: 
     return max(0.0, math.ceil(points * 100.0 - 1e-9) / 100.0)
 
 
+PIT_BINS = 20  # the recalibration's resolution: where actual levels fell, in twentieths of the distribution
+
+
+@dataclass(frozen=True)
+class PitCalibration:
+    """How the fleet's actual levels fell in their predicted distributions, to recalibrate the probability.
+
+    Why: an interval kept at 95 % coverage says nothing of the shape between its ends, and a requirement usually
+    falls there. If the distributions were honest, the probability integral transform u = F(actual) would be
+    uniform; its observed CDF G says how it is not. Recalibrated, P(actual < x) = G(F(x)), for any x (Kuleshov,
+    Fenner and Ermon, 2018, "Accurate uncertainties for deep learning using calibrated regression"), so the
+    probability of any requirement is honest where G was learned. `cdf[k]` is G at k / PIT_BINS.
+    """
+
+    cdf: tuple[float, ...]
+
+    @classmethod
+    def from_counts(cls, counts: list[float], prior: float) -> PitCalibration:
+        """G from the weights of scored outcomes per bin, blended with `prior` outcomes spread evenly (identity)."""
+        weights = [c + prior / len(counts) for c in counts]
+        total, running, cdf = sum(weights), 0.0, [0.0]
+        for w in weights:
+            running += w
+            cdf.append(min(1.0, running / total) if total > 0 else len(cdf) / len(counts))
+        return cls(tuple(cdf))
+
+    def g(self, u: float) -> float:
+        """G(u), linear between the bin edges."""
+        u = min(max(u, 0.0), 1.0)
+        position = u * (len(self.cdf) - 1)
+        k = min(int(position), len(self.cdf) - 2)
+        return self.cdf[k] + (self.cdf[k + 1] - self.cdf[k]) * (position - k)
+
+    def g_inverse(self, q: float) -> float:
+        """The smallest u with G(u) >= q (G is non-decreasing)."""
+        q = min(max(q, 0.0), 1.0)
+        bins = len(self.cdf) - 1
+        for k in range(bins):
+            low, high = self.cdf[k], self.cdf[k + 1]
+            if high >= q:
+                return (k + (0.0 if high <= low else (q - low) / (high - low))) / bins
+        return 1.0
+
+    def probability(self, raw: float) -> float:
+        """A raw P(ready) = 1 - F(required), recalibrated: 1 - G(F(required))."""
+        return 1.0 - self.g(1.0 - raw)
+
+    def raw_threshold(self, threshold: float) -> float:
+        """The raw probability whose recalibrated one is `threshold` (what `charge_needed` must aim at)."""
+        return 1.0 - self.g_inverse(1.0 - threshold)
+
+
 @dataclass(frozen=True)
 class Readiness:
     required_level: float
@@ -131,6 +190,7 @@ def readiness_assess(
     present: datetime,
     charge_rate: float,
     ceiling: float = FULL,
+    calibration: PitCalibration | None = None,
 ) -> Readiness:
     """Everything the `readiness` object says about one stored prediction.
 
@@ -141,11 +201,17 @@ def readiness_assess(
     charge is needed, when the needed level is beyond what the car can reach (its ceiling, or 100 % that the
     taper never quite reaches), or when the latest plug-in time is already before `present`. It is rounded down
     to the minute.
+
+    With a `calibration` (what the fleet's outcomes taught about such predictions), the probability is
+    recalibrated, and the charge aims at the raw probability whose recalibrated one reaches `threshold`.
     """
     dist = LevelDistribution.from_interval(level, lower, upper)
     probability = probability_ready(dist, requirement)
+    aim = threshold
+    if calibration is not None:
+        probability, aim = calibration.probability(probability), calibration.raw_threshold(threshold)
     at_risk = probability < threshold
-    needed = charge_needed(dist, requirement, threshold) if at_risk else 0.0
+    needed = charge_needed(dist, requirement, aim) if at_risk else 0.0
     plug_in_by = None
     if needed > 0.0:
         hours = charge_hours(level, level + needed, charge_rate, ceiling)

@@ -4,7 +4,7 @@ from django.http import HttpRequest
 
 from bookings.models import EventType
 from learning.models import ModelVersion
-from predictions.models import IntervalCalibration, Prediction
+from predictions.models import IntervalCalibration, Prediction, ReadinessCalibration
 from predictions.services import MODEL_VERSION
 
 
@@ -68,6 +68,23 @@ class IntervalCalibrationAdmin(admin.ModelAdmin):
     list_display = ["key", "margin_lower", "margin_upper", "bookings", "predictions", "below", "above", "updated_at"]
     search_fields = ["key"]
     readonly_fields = [f.name for f in IntervalCalibration._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(ReadinessCalibration)
+class ReadinessCalibrationAdmin(admin.ModelAdmin):
+    """Where actual levels fell in their predicted distributions, per lead time (docs/readiness.md): read-only.
+
+    A staff member may delete a row to start that lead time over from the raw probability.
+    """
+
+    list_display = ["key", "bookings", "updated_at"]
+    readonly_fields = [f.name for f in ReadinessCalibration._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

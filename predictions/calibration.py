@@ -43,13 +43,17 @@ from django.db import transaction
 from django.db.models import Case, F, Field, FloatField, IntegerField, Value, When
 from django.db.models.functions import Greatest, Least
 
-from predictions.models import IntervalCalibration
+from core.readiness import PIT_BINS, LevelDistribution, PitCalibration
+from predictions.models import IntervalCalibration, ReadinessCalibration
 
 STEP = 5.0  # points a side moves per scored booking that missed it (it narrows by STEP * TAIL per hit)
 TAIL = 0.025  # each side of a 95 % interval
 MARGIN_LIMITS = (-10.0, 60.0)  # points: a side may shrink a little, or widen to most of the scale
 LEAD_TIMES = ((6.0, "<6h"), (24.0, "6-24h"), (72.0, "24-72h"), (math.inf, ">72h"))
 MARGINS_CACHE_KEY = "predictions:calibration_margins"
+PIT_CACHE_KEY = "predictions:readiness_calibration"
+PIT_DECAY = 0.995  # per scored booking of a lead time: the recalibration follows about the last 200
+PIT_PRIOR = 20.0  # outcomes spread evenly (no recalibration) that the learned ones are blended with
 DEFAULT_PREDICTORS = ("model", "pattern")  # whose margins a new kind borrows and starts from, the first that has one
 
 
@@ -154,3 +158,64 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
         above=F("above") + per_kind(4, IntegerField()),
         updated_at=at,
     )
+
+
+# --- readiness: the probability recalibrated by where actual levels fell ----------------------------------------
+
+
+def lead_of(key: str) -> str:
+    """The lead-time bucket of a calibration key (its last part)."""
+    return key.rpartition("|")[2]
+
+
+def readiness_calibrations() -> dict[str, PitCalibration]:
+    """Every lead time's recalibration (`core.readiness.PitCalibration`), in one query."""
+    return {
+        key: PitCalibration.from_counts(list(counts), PIT_PRIOR)
+        for key, counts in ReadinessCalibration.objects.values_list("key", "counts")
+        if len(counts) == PIT_BINS
+    }
+
+
+def readiness_calibrations_cached() -> dict[str, PitCalibration]:
+    """`readiness_calibrations()`, kept for CALIBRATION_CACHE_SECONDS per process, as the margins are."""
+    ttl = settings.CALIBRATION_CACHE_SECONDS
+    if ttl <= 0:
+        return readiness_calibrations()
+    return cache.get_or_set(PIT_CACHE_KEY, readiness_calibrations, ttl)
+
+
+def readiness_calibration_learn(
+    *, scored: Iterable[tuple[str, float, float, float]], actual: float, at: datetime
+) -> None:
+    """Where the actual level fell in each prediction's distribution (key, level, lower, upper), per lead time.
+
+    Each lead time's weights decay by PIT_DECAY and take one booking, split evenly over its predictions of that
+    lead time (they err together). Rows are created on first use and locked in key order, so concurrent
+    pick-ups neither lose an update nor deadlock. Only an outcome already observed moves them.
+    """
+    per_lead: dict[str, list[float]] = defaultdict(list)
+    for key, level, lower, upper in scored:
+        if key:
+            per_lead[lead_of(key)].append(LevelDistribution.from_interval(level, lower, upper).cdf(actual))
+    if not per_lead:
+        return
+    cache.delete(PIT_CACHE_KEY)
+    transaction.on_commit(lambda: cache.delete(PIT_CACHE_KEY))
+    keys = sorted(per_lead)
+
+    def locked() -> list[ReadinessCalibration]:
+        return list(ReadinessCalibration.objects.select_for_update().filter(key__in=keys).order_by("key"))
+
+    rows = locked()
+    if len(rows) < len(keys):  # a lead time's first booking: create its row, then lock them all in key order
+        new = [ReadinessCalibration(key=k, counts=[0.0] * PIT_BINS) for k in set(keys) - {r.key for r in rows}]
+        ReadinessCalibration.objects.bulk_create(new, ignore_conflicts=True)
+        rows = locked()
+    for row in rows:
+        counts = [c * PIT_DECAY for c in row.counts] if len(row.counts) == PIT_BINS else [0.0] * PIT_BINS
+        pits = per_lead[row.key]
+        for u in pits:
+            counts[min(int(u * PIT_BINS), PIT_BINS - 1)] += 1.0 / len(pits)
+        row.counts, row.bookings, row.updated_at = counts, row.bookings * PIT_DECAY + 1.0, at
+    ReadinessCalibration.objects.bulk_update(rows, ["counts", "bookings", "updated_at"])

@@ -154,6 +154,26 @@ class IntervalCalibration(models.Model):
         return self.key
 
 
+class ReadinessCalibration(models.Model):
+    """Where the fleet's actual levels fell in their predicted distributions, for one lead time (issue 16).
+
+    `key` is a lead-time bucket (`predictions.calibration.LEAD_TIMES`). `counts` holds the decayed weight of
+    scored bookings per twentieth of the probability integral transform (`core.readiness.PIT_BINS`); the
+    probability a prediction of that lead time states is recalibrated with it (`core.readiness.PitCalibration`).
+    """
+
+    key = models.CharField(max_length=16, unique=True)
+    counts = models.JSONField(default=list, help_text="decayed weight of outcomes per PIT bin")
+    bookings = models.FloatField(default=0.0, help_text="decayed number of scored bookings behind the counts")
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
 # --- shadow scores: how far off each candidate predictor has been, per kind of prediction, on this fleet ------
 # Written by `predictions.shadow` only (created on first use, moved by atomic updates when a booking is picked up
 # and its predictions are scored); every prediction write reads them all in one cached query.

@@ -44,7 +44,10 @@ from predictions.calibration import (
     calibration_learn,
     calibration_margins_cached,
     interval_widened,
+    lead_time_label,
     margins_borrowed,
+    readiness_calibration_learn,
+    readiness_calibrations_cached,
 )
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.readiness import Need, fleet_requirement, requirements_for
@@ -233,6 +236,7 @@ def _priced(
     plug-in time before that same present is no use and is left empty.
     """
     margins = calibration_margins_cached()
+    pits = readiness_calibrations_cached()
     scores = shadow_scores_cached()
     model = model_version is not None
     default = "model" if model else "pattern"
@@ -265,6 +269,7 @@ def _priced(
             pickup=checkpoint.at,
             present=present,
             charge_rate=charge_rate,
+            calibration=pits.get(lead_time_label(present=present, target=checkpoint.at)),
         )
         rows.append(
             Prediction(
@@ -562,8 +567,8 @@ def predictions_score_pickup(*, booking: Booking, reading: BatteryReading) -> No
 def predictions_score(*, booking: Booking, actual: float, at_day) -> float | None:
     """Fill the actual level into every prediction of the booking; return the current one's error.
 
-    The predictions not scored yet also teach the interval calibration of their kinds and score every
-    candidate predictor they recorded (shadow scoring).
+    The predictions not scored yet also teach the interval calibration of their kinds, the readiness
+    recalibration of their lead times, and score every candidate predictor they recorded (shadow scoring).
 
     The current prediction (the latest before pick-up) is what Laravel showed, so it is the one
     counted in the daily accuracy metrics.
@@ -572,11 +577,22 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
     unscored = Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True)
     rows = list(  # one read for both learners
         unscored.values_list(
-            "calibration_key", "confidence_lower", "confidence_upper", "status", *SCORED_COLUMNS, named=True
+            "calibration_key",
+            "predicted_battery",
+            "confidence_lower",
+            "confidence_upper",
+            "status",
+            *SCORED_COLUMNS,
+            named=True,
         )
     )
     calibration_learn(
         scored=[(r.calibration_key, r.confidence_lower, r.confidence_upper) for r in rows],
+        actual=actual,
+        at=timezone.now(),
+    )
+    readiness_calibration_learn(
+        scored=[(r.calibration_key, r.predicted_battery, r.confidence_lower, r.confidence_upper) for r in rows],
         actual=actual,
         at=timezone.now(),
     )

@@ -1,0 +1,50 @@
+"""probability_ready is recalibrated by where this fleet's actual levels fell in their predicted distributions.
+
+Car 78 reported 65.5 % on 2025-11-02 at 12:00 (the seed's booking-created); BK123456 starts 31 hours later, in
+the 24-72 h lead time, and is picked up at 60.5 % (the seed's booking-started).
+"""
+
+import pytest
+
+from core.readiness import PIT_BINS, LevelDistribution, PitCalibration, Requirement, probability_ready
+from predictions.calibration import PIT_PRIOR
+from predictions.models import Prediction, ReadinessCalibration
+from tests.seed_examples import CREATED, STARTED, URL
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_pick_up_teaches_the_recalibration_of_its_predictions_lead_time_and_nothing_before(post):
+    post(URL["created"], CREATED)
+    assert not ReadinessCalibration.objects.exists()  # no outcome is known yet
+
+    assert post(URL["started"], STARTED).status_code == 200
+
+    row = ReadinessCalibration.objects.get(key="24-72h")
+    assert row.bookings == pytest.approx(1.0)
+    assert sum(row.counts) == pytest.approx(1.0)
+    created = Prediction.objects.filter(booking_external_id="BK123456", trigger="booking.created").get()
+    u = LevelDistribution.from_interval(
+        created.predicted_battery, created.confidence_lower, created.confidence_upper
+    ).cdf(60.5)
+    assert row.counts[min(int(u * PIT_BINS), PIT_BINS - 1)] == pytest.approx(1.0)
+
+
+def test_a_prediction_states_the_recalibrated_probability_and_aims_its_charge_at_it(post, settings):
+    settings.CALIBRATION_CACHE_SECONDS = 0
+    # This fleet's actual levels landed at the predicted level far more often than the intervals said.
+    counts = [0.0] * PIT_BINS
+    counts[PIT_BINS // 2 - 1] = counts[PIT_BINS // 2] = 150.0
+    ReadinessCalibration.objects.create(key="24-72h", counts=counts, bookings=300.0)
+
+    body = post(URL["created"], {**CREATED, "required_battery": 55}).json()
+
+    ci = body["confidence_interval"]
+    raw = probability_ready(
+        LevelDistribution.from_interval(body["predicted_battery"], ci["lower"], ci["upper"]), Requirement(55.0)
+    )
+    calibration = PitCalibration.from_counts(counts, PIT_PRIOR)
+    stated = body["readiness"]["probability_ready"]
+    assert stated == pytest.approx(calibration.probability(raw), abs=1e-4)
+    assert stated > raw  # tighter than the interval says: a requirement under the level is likelier met
+    assert Prediction.objects.get(booking_external_id="BK123456").probability_ready == stated
