@@ -159,6 +159,13 @@ def bookings_mark_no_show_fleet(*, clock: datetime) -> int:
     return marked
 
 
+def booking_readiness_told(*, booking: Booking, at_risk: bool) -> None:
+    """Remember whether Laravel was last told the booking is at risk (`booking.readiness_changed`), so that only a
+    change is told again. Call inside the transaction that writes the callback, holding the car's lock."""
+    Booking.objects.filter(pk=booking.pk).update(readiness_at_risk=at_risk)
+    booking.readiness_at_risk = at_risk
+
+
 def default_duration() -> timedelta:
     """Assumed length of a booking whose end Laravel has not told us."""
     return timedelta(hours=2)

@@ -28,6 +28,7 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, Vehicle
+from bookings.services import booking_readiness_told
 from callbacks.models import CallbackOutbox
 from callbacks.services import envelope_body, outbox_write
 from common.api.fields import iso
@@ -128,7 +129,6 @@ def readiness_changes_enqueue(
             triggered_by=trigger,
             items=[(p.booking_external_id, p.pk)],
         )
-        Booking.objects.filter(pk=booking.pk).update(readiness_at_risk=p.at_risk)
-        booking.readiness_at_risk = p.at_risk
+        booking_readiness_told(booking=booking, at_risk=p.at_risk)
         rows += [row] if row is not None else []
     return rows
