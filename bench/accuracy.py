@@ -231,7 +231,7 @@ def _deadlines_kept(sim: Simulation, flagged: list[tuple[dict, str]]) -> dict:
     """
     bookings = {b.booking_id: b for b in sim.bookings}
     cars = {c.car_id: c for c in sim.cars}
-    kept, skipped = [], {"no_charger": 0, "trip_between": 0}
+    kept, seen, skipped = [], [], {"no_charger": 0, "trip_between": 0}
     for r, bid in flagged:
         b, car = bookings[bid], cars[bookings[bid].car.car_id]
         deadline = sim.hours(datetime.fromisoformat(r["plug_in_by"].replace("Z", "+00:00")))
@@ -251,7 +251,15 @@ def _deadlines_kept(sim: Simulation, flagged: list[tuple[dict, str]]) -> dict:
         rng = np.random.default_rng(zlib.crc32(f"plug:{bid}".encode()))
         state, _ = world.park(state, car, sim.weather, deadline, b.actual_start, rng)
         kept.append(bool(state.levels[0] >= r["required_level"]))
-    return {"checked": len(kept), "ready": float(np.mean(kept)) if kept else None, "skipped": skipped}
+        seen.append(
+            {"booking_id": bid, "required": r["required_level"], "charge_needed": r["charge_needed"]}
+            | {"hours": round(b.actual_start - deadline, 2), "level_at_deadline": round(level, 1)}
+            | {
+                "level_at_pickup": round(float(state.levels[0]), 1),
+                "car_charge_per_hour": round(car.charge_pct_per_hour, 1),
+            }
+        )
+    return {"checked": len(kept), "ready": float(np.mean(kept)) if kept else None, "skipped": skipped, "seen": seen}
 
 
 def details(creation: dict, latest: dict, truth: dict) -> list[dict]:
