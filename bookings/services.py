@@ -166,6 +166,12 @@ def booking_readiness_told(*, booking: Booking, at_risk: bool) -> None:
     booking.readiness_at_risk = at_risk
 
 
+def booking_readiness_untold(*, booking_id: str, told: bool, was: bool) -> None:
+    """A readiness callback that said `told` never reached Laravel: put back `was`, unless a newer one has moved
+    the state since."""
+    Booking.objects.filter(external_id=booking_id, readiness_at_risk=told).update(readiness_at_risk=was)
+
+
 def default_duration() -> timedelta:
     """Assumed length of a booking whose end Laravel has not told us."""
     return timedelta(hours=2)

@@ -30,14 +30,14 @@ from django.utils import timezone
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, Vehicle
 from bookings.services import booking_readiness_told
 from callbacks.models import CallbackOutbox
-from callbacks.services import envelope_body, outbox_write
+from callbacks.services import READINESS_EVENT, envelope_body, outbox_write
 from common.api.fields import iso
 from core.readiness import Requirement
 from predictions.bodies import affected_item, interval_body
 from predictions.models import Prediction
 from predictions.services import prediction_hypothetical
 
-READINESS_EVENT = "booking.readiness_changed"
+__all__ = ["READINESS_EVENT", "readiness_changes_enqueue", "swaps_suggested", "vehicles_free"]
 
 
 def vehicles_free(*, booking: Booking, vehicle: Vehicle) -> list[Vehicle]:
@@ -107,7 +107,9 @@ def readiness_changes_enqueue(
     window = present + timedelta(hours=settings.READINESS_ALERT_HOURS)
     for p in predictions:
         booking = bookings.get(p.booking_external_id)
-        if booking is None or p.at_risk is None or p.at_risk == bool(booking.readiness_at_risk):
+        if booking is None or booking.status != BookingStatus.SCHEDULED:
+            continue
+        if p.at_risk is None or p.at_risk == bool(booking.readiness_at_risk):
             continue
         if p.at_risk and p.booking_start_time > window:
             continue

@@ -39,6 +39,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bookings.services import booking_readiness_untold
 from callbacks.models import (
     CallbackAttempt,
     CallbackItem,
@@ -56,6 +57,7 @@ from predictions.models import Prediction
 logger = logging.getLogger(__name__)
 
 EVENT = "predictions.updated"
+READINESS_EVENT = "booking.readiness_changed"  # callbacks/readiness.py writes them
 DELIVER_TASK = "callbacks.tasks.callback_deliver"
 DISPATCH_TASK = "callbacks.tasks.callbacks_dispatch_due"
 
@@ -438,6 +440,13 @@ def _post(client: httpx.Client, row: CallbackOutbox, attempt: CallbackAttempt) -
         return None, f"{type(error).__name__}: {error}"[:1000]
 
 
+def _readiness_untold(row: CallbackOutbox) -> None:
+    """A readiness callback that failed for good told Laravel nothing: what it was last told is put back, so the
+    next prediction of the booking that still differs tells it again."""
+    body = json.loads(row.body)
+    booking_readiness_untold(booking_id=body["booking"]["booking_id"], told=body["at_risk"], was=body["was_at_risk"])
+
+
 def _record(claim: _Claim, *, response: httpx.Response | None, error: str, now: datetime, duration_ms: int) -> str:
     """Complete the attempt's log entry and move the row on: delivered, due again later, or failed for good.
 
@@ -467,6 +476,8 @@ def _record(claim: _Claim, *, response: httpx.Response | None, error: str, now: 
                 outcome = Outcome.FAILED
                 row.status, row.next_attempt_at = CallbackStatus.FAILED, None
                 logger.error("callback %s failed after %d attempts: %s", row.id, attempt.number, error)
+                if row.event == READINESS_EVENT:
+                    _readiness_untold(row)
             else:
                 outcome = Outcome.RETRY
                 retry_after = response.headers.get("Retry-After") if response is not None else None

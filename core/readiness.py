@@ -31,7 +31,8 @@ class LevelDistribution:
     Clipping: the interval is clipped to 0..100, so a side that touches a bound only tells that its spread is at
     least that wide. The lower side then borrows the upper side's spread when wider (a lower probability, the
     cautious answer); the upper side keeps its own (also cautious: it never makes a full charge likelier than the
-    interval says). A level of 100 is ready for any requirement up to 100: readiness counts `>=`.
+    interval says). Readiness counts `>=`: a car whose whole interval is at 100 is ready for any requirement up to
+    100, and one predicted at 100 with a lower end below it is ready for a requirement of 100 half the time.
     """
 
     level: float
@@ -210,6 +211,7 @@ def readiness_assess(
     aim = threshold
     if calibration is not None:
         probability, aim = calibration.probability(probability), calibration.raw_threshold(threshold)
+    probability = round(probability, 4)  # what is stored and shown: at_risk must agree with it
     at_risk = probability < threshold
     needed = charge_needed(dist, requirement, aim) if at_risk else 0.0
     plug_in_by = None
@@ -221,7 +223,7 @@ def readiness_assess(
     return Readiness(
         required_level=round(requirement.level, 2),
         required_std=round(requirement.std, 2),
-        probability_ready=round(probability, 4),
+        probability_ready=probability,
         at_risk=at_risk,
         charge_needed=needed,
         plug_in_by=plug_in_by,

@@ -160,6 +160,9 @@ def _booking_of_vehicle(*, vehicle: Vehicle, booking_id: str) -> Booking | None:
     if booking.vehicle_id == vehicle.pk:
         booking.vehicle = vehicle  # the locked instance: no second fetch
         return booking
+    # Another car's booking: read it again locked, so that what that car's own events (holding its lock, not
+    # this one's) wrote to it meanwhile, such as what Laravel was last told of its readiness, is not saved over.
+    booking = Booking.objects.select_for_update(of=("self",)).get(pk=booking.pk)
     if booking.status not in NOT_STARTED:
         raise DomainError(
             f"booking {booking_id} is {booking.status} on vehicle {booking.vehicle.external_id}, "

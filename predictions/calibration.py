@@ -209,7 +209,8 @@ def readiness_calibration_learn(
 
     rows = locked()
     if len(rows) < len(keys):  # a lead time's first booking: create its row, then lock them all in key order
-        new = [ReadinessCalibration(key=k, counts=[0.0] * PIT_BINS) for k in set(keys) - {r.key for r in rows}]
+        missing = sorted(set(keys) - {r.key for r in rows})  # in key order, as they are locked: no deadlock
+        new = [ReadinessCalibration(key=k, counts=[0.0] * PIT_BINS) for k in missing]
         ReadinessCalibration.objects.bulk_create(new, ignore_conflicts=True)
         rows = locked()
     for row in rows:

@@ -156,7 +156,7 @@ def _predict_walk(
 
 
 def prediction_id_new(booking_id: str, vehicle: Vehicle) -> str:
-    """A new prediction's id, as Laravel sees it (also what bench.pages seeds its predictions with)."""
+    """A new prediction's id, as Laravel sees it."""
     return f"PRED_{booking_id or 'V' + vehicle.external_id}_{uuid.uuid4().hex[:12]}"
 
 
@@ -222,14 +222,14 @@ def _priced(
     model_version: str | None,
     requirements: dict[str, Requirement],
     charge_rate: float,
+    present: datetime,
 ) -> list[Prediction]:
     """The predictions of a walk's checkpoints, as they would be stored (unsaved rows; no query of their own).
 
     Each prediction is served by the candidate that shadow scoring picks for its kind
     (`predictions.shadow`), and records every candidate's level so that its pick-up scores them
     all. Each interval is then widened by what the scored outcomes taught about its kind
-    (`predictions.calibration`). Lead times run from the fleet's clock, or from the walk's start
-    (when the starting level was known) if that is newer.
+    (`predictions.calibration`). Lead times run from `present` (`_present`).
 
     Each is also assessed for readiness (`core.readiness`) against its booking's requirement (the fleet's rule
     when it has none in `requirements`), from the very numbers stored, so a response recomputes nothing; a
@@ -241,7 +241,6 @@ def _priced(
     model = model_version is not None
     default = "model" if model else "pattern"
     available = CANDIDATES if model else CANDIDATES[1:]
-    present = max(fleet_clock(now=now), start.at)
     threshold = settings.READINESS_RISK_THRESHOLD
     default_requirement = fleet_requirement()
     rows = []
@@ -311,25 +310,38 @@ def _priced(
     return rows
 
 
+def _present(*, now: datetime, start: State) -> datetime:
+    """The moment lead times and readiness are judged from: the fleet's clock, or the walk's start (when the
+    starting level was known) if that is newer."""
+    return max(fleet_clock(now=now), start.at)
+
+
 def _store(
-    *, vehicle: Vehicle, bookings: dict[str, Booking], trigger: str, event: InboundEvent | None, **walk: Any
+    *,
+    vehicle: Vehicle,
+    bookings: dict[str, Booking],
+    trigger: str,
+    event: InboundEvent | None,
+    told: bool = True,
+    **walk: Any,
 ) -> list[Prediction]:
-    """Insert the predictions `_priced` makes of a walk and make them their bookings' current ones (four queries).
+    """Insert the predictions `_priced` makes of a walk and make them their bookings' current ones (two queries).
 
     Call while holding the vehicle lock: that is what keeps one current prediction per booking. Sends
-    `predictions_stored` (callbacks tells Laravel of readiness that changed).
+    `predictions_stored`, with the bookings whose readiness Laravel is to be told of when it changed (none
+    unless `told`: a `/predict` asking about another need or time is a question, not the booking's state).
     """
-    rows = _priced(vehicle=vehicle, bookings=bookings, trigger=trigger, event=event, **walk)
+    present = _present(now=walk["now"], start=walk["start"])
+    rows = _priced(vehicle=vehicle, bookings=bookings, trigger=trigger, event=event, present=present, **walk)
     booking_ids = [p.booking_external_id for p in rows if p.booking_external_id]
     if booking_ids:
         Prediction.objects.filter(booking_external_id__in=booking_ids, is_current=True).update(is_current=False)
     stored = Prediction.objects.bulk_create(rows)
-    present = max(fleet_clock(now=walk["now"]), walk["start"].at)  # as `_priced` took it (the clock is cached)
     predictions_stored.send(
         sender=Prediction,
         vehicle=vehicle,
         predictions=stored,
-        bookings=bookings,
+        bookings=bookings if told else {},
         trigger=trigger,
         event=event,
         present=present,
@@ -400,6 +412,9 @@ def prediction_predict(
             planned = _known_bookings(vehicle=vehicle, after=state.at, before=booking_start_time, exclude=booking_id)
         pattern, prior = vehicle_pattern_for(vehicle), fleet_prior_cached()
         rates = vehicle_rates(pattern, prior)
+        # Laravel is told of the booking's readiness only when this answer is about the booking as it stands.
+        told = booking is not None and booking.status == BookingStatus.SCHEDULED and (need is None or not need.given)
+        told = told and booking_start_time == booking.scheduled_start
         if (need is None or not need.given) and booking is not None:
             need = _need_of(booking)
         requirements = requirements_for(
@@ -423,6 +438,7 @@ def prediction_predict(
             has_reading=reading is not None,
             real_time=real_time,
             bookings={booking_id: booking} if booking else {},
+            told=told,
             user_ids={booking_id: user_id},
             trigger=trigger,
             event=None,
@@ -467,6 +483,7 @@ def prediction_hypothetical(
         model_version=version,
         requirements={"": requirement},
         charge_rate=rates.charge,
+        present=_present(now=now, start=state),
     )
     return row
 

@@ -178,3 +178,29 @@ def test_a_zone_longer_than_stored_is_a_400_naming_it(post):
     assert response.status_code == 400
     assert "zone" in response.json()["fields"]
     assert not Booking.objects.exists()
+
+
+def test_a_predict_asking_about_another_need_tells_nothing_and_changes_nothing(post, receiver):
+    post(URL["created"], {**CREATED, "required_battery": 20})
+    question = {**PREDICT_REAL_TIME, "intermediate_bookings": [], "required_battery": 95}
+
+    assert post(URL["predict"], question).json()["readiness"]["at_risk"] is True
+
+    assert alerts() == []
+    assert Booking.objects.get(external_id="BK123456").readiness_at_risk is None
+
+
+def test_an_alert_that_fails_for_good_is_told_again_by_the_next_prediction(post, receiver):
+    receiver.default = (503, {})
+    post(URL["created"], {**CREATED, "required_battery": 95})
+    alert = CallbackOutbox.objects.get(event=READINESS_EVENT)
+    now = timezone.now()
+    for _ in range(12):  # every attempt of the retry schedule, days apart
+        now += timedelta(days=2)
+        callbacks_dispatch_due(now=now)
+    alert.refresh_from_db()
+    assert alert.status == CallbackStatus.FAILED
+    assert not Booking.objects.get(external_id="BK123456").readiness_at_risk  # Laravel was never told
+
+    post(URL["modified"], modified_need(required_battery=90))  # still at risk: told again
+    assert [a["at_risk"] for a in alerts()] == [True, True]
