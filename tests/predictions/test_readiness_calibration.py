@@ -1,8 +1,7 @@
 """probability_ready is recalibrated by where this fleet's actual levels fell in their predicted distributions.
 
-Car 78 reported 65.5 % on 2025-11-02 at 12:00 (the seed's booking-created); BK123456 starts 31 hours later (its
-prediction at creation is of the kind `booking.created|24-72h`) and is picked up at 60.5 % (the seed's
-booking-started).
+Car 78 reported 65.5 % on 2025-11-02 at 12:00 (the seed's booking-created); BK123456 starts 31 hours later, in
+the 24-72 h lead time, a kind of its own (`booking.created|24-72h`), and is picked up at 60.5 % (the seed's booking-started).
 """
 
 import pytest
