@@ -78,9 +78,9 @@ class IntervalCalibrationAdmin(admin.ModelAdmin):
 
 @admin.register(ReadinessCalibration)
 class ReadinessCalibrationAdmin(admin.ModelAdmin):
-    """Where actual levels fell in their predicted distributions, per kind of prediction (docs/readiness.md): read-only.
+    """Where actual levels fell in their predicted distributions, per lead time (docs/readiness.md): read-only.
 
-    A staff member may delete a row to start that kind over from the raw probability.
+    A staff member may delete a row to start that lead time over from the raw probability.
     """
 
     list_display = ["key", "bookings", "updated_at"]

@@ -52,7 +52,7 @@ MARGIN_LIMITS = (-10.0, 60.0)  # points: a side may shrink a little, or widen to
 LEAD_TIMES = ((6.0, "<6h"), (24.0, "6-24h"), (72.0, "24-72h"), (math.inf, ">72h"))
 MARGINS_CACHE_KEY = "predictions:calibration_margins"
 PIT_CACHE_KEY = "predictions:readiness_calibration"
-PIT_DECAY = 0.995  # per scored booking of a kind: the recalibration follows about the last 200
+PIT_DECAY = 0.995  # per scored booking of a lead time: the recalibration follows about the last 200
 PIT_PRIOR = 20.0  # outcomes spread evenly (no recalibration) that the learned ones are blended with
 DEFAULT_PREDICTORS = ("model", "pattern")  # whose margins a new kind borrows and starts from, the first that has one
 
@@ -163,15 +163,13 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
 # --- readiness: the probability recalibrated by where actual levels fell ----------------------------------------
 
 
-def readiness_key(key: str) -> str:
-    """The kind a prediction's probability is recalibrated by: its calibration key without the predictor (the
-    trigger, own booking or cascade, and the lead time), since where outcomes fall depends on what is still to
-    come before the pick-up more than on who priced it."""
-    return key.partition("|")[2]
+def lead_of(key: str) -> str:
+    """The lead-time bucket of a calibration key (its last part)."""
+    return key.rpartition("|")[2]
 
 
 def readiness_calibrations() -> dict[str, PitCalibration]:
-    """Every kind's recalibration (`core.readiness.PitCalibration`), in one query."""
+    """Every lead time's recalibration (`core.readiness.PitCalibration`), in one query."""
     return {
         key: PitCalibration.from_counts(list(counts), PIT_PRIOR)
         for key, counts in ReadinessCalibration.objects.values_list("key", "counts")
@@ -190,17 +188,16 @@ def readiness_calibrations_cached() -> dict[str, PitCalibration]:
 def readiness_calibration_learn(
     *, scored: Iterable[tuple[str, float, float, float]], actual: float, at: datetime
 ) -> None:
-    """Where the actual level fell in each prediction's distribution (key, level, lower, upper), per kind
-    (`readiness_key`).
+    """Where the actual level fell in each prediction's distribution (key, level, lower, upper), per lead time.
 
-    Each kind's weights decay by PIT_DECAY and take one booking, split evenly over its predictions of that kind
-    (they err together). Rows are created on first use and locked in key order, so concurrent
+    Each lead time's weights decay by PIT_DECAY and take one booking, split evenly over its predictions of that
+    lead time (they err together). Rows are created on first use and locked in key order, so concurrent
     pick-ups neither lose an update nor deadlock. Only an outcome already observed moves them.
     """
     per_lead: dict[str, list[float]] = defaultdict(list)
     for key, level, lower, upper in scored:
         if key:
-            per_lead[readiness_key(key)].append(LevelDistribution.from_interval(level, lower, upper).cdf(actual))
+            per_lead[lead_of(key)].append(LevelDistribution.from_interval(level, lower, upper).cdf(actual))
     if not per_lead:
         return
     cache.delete(PIT_CACHE_KEY)

@@ -155,15 +155,14 @@ class IntervalCalibration(models.Model):
 
 
 class ReadinessCalibration(models.Model):
-    """Where the fleet's actual levels fell in their predicted distributions, for one kind of prediction (issue 16).
+    """Where the fleet's actual levels fell in their predicted distributions, for one lead time (issue 16).
 
-    `key` is a kind: a calibration key without its predictor (`predictions.calibration.readiness_key`), e.g.
-    `booking.created|24-72h` or `booking.ended (cascade)|<6h`. `counts` holds the decayed weight of
+    `key` is a lead-time bucket (`predictions.calibration.LEAD_TIMES`). `counts` holds the decayed weight of
     scored bookings per twentieth of the probability integral transform (`core.readiness.PIT_BINS`); the
     probability a prediction of that lead time states is recalibrated with it (`core.readiness.PitCalibration`).
     """
 
-    key = models.CharField(max_length=64, unique=True)
+    key = models.CharField(max_length=16, unique=True)
     counts = models.JSONField(default=list, help_text="decayed weight of outcomes per PIT bin")
     bookings = models.FloatField(default=0.0, help_text="decayed number of scored bookings behind the counts")
     updated_at = models.DateTimeField(null=True, blank=True)

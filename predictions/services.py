@@ -44,10 +44,10 @@ from predictions.calibration import (
     calibration_learn,
     calibration_margins_cached,
     interval_widened,
+    lead_time_label,
     margins_borrowed,
     readiness_calibration_learn,
     readiness_calibrations_cached,
-    readiness_key,
 )
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.readiness import Need, fleet_requirement, requirements_for
@@ -268,7 +268,7 @@ def _priced(
             pickup=checkpoint.at,
             present=present,
             charge_rate=charge_rate,
-            calibration=pits.get(readiness_key(key)),
+            calibration=pits.get(lead_time_label(present=present, target=checkpoint.at)),
         )
         rows.append(
             Prediction(

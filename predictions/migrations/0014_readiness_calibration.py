@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
             name='ReadinessCalibration',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=64, unique=True)),
+                ('key', models.CharField(max_length=16, unique=True)),
                 ('counts', models.JSONField(default=list, help_text='decayed weight of outcomes per PIT bin')),
                 ('bookings', models.FloatField(default=0.0, help_text='decayed number of scored bookings behind the counts')),
                 ('updated_at', models.DateTimeField(blank=True, null=True)),

@@ -1,7 +1,7 @@
 """probability_ready is recalibrated by where this fleet's actual levels fell in their predicted distributions.
 
 Car 78 reported 65.5 % on 2025-11-02 at 12:00 (the seed's booking-created); BK123456 starts 31 hours later, in
-the 24-72 h lead time, a kind of its own (`booking.created|24-72h`), and is picked up at 60.5 % (the seed's booking-started).
+the 24-72 h lead time, and is picked up at 60.5 % (the seed's booking-started).
 """
 
 import pytest
@@ -14,13 +14,13 @@ from tests.seed_examples import CREATED, STARTED, URL
 pytestmark = pytest.mark.django_db
 
 
-def test_a_pick_up_teaches_the_recalibration_of_its_predictions_kind_and_nothing_before(post):
+def test_a_pick_up_teaches_the_recalibration_of_its_predictions_lead_time_and_nothing_before(post):
     post(URL["created"], CREATED)
     assert not ReadinessCalibration.objects.exists()  # no outcome is known yet
 
     assert post(URL["started"], STARTED).status_code == 200
 
-    row = ReadinessCalibration.objects.get(key="booking.created|24-72h")
+    row = ReadinessCalibration.objects.get(key="24-72h")
     assert row.bookings == pytest.approx(1.0)
     assert sum(row.counts) == pytest.approx(1.0)
     created = Prediction.objects.filter(booking_external_id="BK123456", trigger="booking.created").get()
@@ -35,7 +35,7 @@ def test_a_prediction_states_the_recalibrated_probability_and_aims_its_charge_at
     # This fleet's actual levels landed at the predicted level far more often than the intervals said.
     counts = [0.0] * PIT_BINS
     counts[PIT_BINS // 2 - 1] = counts[PIT_BINS // 2] = 150.0
-    ReadinessCalibration.objects.create(key="booking.created|24-72h", counts=counts, bookings=300.0)
+    ReadinessCalibration.objects.create(key="24-72h", counts=counts, bookings=300.0)
 
     body = post(URL["created"], {**CREATED, "required_battery": 55}).json()
 
