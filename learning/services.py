@@ -79,12 +79,27 @@ def _trip_between(*, vehicle: Vehicle, after, before, exclude: Booking) -> bool:
     )
 
 
+def _return_before(reading: BatteryReading) -> BatteryReading | None:
+    """The car's last return before `reading`: where the parked gap that ends at this pick-up began."""
+    return (
+        BatteryReading.objects.filter(
+            vehicle_id=reading.vehicle_id, recorded_at__lt=reading.recorded_at, source=ReadingSource.BOOKING_ENDED
+        )
+        .order_by("-recorded_at", "-id")
+        .first()
+    )
+
+
 def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error: float | None) -> bool:
     """Learn from the parked gap that ended at pick-up; `error` is the booking's current prediction's (actual minus
     predicted, as scoring stored it; None when it had none). Returns whether the car's pattern changed.
 
-    A clean gap (the previous reading is the previous return, no trip between) updates the idle
-    drain or, if the car was left plugged in, the charging rate by EMA. The seed's error
+    A clean gap (from the car's last return, no trip between) updates the idle drain or, if the car
+    was left plugged in, the charging rate by EMA. Levels reported inside the gap (telematics on a
+    booking's creation, a real-time `/predict`) do not break it: the gap is the return to the pick-up,
+    as the model's features learn it (`core.features.FeatureBook`). Requiring the return to be the
+    very last reading left most gaps unlearned wherever the platform reports levels between
+    bookings, and the charging rate stuck near the fleet's default. The seed's error
     correction (error over 5 points: move the rate by 20 % of the error, widen its spread by
     10 %) then applies; when the gap was clean the EMA has already moved the rate by 30 % of the
     same evidence, so only the spread is widened, never the rate corrected twice.
@@ -100,17 +115,16 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error
     hours = None
     if previous is not None:
         hours = (reading.recorded_at - previous.recorded_at).total_seconds() / 3600.0
-        clean = (
-            previous.source == ReadingSource.BOOKING_ENDED
-            and hours >= MIN_GAP_HOURS
-            and not _trip_between(
-                vehicle=vehicle, after=previous.recorded_at, before=reading.recorded_at, exclude=booking
+        returned = previous if previous.source == ReadingSource.BOOKING_ENDED else _return_before(reading)
+        if returned is not None:
+            gap_hours = (reading.recorded_at - returned.recorded_at).total_seconds() / 3600.0
+            clean = gap_hours >= MIN_GAP_HOURS and not _trip_between(
+                vehicle=vehicle, after=returned.recorded_at, before=reading.recorded_at, exclude=booking
             )
-        )
-        if clean:
-            learned = _learn_gap(
-                pattern, start=previous.level, end=reading.level, hours=hours, charging=previous.charging
-            )
+            if clean:
+                learned = _learn_gap(
+                    pattern, start=returned.level, end=reading.level, hours=gap_hours, charging=returned.charging
+                )
     corrected = False
     if error is not None and abs(error) > ERROR_CORRECTION_THRESHOLD:
         corrected = True

@@ -107,6 +107,26 @@ def test_the_charging_rate_is_learned_when_the_car_was_left_plugged_in(post):
 
 
 @pytest.mark.django_db
+def test_a_level_reported_inside_the_gap_does_not_stop_it_being_learned(post):
+    """The gap runs from the return to the pick-up, whatever the platform reported in between."""
+    trip(post, booking="A", start=T0, hours=2, level_start=80, level_end=30, charging=True)
+    post(
+        URL["predict"],
+        {
+            "vehicle_id": "7",
+            "booking_start_time": iso(T0 + timedelta(hours=4)),
+            "current_battery_level": 45,
+            "current_timestamp": iso(T0 + timedelta(hours=3)),
+        },
+    )
+    trip(post, booking="B", start=T0 + timedelta(hours=4), level_start=60, level_end=50)
+
+    pattern = VehiclePattern.objects.get()
+    assert pattern.charge_observations == 1
+    assert pattern.avg_charging_rate_per_hour == pytest.approx(15.0, rel=1e-3)
+
+
+@pytest.mark.django_db
 def test_a_charge_nobody_reported_is_counted_not_learned_as_negative_drain(post):
     trip(post, booking="A", start=T0, hours=2, level_start=80, level_end=20)
     trip(post, booking="B", start=T0 + timedelta(days=1), level_start=95, level_end=80)
