@@ -12,8 +12,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Avg, Count, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
+from django.utils import timezone
 
 from bookings.models import BatteryReading, ReadingSource, Vehicle
+from bookings.selectors import fleet_clock
 from common.api.fields import iso
 from core.ema import shrink
 from core.features import HISTORY, FeatureBook, Outcome, Reading
@@ -101,15 +103,28 @@ def fleet_return_battery(default: float = 60.0) -> float:
 
 
 def fleet_prior_cached() -> FleetPrior:
-    """`fleet_prior()`, recomputed at most every FLEET_PRIOR_CACHE_SECONDS per process.
+    """`fleet_prior()`, recomputed at most every FLEET_PRIOR_CACHE_SECONDS per process, of the server's time and of
+    the fleet's (`fleet_clock`), whichever passes first.
 
     The fleet average moves slowly (one outcome among hundreds of cars barely shifts it), and
-    the aggregate over every car's pattern would otherwise run on every prediction.
+    the aggregate over every car's pattern would otherwise run on every prediction. Live, the two clocks run
+    together. A replayed stream (a month of a fleet sent in minutes, as a platform does when it first connects or
+    as the benches do) runs the fleet's clock thousands of times faster: on the server's clock alone, the first
+    weeks of the fleet would all be shrunk towards the average as it stood at the start (the cold-start defaults:
+    charging at 12 %/h for a fleet whose cars charge at 2).
     """
     ttl = settings.FLEET_PRIOR_CACHE_SECONDS
     if ttl <= 0:
         return fleet_prior()
-    return cache.get_or_set(FLEET_PRIOR_CACHE_KEY, fleet_prior, ttl)
+    clock = fleet_clock(now=timezone.now())
+    cached = cache.get(FLEET_PRIOR_CACHE_KEY)
+    if cached is not None:
+        prior, at = cached
+        if abs((clock - at).total_seconds()) <= ttl:
+            return prior
+    prior = fleet_prior()
+    cache.set(FLEET_PRIOR_CACHE_KEY, (prior, clock), ttl)
+    return prior
 
 
 def _std(variance: float, count: int, prior_std: float) -> float:

@@ -8,8 +8,8 @@ from bookings.models import BookingStatus
 from core.ema import ALPHA, charging_rate_from_gap, ema_update
 from core.physics import charge_level
 from learning.models import ConfidenceLevel, VehiclePattern, confidence_for
-from learning.selectors import SHRINK_STRENGTH, FleetPrior, fleet_prior, vehicle_rates
-from tests.factories import T0, BookingFactory, VehicleFactory, VehiclePatternFactory
+from learning.selectors import SHRINK_STRENGTH, FleetPrior, fleet_prior, fleet_prior_cached, vehicle_rates
+from tests.factories import T0, BatteryReadingFactory, BookingFactory, VehicleFactory, VehiclePatternFactory
 from tests.seed_examples import URL
 
 
@@ -202,6 +202,24 @@ def test_a_new_car_borrows_the_fleet_average_and_moves_to_its_own_with_bookings(
     assert vehicle_rates(seasoned, prior).drive == pytest.approx(
         (30 * 20.0 + SHRINK_STRENGTH * 10.0) / (30 + SHRINK_STRENGTH)
     )
+
+
+@pytest.mark.django_db
+def test_the_cached_fleet_prior_is_renewed_as_the_fleets_clock_moves_not_only_the_servers(settings):
+    """A replayed month arrives in minutes: after FLEET_PRIOR_CACHE_SECONDS of the fleet's time the average is new."""
+    settings.FLEET_PRIOR_CACHE_SECONDS = 60
+    settings.FLEET_CLOCK_CACHE_SECONDS = 0
+    car = VehicleFactory()
+    BatteryReadingFactory(vehicle=car, recorded_at=T0)
+    VehiclePatternFactory(avg_charging_rate_per_hour=2.0, charge_observations=5)
+    assert fleet_prior_cached().charge == pytest.approx(2.0)
+
+    VehiclePatternFactory(avg_charging_rate_per_hour=4.0, charge_observations=5)
+    BatteryReadingFactory(vehicle=car, recorded_at=T0 + timedelta(seconds=50))
+    assert fleet_prior_cached().charge == pytest.approx(2.0)  # 50 s of either clock: still the cached average
+
+    BatteryReadingFactory(vehicle=car, recorded_at=T0 + timedelta(hours=2))
+    assert fleet_prior_cached().charge == pytest.approx(3.0)  # two hours of the fleet's time in a moment of ours
 
 
 @pytest.mark.django_db
