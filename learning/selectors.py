@@ -34,6 +34,7 @@ FLEET_PRIOR_CACHE_KEY = "learning:fleet_prior"
 
 # A car with this many observations of a rate weighs its own estimate equally with the fleet's.
 SHRINK_STRENGTH = 3.0
+MIN_CHARGE_RATE = 0.5  # points per hour: a car that charges at all charges at least this fast
 
 
 @dataclass(frozen=True)
@@ -149,12 +150,29 @@ def vehicle_rates(pattern: VehiclePattern | None, prior: FleetPrior) -> Rates:
     return Rates(
         idle_drain=max(shrink(p.avg_idle_drain_per_hour, p.idle_observations, prior.idle_drain, SHRINK_STRENGTH), 0.0),
         idle_std=_std(p.var_idle_drain_per_hour, p.idle_observations, prior.idle_std),
-        charge=max(shrink(p.avg_charging_rate_per_hour, p.charge_observations, prior.charge, SHRINK_STRENGTH), 0.5),
+        charge=max(
+            shrink(p.avg_charging_rate_per_hour, p.charge_observations, prior.charge, SHRINK_STRENGTH), MIN_CHARGE_RATE
+        ),
         charge_std=_std(p.var_charging_rate_per_hour, p.charge_observations, prior.charge_std),
         drive=max(shrink(p.avg_drain_rate_per_hour, p.drive_observations, prior.drive, SHRINK_STRENGTH), 0.0),
         drive_std=_std(p.var_drain_rate_per_hour, p.drive_observations, prior.drive_std),
         plug_probability=shrink(p.charging_frequency, p.total_bookings, prior.plug_probability, SHRINK_STRENGTH),
     )
+
+
+def deadline_charge_rate(pattern: VehiclePattern | None, rates: Rates) -> float:
+    """The charging rate a plug-in deadline counts on: the lower of the car's own learned rate and `rates.charge`
+    (the same rate shrunk towards the fleet's); the fleet's alone for a car never seen charging.
+
+    Why the lower: shrinking serves a level prediction well (a car with two charges observed is pulled towards
+    the fleet, whichever side it is on), but a deadline is not symmetric. Counting on a rate above the car's
+    makes the deadline too late and the car is not ready; below it, the car is plugged in early and waits on
+    the charger. In a fleet of 3.7 to 22 kW chargers, a car seen twice charging at 3 %/h was otherwise given
+    deadlines at 6 to 7 %/h, half the time it needs (seed 11, world-shift suite).
+    """
+    if pattern is None or not pattern.charge_observations or pattern.avg_charging_rate_per_hour is None:
+        return rates.charge
+    return max(min(pattern.avg_charging_rate_per_hour, rates.charge), MIN_CHARGE_RATE)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from core.readiness import Requirement, readiness_assess
 from learning.champion import champion_model
 from learning.models import AccuracyMetric
 from learning.selectors import (
+    deadline_charge_rate,
     feature_book_for,
     fleet_prior_cached,
     fleet_return_battery,
@@ -445,7 +446,7 @@ def prediction_predict(
             now=now,
             model_version=version,
             requirements=requirements,
-            charge_rate=rates.charge,
+            charge_rate=deadline_charge_rate(pattern, rates),
         )
     prediction.notes = notes
     return prediction
@@ -482,7 +483,7 @@ def prediction_hypothetical(
         now=now,
         model_version=version,
         requirements={"": requirement},
-        charge_rate=rates.charge,
+        charge_rate=deadline_charge_rate(pattern, rates),
         present=_present(now=now, start=state),
     )
     return row
@@ -556,7 +557,7 @@ def predictions_cascade(
         now=now,
         model_version=version,
         requirements=requirements,
-        charge_rate=rates.charge,
+        charge_rate=deadline_charge_rate(pattern, rates),
     )
 
 

@@ -130,6 +130,25 @@ def test_plug_in_by_leaves_the_time_the_learned_charging_rate_takes(post):
     assert readiness["plug_in_by"].endswith(":00Z")
 
 
+def test_plug_in_by_counts_on_the_lower_of_the_cars_own_rate_and_the_fleet_shrunk_one(post):
+    """A deadline too late leaves the car short; one too early only has it wait on the charger."""
+    VehiclePatternFactory(
+        vehicle=VehicleFactory(external_id="fleet"), avg_charging_rate_per_hour=12.0, charge_observations=50
+    )
+    vehicle = VehicleFactory(external_id="78")
+    VehiclePatternFactory(vehicle=vehicle, avg_charging_rate_per_hour=2.0, charge_observations=1)
+    # The fleet's average is (12 + 2) / 2 = 7; shrunk towards it with one charge seen the car's rate is
+    # (2 + 3 x 7) / 4 = 5.75: the deadline counts on the car's own 2.
+
+    body = predict(post, level=30.0, required_battery=35)
+
+    readiness = body["readiness"]
+    level = body["predicted_battery_percentage"]
+    hours = charge_hours(level, level + readiness["charge_needed"], 2.0)
+    left = (at(body["booking_start_time"]) - at(readiness["plug_in_by"])).total_seconds()
+    assert 0 <= left - hours * 3600 < 60
+
+
 def test_plug_in_by_is_null_when_no_charge_is_needed_or_it_cannot_be_reached(post):
     assert predict(post, required_battery=20)["readiness"]["plug_in_by"] is None  # not at risk
 
