@@ -195,6 +195,27 @@ def score(
     return result
 
 
+def ece(p: np.ndarray, ready: np.ndarray, bins: int = 10) -> float:
+    """The expected calibration error: per tenth of probability, |mean probability - share ready|, weighted."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    gaps = [abs(p[which == k].mean() - ready[which == k].mean()) * (which == k).sum() for k in set(which)]
+    return float(sum(gaps)) / len(p)
+
+
+def ece_of_calibrated(p: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """The ECE a perfectly calibrated forecaster would show with these same probabilities: (median, 95th percentile).
+
+    Why: the ECE of a finite sample is never 0. With a few hundred pick-ups spread over ten bins, a bin holds 10
+    to 20 of them and its share ready wanders by 0.1 around a true probability of one half, so an honest
+    forecaster's ECE has a floor that depends on n and on where its probabilities fall (Broecker and Smith 2007,
+    "Increasing the reliability of reliability diagrams", draw the same consistency bars). Outcomes are drawn as
+    Bernoulli(p) for each forecast, `draws` times.
+    """
+    rng = np.random.default_rng(seed)
+    values = [ece(p, rng.random(len(p)) < p) for _ in range(draws)]
+    return float(np.median(values)), float(np.quantile(values, 0.95))
+
+
 def readiness_scores(sim: Simulation, table: dict, truth: dict, *, deadlines: bool) -> dict:
     """How honest the service's `probability_ready` was at one moment, and (`deadlines`) its `plug_in_by`."""
     said = [(s["service"].ready, truth[bid], bid) for bid, s in table.items() if bid in truth and s["service"].ready]
@@ -206,12 +227,15 @@ def readiness_scores(sim: Simulation, table: dict, truth: dict, *, deadlines: bo
     bins = np.minimum((p * 10).astype(int), 9)
     reliability = [(k, int((bins == k).sum()), p[bins == k].mean(), ready[bins == k].mean()) for k in range(10)]
     reliability = [(k, n, float(mean_p), float(share)) for k, n, mean_p, share in reliability if n]
+    floor = ece_of_calibrated(p)
     out = {
         "n": len(said),
         "ready_share": float(ready.mean()),
         "brier": float(np.mean((p - ready) ** 2)),
         "brier_baseline": float(np.mean((ready.mean() - ready) ** 2)),
-        "ece": sum(n * abs(mean_p - share) for _, n, mean_p, share in reliability) / len(said),
+        "ece": ece(p, ready),
+        "ece_calibrated_median": floor[0],
+        "ece_calibrated_p95": floor[1],
         "reliability": reliability,
         "flagged": int(flagged.sum()),
         "short_if_flagged": float(1 - ready[flagged].mean()) if flagged.any() else None,

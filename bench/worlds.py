@@ -226,15 +226,24 @@ def summary_table(results: list[dict]) -> str:
     return "\n".join([text_table(rows, rule=False), "", notes])
 
 
+def _calibrated(x: dict) -> str:
+    """The ECE an honest forecaster would show here, and whether this one's is beyond it."""
+    median, p95 = x.get("ece_calibrated_median"), x.get("ece_calibrated_p95")
+    if median is None:
+        return "-"
+    return f"{median:.3f} / {p95:.3f} {'consistent' if x['ece'] <= p95 else 'beyond'}"
+
+
 def readiness_table(results: list[dict]) -> str:
     """Issue 16's readiness figures per world and moment, each target `ok` or `FAIL`."""
-    rows = [["world", "moment", "n", "ready", "Brier (fleet share)", "ECE", "flagged", "short: flagged/not"]]
+    rows = [["world", "moment", "n", "ready", "Brier (fleet share)", "ECE", "if calibrated", "flagged"]]
+    rows[0] += ["short: flagged/not"]
     rows[0] += ["deadline kept (checked)", "passed"]
     for r in results:
         for moment in ("creation", "latest"):
             x = r["readiness"][moment]
             if not x["n"]:
-                rows.append([r["world"], moment, "0", *["-"] * 7])
+                rows.append([r["world"], moment, "0", *["-"] * 8])
                 continue
             checks = [x["brier"] < x["brier_baseline"], x["ece"] <= ECE_MAX]
             kept = x.get("deadlines", {})
@@ -249,6 +258,7 @@ def readiness_table(results: list[dict]) -> str:
                     f"{x['ready_share']:.1%}",
                     f"{x['brier']:.3f} ({x['brier_baseline']:.3f}) {'ok' if checks[0] else 'FAIL'}",
                     f"{x['ece']:.3f} {'ok' if checks[1] else 'FAIL'}",
+                    _calibrated(x),
                     str(x["flagged"]),
                     " / ".join("-" if v is None else f"{v:.1%}" for v in short),
                     "-"
@@ -259,6 +269,8 @@ def readiness_table(results: list[dict]) -> str:
             )
     note = (
         f"Brier: of probability_ready, below that of the fleet's share of ready pick-ups; ECE: 10 bins, <= {ECE_MAX};"
+        "\nif calibrated: the ECE a perfectly calibrated forecaster shows with the same probabilities and n (outcomes"
+        "\ndrawn from them), median / 95th percentile; an ECE above the 95th percentile is miscalibration, not noise;"
         "\nshort: the share whose level at pick-up was below its need, among bookings flagged at risk / the others;"
         f"\ndeadline kept: flagged at the latest moment, plugged in at plug_in_by (counterfactual), ready >= "
         f"{DEADLINES_READY:.0%}."
