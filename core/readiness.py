@@ -135,14 +135,20 @@ class PitCalibration:
     cdf: tuple[float, ...]
 
     @classmethod
-    def from_counts(cls, counts: list[float], prior: float) -> PitCalibration:
-        """G from the weights of scored outcomes per bin, blended with `prior` outcomes spread evenly (identity)."""
-        weights = [c + prior / len(counts) for c in counts]
+    def from_counts(cls, counts: list[float], prior: float, shape: PitCalibration | None = None) -> PitCalibration:
+        """G from the weights of scored outcomes per bin, blended with `prior` outcomes spread as `shape` spreads
+        them (a coarser group's recalibration), or evenly (the identity) without one."""
+        spread = [1.0 / len(counts)] * len(counts) if shape is None else shape.bin_shares()
+        weights = [c + prior * share for c, share in zip(counts, spread, strict=True)]
         total, running, cdf = sum(weights), 0.0, [0.0]
         for w in weights:
             running += w
             cdf.append(min(1.0, running / total) if total > 0 else len(cdf) / len(counts))
         return cls(tuple(cdf))
+
+    def bin_shares(self) -> list[float]:
+        """The share of outcomes in each bin: what G spreads over them."""
+        return [high - low for low, high in zip(self.cdf, self.cdf[1:], strict=False)]
 
     def g(self, u: float) -> float:
         """G(u), linear between the bin edges."""

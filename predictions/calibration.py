@@ -168,13 +168,37 @@ def lead_of(key: str) -> str:
     return key.rpartition("|")[2]
 
 
+def pit_keys(*, calibration_key: str, shadow_kind: str) -> tuple[str, ...]:
+    """The readiness recalibrations a prediction teaches and is priced with: its lead time, then its lead time and
+    the car's last known state (`lead|charging`, `lead|parked`, `lead|unknown`) when its shadow kind says it."""
+    lead = lead_of(calibration_key)
+    if not lead:
+        return ()
+    state = shadow_kind.rpartition("|")[2] if shadow_kind else ""
+    return (lead, f"{lead}|{state}") if state else (lead,)
+
+
 def readiness_calibrations() -> dict[str, PitCalibration]:
-    """Every lead time's recalibration (`core.readiness.PitCalibration`), in one query."""
-    return {
-        key: PitCalibration.from_counts(list(counts), PIT_PRIOR)
-        for key, counts in ReadinessCalibration.objects.values_list("key", "counts")
-        if len(counts) == PIT_BINS
+    """Every recalibration (`core.readiness.PitCalibration`), in one query.
+
+    A lead time's is blended with PIT_PRIOR outcomes spread evenly; a lead time and state's with PIT_PRIOR
+    outcomes spread as its lead time's are: a state seen rarely (a car left charging, booked days ahead) is
+    recalibrated as its lead time is until its own outcomes say otherwise.
+    """
+    rows = {key: list(counts) for key, counts in ReadinessCalibration.objects.values_list("key", "counts")}
+    leads = {
+        k: PitCalibration.from_counts(c, PIT_PRIOR) for k, c in rows.items() if "|" not in k and len(c) == PIT_BINS
     }
+    return leads | {
+        key: PitCalibration.from_counts(counts, PIT_PRIOR, leads.get(key.partition("|")[0]))
+        for key, counts in rows.items()
+        if "|" in key and len(counts) == PIT_BINS
+    }
+
+
+def readiness_calibration_for(calibrations: dict[str, PitCalibration], keys: tuple[str, ...]) -> PitCalibration | None:
+    """The finest of `keys` that has a recalibration (`pit_keys` lists them coarsest first)."""
+    return next((calibrations[k] for k in reversed(keys) if k in calibrations), None)
 
 
 def readiness_calibrations_cached() -> dict[str, PitCalibration]:
@@ -186,18 +210,18 @@ def readiness_calibrations_cached() -> dict[str, PitCalibration]:
 
 
 def readiness_calibration_learn(
-    *, scored: Iterable[tuple[str, float, float, float]], actual: float, at: datetime
+    *, scored: Iterable[tuple[tuple[str, ...], float, float, float]], actual: float, at: datetime
 ) -> None:
-    """Where the actual level fell in each prediction's distribution (key, level, lower, upper), per lead time.
+    """Where the actual level fell in each prediction's distribution (its `pit_keys`, level, lower, upper), per key.
 
-    Each lead time's weights decay by PIT_DECAY and take one booking, split evenly over its predictions of that
-    lead time (they err together). Rows are created on first use and locked in key order, so concurrent
+    Each key's weights decay by PIT_DECAY and take one booking, split evenly over its predictions of that
+    key (they err together). Rows are created on first use and locked in key order, so concurrent
     pick-ups neither lose an update nor deadlock. Only an outcome already observed moves them.
     """
     per_lead: dict[str, list[float]] = defaultdict(list)
-    for key, level, lower, upper in scored:
-        if key:
-            per_lead[lead_of(key)].append(LevelDistribution.from_interval(level, lower, upper).cdf(actual))
+    for keys, level, lower, upper in scored:
+        for key in keys:
+            per_lead[key].append(LevelDistribution.from_interval(level, lower, upper).cdf(actual))
     if not per_lead:
         return
     cache.delete(PIT_CACHE_KEY)

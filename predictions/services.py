@@ -45,8 +45,9 @@ from predictions.calibration import (
     calibration_learn,
     calibration_margins_cached,
     interval_widened,
-    lead_time_label,
     margins_borrowed,
+    pit_keys,
+    readiness_calibration_for,
     readiness_calibration_learn,
     readiness_calibrations_cached,
 )
@@ -269,7 +270,7 @@ def _priced(
             pickup=checkpoint.at,
             present=present,
             charge_rate=charge_rate,
-            calibration=pits.get(lead_time_label(present=present, target=checkpoint.at)),
+            calibration=readiness_calibration_for(pits, pit_keys(calibration_key=key, shadow_kind=kind)),
         )
         rows.append(
             Prediction(
@@ -610,7 +611,15 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
         at=timezone.now(),
     )
     readiness_calibration_learn(
-        scored=[(r.calibration_key, r.predicted_battery, r.confidence_lower, r.confidence_upper) for r in rows],
+        scored=[
+            (
+                pit_keys(calibration_key=r.calibration_key, shadow_kind=r.shadow_kind),
+                r.predicted_battery,
+                r.confidence_lower,
+                r.confidence_upper,
+            )
+            for r in rows
+        ],
         actual=actual,
         at=timezone.now(),
     )
