@@ -162,3 +162,15 @@ def test_the_charge_aims_at_the_recalibrated_threshold():
     assert recalibrated.charge_needed > plain.charge_needed
     shifted = probability_ready(dist.shifted(recalibrated.charge_needed), Requirement(45.0))
     assert calibration.probability(shifted) >= 0.9 - 1e-6
+
+
+def test_a_recalibration_with_no_outcomes_of_its_own_is_the_one_it_is_shrunk_towards():
+    counts = [0.0] * PIT_BINS
+    counts[3] = 30.0
+    coarse = PitCalibration.from_counts(counts, prior=20.0)
+    fine = PitCalibration.from_counts([0.0] * PIT_BINS, prior=20.0, shape=coarse)
+    assert fine.cdf == pytest.approx(coarse.cdf)
+    assert sum(coarse.bin_shares()) == pytest.approx(1.0)
+    # its own outcomes then outweigh the shape as they accumulate
+    own = PitCalibration.from_counts([10.0] * PIT_BINS, prior=20.0, shape=coarse)
+    assert abs(own.g(0.5) - 0.5) < abs(coarse.g(0.5) - 0.5)

@@ -48,3 +48,33 @@ def test_a_prediction_states_the_recalibrated_probability_and_aims_its_charge_at
     assert stated == pytest.approx(calibration.probability(raw), abs=1e-4)
     assert stated > raw  # tighter than the interval says: a requirement under the level is likelier met
     assert Prediction.objects.get(booking_external_id="BK123456").probability_ready == stated
+
+
+def test_a_pick_up_also_teaches_its_lead_time_and_the_cars_last_known_state(post):
+    post(URL["created"], CREATED)
+    post(URL["started"], STARTED)
+
+    created = Prediction.objects.get(booking_external_id="BK123456", trigger="booking.created")
+    assert created.shadow_kind == "24-72h|own|unknown"  # the level came with the creation, the plug state did not
+    rows = {row.key: row for row in ReadinessCalibration.objects.all()}
+    assert set(rows) == {"24-72h", "24-72h|unknown"}
+    assert rows["24-72h|unknown"].counts == rows["24-72h"].counts
+
+
+def test_a_state_with_outcomes_of_its_own_is_priced_with_them_over_its_lead_times(post, settings):
+    settings.CALIBRATION_CACHE_SECONDS = 0
+    lead = [10.0] * PIT_BINS  # the lead time as a whole: as the intervals said
+    own = [0.0] * PIT_BINS
+    own[PIT_BINS // 2 - 1] = own[PIT_BINS // 2] = 150.0  # this state: at the predicted level far more often
+    ReadinessCalibration.objects.create(key="24-72h", counts=lead, bookings=200.0)
+    ReadinessCalibration.objects.create(key="24-72h|unknown", counts=own, bookings=300.0)
+
+    body = post(URL["created"], {**CREATED, "required_battery": 55}).json()
+
+    ci = body["confidence_interval"]
+    raw = probability_ready(
+        LevelDistribution.from_interval(body["predicted_battery"], ci["lower"], ci["upper"]), Requirement(55.0)
+    )
+    expected = PitCalibration.from_counts(own, PIT_PRIOR, PitCalibration.from_counts(lead, PIT_PRIOR))
+    assert body["readiness"]["probability_ready"] == pytest.approx(expected.probability(raw), abs=1e-4)
+    assert body["readiness"]["probability_ready"] > raw + 0.01
