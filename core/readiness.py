@@ -118,6 +118,29 @@ def charge_needed(dist: LevelDistribution, requirement: Requirement, threshold: 
     return max(0.0, math.ceil(points * 100.0 - 1e-9) / 100.0)
 
 
+MAX_CHARGE_SPREAD = 0.5  # a plug-in delivers its planned charge give or take half of it, at the most
+
+
+def charge_for_deadline(dist: LevelDistribution, requirement: Requirement, aim: float, spread: float) -> float:
+    """The charge to plan a plug-in deadline for, when what the charger delivers is itself uncertain.
+
+    `charge_needed` is enough if the car gains exactly the planned points; a charger delivers them give or take
+    `spread` (relative sd: a cold battery takes a fifth less, the car's rate is known from few charges). With the
+    delivered charge c' ~ N(c, (spread c)^2) independent of the level, P(level + c' >= required) = aim solves in
+    closed form on the lower side: with m = level - required, A = 1 - z^2 spread^2 and z the aim's quantile,
+    c = (-m + z sqrt(spread^2 m^2 + A sd^2)) / A. With no spread it is `charge_needed`'s own answer.
+    """
+    if aim <= 0.5 or spread <= 0.0:
+        return charge_needed(dist, requirement, aim)
+    sd_lower, _ = _combined(dist, requirement)
+    z = _NORMAL.inv_cdf(min(aim, 1.0 - 1e-9))
+    spread = min(spread, MAX_CHARGE_SPREAD)
+    a = 1.0 - z * z * spread * spread
+    m = dist.level - requirement.level
+    points = (-m + z * math.sqrt(spread * spread * m * m + a * sd_lower * sd_lower)) / a
+    return max(charge_needed(dist, requirement, aim), math.ceil(points * 100.0 - 1e-9) / 100.0)
+
+
 PIT_BINS = 20  # the recalibration's resolution: where actual levels fell, in twentieths of the distribution
 
 
@@ -196,13 +219,16 @@ def readiness_assess(
     pickup: datetime,
     present: datetime,
     charge_rate: float,
+    charge_spread: float = 0.0,
     ceiling: float = FULL,
     calibration: PitCalibration | None = None,
 ) -> Readiness:
     """Everything the `readiness` object says about one stored prediction.
 
     `plug_in_by` is the pick-up minus the hours the car's charging curve (`core.physics.charge_hours`, the taper
-    above 80 % included) takes from the predicted level to that level plus `charge_needed`. Charging from the
+    above 80 % included) takes from the predicted level to that level plus `charge_needed`, raised for the
+    uncertainty of what the charger delivers (`charge_spread`, `charge_for_deadline`) where the car can take
+    it. Charging from the
     predicted level is a conservative simplification: plugged in earlier, the car would start the charge a little
     higher (it would not have idled down that far), so it needs slightly less time than this. None when no
     charge is needed, when the needed level is beyond what the car can reach (its ceiling, or 100 % that the
@@ -222,10 +248,15 @@ def readiness_assess(
     needed = charge_needed(dist, requirement, aim) if at_risk else 0.0
     plug_in_by = None
     if needed > 0.0:
-        hours = charge_hours(level, level + needed, charge_rate, ceiling)
-        if math.isfinite(hours):
-            latest = (pickup - timedelta(hours=hours)).replace(second=0, microsecond=0)  # to the minute, earlier
-            plug_in_by = latest if latest >= present else None
+        # With the margin for what the charger delivers; where the car cannot take it (beyond its ceiling) or that
+        # time has passed, the latest time for the charge itself: still the one that gives the threshold.
+        for points in (charge_for_deadline(dist, requirement, aim, charge_spread), needed):
+            hours = charge_hours(level, level + points, charge_rate, ceiling)
+            if math.isfinite(hours):
+                latest = (pickup - timedelta(hours=hours)).replace(second=0, microsecond=0)  # to the minute, earlier
+                if latest >= present:
+                    plug_in_by = latest
+                    break
     return Readiness(
         required_level=round(requirement.level, 2),
         required_std=round(requirement.std, 2),

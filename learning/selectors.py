@@ -175,6 +175,12 @@ def deadline_charge_rate(pattern: VehiclePattern | None, rates: Rates) -> float:
     return max(min(pattern.avg_charging_rate_per_hour, rates.charge), MIN_CHARGE_RATE)
 
 
+def deadline_charge_spread(rates: Rates, rate: float) -> float:
+    """The relative spread of the charge a plug-in delivers at `rate`: the car's charging rate's sd (its own
+    gap to gap, shrunk towards the fleet's) over that rate."""
+    return rates.charge_std / rate if rate > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class RenterRates:
     drive: float

@@ -28,9 +28,10 @@ from core import ml_cascade
 from core.physics import Checkpoint, Rates, State, Trip, walk
 from core.readiness import Requirement, readiness_assess
 from learning.champion import champion_model
-from learning.models import AccuracyMetric
+from learning.models import AccuracyMetric, VehiclePattern
 from learning.selectors import (
     deadline_charge_rate,
+    deadline_charge_spread,
     feature_book_for,
     fleet_prior_cached,
     fleet_return_battery,
@@ -225,6 +226,7 @@ def _priced(
     requirements: dict[str, Requirement],
     charge_rate: float,
     present: datetime,
+    charge_spread: float = 0.0,
 ) -> list[Prediction]:
     """The predictions of a walk's checkpoints, as they would be stored (unsaved rows; no query of their own).
 
@@ -270,6 +272,7 @@ def _priced(
             pickup=checkpoint.at,
             present=present,
             charge_rate=charge_rate,
+            charge_spread=charge_spread,
             calibration=readiness_calibration_for(pits, pit_keys(calibration_key=key, shadow_kind=kind)),
         )
         rows.append(
@@ -310,6 +313,12 @@ def _priced(
             )
         )
     return rows
+
+
+def _deadline_charging(pattern: VehiclePattern | None, rates: Rates) -> dict[str, float]:
+    """What a plug-in deadline counts on: the charging rate and the relative spread of what it delivers."""
+    rate = deadline_charge_rate(pattern, rates)
+    return {"charge_rate": rate, "charge_spread": deadline_charge_spread(rates, rate)}
 
 
 def _present(*, now: datetime, start: State) -> datetime:
@@ -447,7 +456,7 @@ def prediction_predict(
             now=now,
             model_version=version,
             requirements=requirements,
-            charge_rate=deadline_charge_rate(pattern, rates),
+            **_deadline_charging(pattern, rates),
         )
     prediction.notes = notes
     return prediction
@@ -484,7 +493,7 @@ def prediction_hypothetical(
         now=now,
         model_version=version,
         requirements={"": requirement},
-        charge_rate=deadline_charge_rate(pattern, rates),
+        **_deadline_charging(pattern, rates),
         present=_present(now=now, start=state),
     )
     return row
@@ -558,7 +567,7 @@ def predictions_cascade(
         now=now,
         model_version=version,
         requirements=requirements,
-        charge_rate=deadline_charge_rate(pattern, rates),
+        **_deadline_charging(pattern, rates),
     )
 
 

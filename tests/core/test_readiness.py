@@ -11,6 +11,7 @@ from core.readiness import (
     LevelDistribution,
     PitCalibration,
     Requirement,
+    charge_for_deadline,
     charge_needed,
     probability_ready,
     readiness_assess,
@@ -174,3 +175,35 @@ def test_a_recalibration_with_no_outcomes_of_its_own_is_the_one_it_is_shrunk_tow
     # its own outcomes then outweigh the shape as they accumulate
     own = PitCalibration.from_counts([10.0] * PIT_BINS, prior=20.0, shape=coarse)
     assert abs(own.g(0.5) - 0.5) < abs(coarse.g(0.5) - 0.5)
+
+
+@pytest.mark.parametrize("spread", [0.1, 0.3, 0.5])
+def test_the_charge_planned_for_a_deadline_meets_the_aim_when_the_charger_delivers_it_give_or_take_spread(spread):
+    dist, requirement = LevelDistribution.from_interval(40.0, 30.0, 50.0), Requirement(55.0)
+    assert charge_for_deadline(dist, requirement, 0.9, 0.0) == charge_needed(dist, requirement, 0.9)
+
+    planned = charge_for_deadline(dist, requirement, 0.9, spread)
+
+    assert planned > charge_needed(dist, requirement, 0.9)
+    rng = random.Random(3)
+    met = sum(
+        40.0 + rng.gauss(0.0, 10.0 / 1.96) * 1.0 + planned * (1.0 + rng.gauss(0.0, spread)) >= 55.0
+        for _ in range(40_000)
+    )
+    assert met / 40_000 == pytest.approx(0.9, abs=0.01)  # the lower side of a symmetric interval: a plain normal
+
+
+def test_a_deadline_whose_margin_is_out_of_reach_falls_back_to_the_time_the_charge_itself_takes():
+    common = {"level": 40.0, "lower": 30.0, "upper": 50.0, "threshold": 0.9, "pickup": PICKUP, "charge_rate": 10.0}
+    needed = readiness_assess(requirement=Requirement(55.0), present=PICKUP - timedelta(days=1), **common)
+    plain = PICKUP - timedelta(hours=charge_hours(40.0, 40.0 + needed.charge_needed, 10.0))
+
+    roomy = readiness_assess(
+        requirement=Requirement(55.0), present=PICKUP - timedelta(days=1), charge_spread=0.3, **common
+    )
+    tight = readiness_assess(
+        requirement=Requirement(55.0), present=plain - timedelta(minutes=5), charge_spread=0.3, **common
+    )
+
+    assert roomy.plug_in_by < plain - timedelta(minutes=10)  # earlier, for what the charger may not deliver
+    assert tight.plug_in_by == plain.replace(second=0, microsecond=0)  # the margin's time has passed

@@ -7,7 +7,7 @@ import pytest
 
 from bookings.models import Booking
 from core.physics import charge_hours
-from core.readiness import LevelDistribution, Requirement, probability_ready
+from core.readiness import LevelDistribution, Requirement, charge_for_deadline, probability_ready
 from predictions.models import Prediction
 from tests.factories import PredictionFactory, UserPatternFactory, VehicleFactory, VehiclePatternFactory
 from tests.seed_examples import CREATED, MODIFIED, URL
@@ -132,21 +132,23 @@ def test_plug_in_by_leaves_the_time_the_learned_charging_rate_takes(post):
 
 def test_plug_in_by_counts_on_the_lower_of_the_cars_own_rate_and_the_fleet_shrunk_one(post):
     """A deadline too late leaves the car short; one too early only has it wait on the charger."""
-    VehiclePatternFactory(
-        vehicle=VehicleFactory(external_id="fleet"), avg_charging_rate_per_hour=12.0, charge_observations=50
-    )
+    fleet = VehicleFactory(external_id="fleet")
+    VehiclePatternFactory(vehicle=fleet, avg_charging_rate_per_hour=12.0, charge_observations=50)
     vehicle = VehicleFactory(external_id="78")
     VehiclePatternFactory(vehicle=vehicle, avg_charging_rate_per_hour=2.0, charge_observations=1)
     # The fleet's average is (12 + 2) / 2 = 7; shrunk towards it with one charge seen the car's rate is
-    # (2 + 3 x 7) / 4 = 5.75: the deadline counts on the car's own 2.
+    # (2 + 3 x 7) / 4 = 5.75: the deadline counts on the car's own 2, with the widest margin for what the
+    # charger delivers (the fleet's spread of 1 %/h at the least, half of 2 %/h).
 
-    body = predict(post, level=30.0, required_battery=35)
+    body = predict(post, level=30.0, start="2025-11-05T08:00:00Z", required_battery=35)
 
-    readiness = body["readiness"]
+    readiness, ci = body["readiness"], body["confidence_interval"]
     level = body["predicted_battery_percentage"]
-    hours = charge_hours(level, level + readiness["charge_needed"], 2.0)
+    dist = LevelDistribution.from_interval(level, ci["lower"], ci["upper"])
+    planned = charge_for_deadline(dist, Requirement(35.0), 0.9, spread=0.5)
+    assert planned > readiness["charge_needed"]
     left = (at(body["booking_start_time"]) - at(readiness["plug_in_by"])).total_seconds()
-    assert 0 <= left - hours * 3600 < 60
+    assert 0 <= left - charge_hours(level, level + planned, 2.0) * 3600 < 60
 
 
 def test_plug_in_by_is_null_when_no_charge_is_needed_or_it_cannot_be_reached(post):
