@@ -155,11 +155,13 @@ class IntervalCalibration(models.Model):
 
 
 class ReadinessCalibration(models.Model):
-    """Where the fleet's actual levels fell in their predicted distributions, for one lead time (issue 16).
+    """Where the fleet's actual levels fell in their predicted distributions, for one lead time, or one lead time
+    and the car's last known state (issue 16).
 
-    `key` is a lead-time bucket (`predictions.calibration.LEAD_TIMES`). `counts` holds the decayed weight of
-    scored bookings per twentieth of the probability integral transform (`core.readiness.PIT_BINS`); the
-    probability a prediction of that lead time states is recalibrated with it (`core.readiness.PitCalibration`).
+    `key` is a lead-time bucket (`predictions.calibration.LEAD_TIMES`), or one and a state (`24-72h|charging`:
+    `predictions.calibration.pit_keys`). `counts` holds the decayed weight of scored bookings per twentieth of
+    the probability integral transform (`core.readiness.PIT_BINS`); the probability a prediction of that key
+    states is recalibrated with it (`core.readiness.PitCalibration`).
     """
 
     key = models.CharField(max_length=16, unique=True)
