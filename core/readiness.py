@@ -119,6 +119,7 @@ def charge_needed(dist: LevelDistribution, requirement: Requirement, threshold: 
 
 
 MAX_CHARGE_SPREAD = 0.5  # a plug-in delivers its planned charge give or take half of it, at the most
+MAX_Z_SPREAD = 0.9  # and the aim's quantile times that spread stays below 1 (see charge_for_deadline)
 
 
 def charge_for_deadline(dist: LevelDistribution, requirement: Requirement, aim: float, spread: float) -> float:
@@ -134,7 +135,9 @@ def charge_for_deadline(dist: LevelDistribution, requirement: Requirement, aim: 
         return charge_needed(dist, requirement, aim)
     sd_lower, _ = _combined(dist, requirement)
     z = _NORMAL.inv_cdf(min(aim, 1.0 - 1e-9))
-    spread = min(spread, MAX_CHARGE_SPREAD)
+    # The closed form holds while z x spread < 1: past it no finite charge reaches the aim (the charger's own
+    # spread grows with the charge). A recalibrated aim can be 0.98 or more, so the spread is held below 0.9 / z.
+    spread = min(spread, MAX_CHARGE_SPREAD, MAX_Z_SPREAD / z)
     a = 1.0 - z * z * spread * spread
     m = dist.level - requirement.level
     points = (-m + z * math.sqrt(spread * spread * m * m + a * sd_lower * sd_lower)) / a

@@ -30,7 +30,7 @@ from core.physics import (
 from learning.champion import champion_model
 from learning.models import BookingOutcome, DriftCheck, ModelStatus, ModelVersion, UserPattern, VehiclePattern
 
-FLEET_PRIOR_CACHE_KEY = "learning:fleet_prior"
+FLEET_PRIOR_CACHE_KEY = "learning:fleet_prior:v2"  # v2: (prior, fleet clock), not the prior alone
 
 # A car with this many observations of a rate weighs its own estimate equally with the fleet's.
 SHRINK_STRENGTH = 3.0

@@ -90,6 +90,16 @@ def _return_before(reading: BatteryReading) -> BatteryReading | None:
     )
 
 
+def _hours_since_previous(reading: BatteryReading) -> float | None:
+    """Hours since the car's level was last reported before `reading`, whatever reported it."""
+    previous = (
+        BatteryReading.objects.filter(vehicle_id=reading.vehicle_id, recorded_at__lt=reading.recorded_at)
+        .order_by("-recorded_at", "-id")
+        .first()
+    )
+    return None if previous is None else (reading.recorded_at - previous.recorded_at).total_seconds() / 3600.0
+
+
 def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error: float | None) -> bool:
     """Learn from the parked gap that ended at pick-up; `error` is the booking's current prediction's (actual minus
     predicted, as scoring stored it; None when it had none). Returns whether the car's pattern changed.
@@ -106,25 +116,17 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error
     """
     vehicle = booking.vehicle
     pattern = vehicle_pattern_for_update(vehicle=vehicle)
-    previous = (
-        BatteryReading.objects.filter(vehicle=vehicle, recorded_at__lt=reading.recorded_at)
-        .order_by("-recorded_at", "-id")
-        .first()
-    )
     learned: str | None = None
-    hours = None
-    if previous is not None:
-        hours = (reading.recorded_at - previous.recorded_at).total_seconds() / 3600.0
-        returned = previous if previous.source == ReadingSource.BOOKING_ENDED else _return_before(reading)
-        if returned is not None:
-            gap_hours = (reading.recorded_at - returned.recorded_at).total_seconds() / 3600.0
-            clean = gap_hours >= MIN_GAP_HOURS and not _trip_between(
-                vehicle=vehicle, after=returned.recorded_at, before=reading.recorded_at, exclude=booking
+    returned = _return_before(reading)
+    if returned is not None:
+        gap_hours = (reading.recorded_at - returned.recorded_at).total_seconds() / 3600.0
+        clean = gap_hours >= MIN_GAP_HOURS and not _trip_between(
+            vehicle=vehicle, after=returned.recorded_at, before=reading.recorded_at, exclude=booking
+        )
+        if clean:
+            learned = _learn_gap(
+                pattern, start=returned.level, end=reading.level, hours=gap_hours, charging=returned.charging
             )
-            if clean:
-                learned = _learn_gap(
-                    pattern, start=returned.level, end=reading.level, hours=gap_hours, charging=returned.charging
-                )
     corrected = False
     if error is not None and abs(error) > ERROR_CORRECTION_THRESHOLD:
         corrected = True
@@ -132,7 +134,8 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error
         if learned == "charge":
             pattern.var_charging_rate_per_hour *= SPREAD_WIDENING**2
         else:
-            if learned is None and hours and hours >= MIN_GAP_HOURS:
+            hours = _hours_since_previous(reading) if learned is None else None  # read only when it corrects
+            if hours is not None and hours >= MIN_GAP_HOURS:
                 # Predicted too high (negative error) means the car drains faster than we thought.
                 current = pattern.avg_idle_drain_per_hour
                 base = current if current is not None else 0.0

@@ -228,15 +228,13 @@ def readiness_calibration_learn(
     transaction.on_commit(lambda: cache.delete(PIT_CACHE_KEY))
     keys = sorted(per_lead)
 
-    def locked() -> list[ReadinessCalibration]:
-        return list(ReadinessCalibration.objects.select_for_update().filter(key__in=keys).order_by("key"))
-
-    rows = locked()
-    if len(rows) < len(keys):  # a lead time's first booking: create its row, then lock them all in key order
-        missing = sorted(set(keys) - {r.key for r in rows})  # in key order, as they are locked: no deadlock
-        new = [ReadinessCalibration(key=k, counts=[0.0] * PIT_BINS) for k in missing]
-        ReadinessCalibration.objects.bulk_create(new, ignore_conflicts=True)
-        rows = locked()
+    # Every key's row exists before any is locked (one insert that skips those that do, in key order), then all
+    # are locked in key order: creating a row while holding locks on others could deadlock with a transaction
+    # doing the same the other way round.
+    ReadinessCalibration.objects.bulk_create(
+        [ReadinessCalibration(key=k, counts=[0.0] * PIT_BINS) for k in keys], ignore_conflicts=True
+    )
+    rows = list(ReadinessCalibration.objects.select_for_update().filter(key__in=keys).order_by("key"))
     for row in rows:
         counts = [c * PIT_DECAY for c in row.counts] if len(row.counts) == PIT_BINS else [0.0] * PIT_BINS
         pits = per_lead[row.key]

@@ -35,7 +35,8 @@ class ReadinessSerializer(serializers.Serializer):
     plug_in_by = serializers.DateTimeField(
         allow_null=True,
         help_text="The latest time to plug the car in to gain charge_needed by the pick-up, at its learned charging "
-        "rate; null when no charge is needed, the level cannot be reached, or that time has passed.",
+        "rate with a margin for a charger that delivers less; null when no charge is needed, the level cannot be "
+        "reached, or that time has passed.",
     )
 
 

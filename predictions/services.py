@@ -601,19 +601,22 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
     The current prediction (the latest before pick-up) is what Laravel showed, so it is the one
     counted in the daily accuracy metrics.
     """
-    current = Prediction.objects.filter(booking_external_id=booking.external_id, is_current=True).first()
     unscored = Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True)
-    rows = list(  # one read for both learners
+    rows = list(  # one read for both learners and the daily metrics
         unscored.values_list(
             "calibration_key",
             "predicted_battery",
             "confidence_lower",
             "confidence_upper",
             "status",
+            "is_current",
+            "model_version",
+            "prediction_method",
             *SCORED_COLUMNS,
             named=True,
         )
     )
+    current = _current_of(booking, rows)
     calibration_learn(
         scored=[(r.calibration_key, r.confidence_lower, r.confidence_upper) for r in rows],
         actual=actual,
@@ -647,6 +650,20 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
     error = actual - current.predicted_battery
     accuracy_record(prediction=current, actual=actual, day=at_day)
     return error
+
+
+def _current_of(booking: Booking, rows: list) -> Prediction | None:
+    """The booking's current prediction, from its unscored rows (no query); read only if it was scored before."""
+    row = next((r for r in rows if r.is_current), None)
+    if row is None:
+        return Prediction.objects.filter(booking_external_id=booking.external_id, is_current=True).first()
+    return Prediction(
+        predicted_battery=row.predicted_battery,
+        confidence_lower=row.confidence_lower,
+        confidence_upper=row.confidence_upper,
+        model_version=row.model_version,
+        prediction_method=row.prediction_method,
+    )
 
 
 def accuracy_record(*, prediction: Prediction, actual: float, day) -> None:

@@ -207,3 +207,11 @@ def test_a_deadline_whose_margin_is_out_of_reach_falls_back_to_the_time_the_char
 
     assert roomy.plug_in_by < plain - timedelta(minutes=10)  # earlier, for what the charger may not deliver
     assert tight.plug_in_by == plain.replace(second=0, microsecond=0)  # the margin's time has passed
+
+
+@pytest.mark.parametrize("aim", [0.95, 0.98, 0.99, 0.999])
+def test_a_high_aim_with_the_widest_spread_still_plans_a_finite_charge(aim):
+    """A recalibrated aim can reach 0.98 and more; past z x spread = 1 no finite charge would do."""
+    dist, requirement = LevelDistribution.from_interval(45.0, 5.0, 85.0), Requirement(60.0)
+    planned = charge_for_deadline(dist, requirement, aim, 0.5)
+    assert charge_needed(dist, requirement, aim) < planned < 1_000.0  # a margin, never dropped, never infinite

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+import time_machine
 
 from bookings.models import BookingStatus
 from core.ema import ALPHA, charging_rate_from_gap, ema_update
@@ -220,6 +221,22 @@ def test_the_cached_fleet_prior_is_renewed_as_the_fleets_clock_moves_not_only_th
 
     BatteryReadingFactory(vehicle=car, recorded_at=T0 + timedelta(hours=2))
     assert fleet_prior_cached().charge == pytest.approx(3.0)  # two hours of the fleet's time in a moment of ours
+
+
+@pytest.mark.django_db
+def test_the_cached_fleet_prior_is_renewed_on_the_servers_clock_too(settings):
+    """Live, the fleet's clock can stand still (no car reported): the server's TTL still renews the average."""
+    settings.FLEET_PRIOR_CACHE_SECONDS = 60
+    settings.FLEET_CLOCK_CACHE_SECONDS = 0
+    BatteryReadingFactory(recorded_at=T0)
+    VehiclePatternFactory(avg_charging_rate_per_hour=2.0, charge_observations=5)
+    with time_machine.travel(T0 + timedelta(hours=1), tick=False) as clock:
+        assert fleet_prior_cached().charge == pytest.approx(2.0)
+        VehiclePatternFactory(avg_charging_rate_per_hour=4.0, charge_observations=5)
+        clock.shift(timedelta(seconds=30))
+        assert fleet_prior_cached().charge == pytest.approx(2.0)
+        clock.shift(timedelta(seconds=61))
+        assert fleet_prior_cached().charge == pytest.approx(3.0)
 
 
 @pytest.mark.django_db
