@@ -329,7 +329,10 @@ class Service:
         self.conn.request("POST", path, data, {"Content-Type": "application/json", "X-API-Key": self.key})
         response = self.conn.getresponse()
         payload = response.read()
-        return response.status, json.loads(payload or b"{}")
+        try:
+            return response.status, json.loads(payload or b"{}")
+        except json.JSONDecodeError:  # a server error's HTML page: say which call and what it answered
+            raise BenchError(f"{path} answered {response.status}, not JSON: {payload[:300]!r}") from None
 
     def get(self, path: str) -> dict:
         self.conn.request("GET", path, headers={"X-API-Key": self.key})
