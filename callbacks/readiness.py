@@ -37,7 +37,7 @@ from predictions.bodies import affected_item, interval_body
 from predictions.models import Prediction
 from predictions.services import prediction_hypothetical
 
-__all__ = ["READINESS_EVENT", "readiness_changes_enqueue", "swaps_suggested", "vehicles_free"]
+__all__ = ["readiness_changes_enqueue", "swaps_suggested", "vehicles_free"]
 
 
 def vehicles_free(*, booking: Booking, vehicle: Vehicle) -> list[Vehicle]:
@@ -52,7 +52,7 @@ def vehicles_free(*, booking: Booking, vehicle: Vehicle) -> list[Vehicle]:
     cars = Vehicle.objects.exclude(pk=vehicle.pk).filter(~Exists(busy))
     if vehicle.zone:
         cars = cars.filter(zone=vehicle.zone)
-    cars = cars.annotate(last_level=Subquery(last_level[:1]))
+    cars = cars.annotate(last_level=Subquery(last_level[:1])).select_related("pattern")  # priced without a read each
     return list(cars.order_by(F("last_level").desc(nulls_last=True), "external_id")[: settings.READINESS_SWAP_POOL])
 
 

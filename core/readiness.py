@@ -243,11 +243,12 @@ def readiness_assess(
     """
     dist = LevelDistribution.from_interval(level, lower, upper)
     probability = probability_ready(dist, requirement)
-    aim = threshold
     if calibration is not None:
-        probability, aim = calibration.probability(probability), calibration.raw_threshold(threshold)
+        probability = calibration.probability(probability)
     probability = round(probability, 4)  # what is stored and shown: at_risk must agree with it
     at_risk = probability < threshold
+    # The raw probability the charge must reach (searched in the recalibration): only an at-risk booking needs it.
+    aim = threshold if calibration is None or not at_risk else calibration.raw_threshold(threshold)
     needed = charge_needed(dist, requirement, aim) if at_risk else 0.0
     plug_in_by = None
     if needed > 0.0:

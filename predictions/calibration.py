@@ -218,15 +218,16 @@ def readiness_calibration_learn(
     key (they err together). Rows are created on first use and locked in key order, so concurrent
     pick-ups neither lose an update nor deadlock. Only an outcome already observed moves them.
     """
-    per_lead: dict[str, list[float]] = defaultdict(list)
+    per_key: dict[str, list[float]] = defaultdict(list)
     for keys, level, lower, upper in scored:
+        u = LevelDistribution.from_interval(level, lower, upper).cdf(actual)
         for key in keys:
-            per_lead[key].append(LevelDistribution.from_interval(level, lower, upper).cdf(actual))
-    if not per_lead:
+            per_key[key].append(u)
+    if not per_key:
         return
     cache.delete(PIT_CACHE_KEY)
     transaction.on_commit(lambda: cache.delete(PIT_CACHE_KEY))
-    keys = sorted(per_lead)
+    keys = sorted(per_key)
 
     # Every key's row exists before any is locked (one insert that skips those that do, in key order), then all
     # are locked in key order: creating a row while holding locks on others could deadlock with a transaction
@@ -237,7 +238,7 @@ def readiness_calibration_learn(
     rows = list(ReadinessCalibration.objects.select_for_update().filter(key__in=keys).order_by("key"))
     for row in rows:
         counts = [c * PIT_DECAY for c in row.counts] if len(row.counts) == PIT_BINS else [0.0] * PIT_BINS
-        pits = per_lead[row.key]
+        pits = per_key[row.key]
         for u in pits:
             counts[min(int(u * PIT_BINS), PIT_BINS - 1)] += 1.0 / len(pits)
         row.counts, row.bookings, row.updated_at = counts, row.bookings * PIT_DECAY + 1.0, at

@@ -355,7 +355,7 @@ def _scan_portable(qs: QuerySet[Prediction]) -> _Scan:
 
 GROUPING_SETS_SQL = """
 SELECT GROUPING(day, model_version, bucket) AS not_main, GROUPING(bin) AS not_bin,
-       GROUPING(vehicle_id) AS not_car, GROUPING(user_id) AS not_renter, GROUPING(rbin) AS not_rbin,
+       GROUPING(vehicle_id) AS not_car, GROUPING(user_id) AS not_renter,
        day, model_version, bucket, bin, vehicle_id, user_id, rbin,
        COUNT(*) AS n,
        SUM(ABS(prediction_error)) AS abs,

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from bookings.models import BookingStatus
 from callbacks.models import CallbackItem
-from callbacks.readiness import READINESS_EVENT
+from callbacks.services import READINESS_EVENT
 from learning.models import VehiclePattern
 from predictions.models import Prediction
 
