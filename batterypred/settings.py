@@ -260,6 +260,9 @@ API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=30)
 # reads (seconds; 0: read them every time). A process sees its own updates at once.
 CALIBRATION_CACHE_SECONDS = env.int("CALIBRATION_CACHE_SECONDS", default=5)
 FLEET_CLOCK_CACHE_SECONDS = env.int("FLEET_CLOCK_CACHE_SECONDS", default=5)
+# A repeated historical /predict of a booking whose car has not changed is answered with the prediction stored for
+# it at most this many seconds ago (predictions/reuse.py; 0: always predict afresh).
+PREDICTION_REUSE_SECONDS = env.int("PREDICTION_REUSE_SECONDS", default=60)
 
 # Trained models (LightGBM boosters as text); the registry rows point here.
 MODEL_DIR = Path(env.str("MODEL_DIR", default=str(DATA_DIR / "models")))

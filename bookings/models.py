@@ -14,6 +14,9 @@ class Vehicle(models.Model):
     # Where the car stands, as the platform's events last said (optional `zone`): swaps are suggested in the same
     # zone only. Empty: unknown, any free car may be suggested.
     zone = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    # Moves on with every change of what the car's predictions start from (each `vehicle_lock` but a historical
+    # /predict's): a stored prediction made at an older revision is not answered again (`predictions.reuse`).
+    revision = models.PositiveBigIntegerField(default=0, help_text="Changes counted, for reusing predictions.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

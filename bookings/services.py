@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from bookings.models import NOT_STARTED, BatteryReading, Booking, BookingStatus, Vehicle
@@ -28,14 +28,34 @@ def vehicle_get_or_create(*, external_id: str) -> Vehicle:
     return vehicle
 
 
-def vehicle_lock(*, external_id: str, with_pattern: bool = False) -> Vehicle:
+def _vehicle_bumped(external_id: str) -> Vehicle | None:
+    """Move the car's revision on and return its row, locked by the UPDATE (one statement, as the plain lock is).
+
+    A raw `UPDATE ... RETURNING` (Postgres, and SQLite from 3.35) because the ORM's `update()` returns a count, and a
+    second statement to read the row would cost every event a round trip. None when the car is new.
+    """
+    table = connection.ops.quote_name(Vehicle._meta.db_table)
+    sql = f"UPDATE {table} SET revision = revision + 1 WHERE external_id = %s RETURNING *"
+    return next(iter(Vehicle.objects.raw(sql, [external_id])), None)
+
+
+def vehicle_lock(*, external_id: str, with_pattern: bool = False, changes: bool = True) -> Vehicle:
     """Return the car's row locked until the transaction ends (creating the car if new).
 
     Call inside `transaction.atomic()`. Every write about one car goes through this lock, so
     events for one car never interleave. `with_pattern` reads the car's learned pattern in the
     same query (only the car's row is locked), for a caller that reads the pattern but does not
-    change it before predicting.
+    change it before predicting (a lock that `changes` the car leaves the pattern to its own query).
+
+    `changes` (the default) counts the lock as a change of what the car's predictions start from: the car's
+    `revision` moves on (the UPDATE takes the row lock), so no prediction stored before is answered again
+    (`predictions.reuse`). Only a caller that changes none of the car's readings, bookings or pattern (a
+    historical `/predict`) passes False; a wrong False would serve a stale prediction for PREDICTION_REUSE_SECONDS.
     """
+    if changes:
+        bumped = _vehicle_bumped(external_id)
+        if bumped is not None:
+            return bumped
     locked = Vehicle.objects.select_for_update(of=("self",))
     if with_pattern:
         locked = locked.select_related("pattern")

@@ -67,6 +67,9 @@ class Prediction(models.Model):
     at_risk = models.BooleanField(null=True, blank=True, help_text="probability_ready below READINESS_RISK_THRESHOLD")
     charge_needed = models.FloatField(null=True, blank=True, help_text="points to add so it reaches the threshold")
     plug_in_by = models.DateTimeField(null=True, blank=True, help_text="latest plug-in to gain charge_needed")
+    # The car's `revision` when it was made: a historical /predict is answered with it again while the car has not
+    # changed since (`predictions.reuse`). Null on predictions stored before reuse existed (never reused).
+    vehicle_revision = models.PositiveBigIntegerField(null=True, blank=True, help_text="the car's revision then")
 
     class Meta:
         ordering = ["-predicted_at", "-id"]

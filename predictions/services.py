@@ -54,6 +54,7 @@ from predictions.calibration import (
 )
 from predictions.models import Prediction, PredictionMethod, PredictionStatus
 from predictions.readiness import Need, fleet_requirement, requirements_for
+from predictions.reuse import prediction_reusable
 from predictions.selectors import reading_latest
 from predictions.shadow import (
     CANDIDATES,
@@ -310,6 +311,7 @@ def _priced(
                 at_risk=ready.at_risk,
                 charge_needed=ready.charge_needed,
                 plug_in_by=ready.plug_in_by,
+                vehicle_revision=vehicle.revision,
             )
         )
     return rows
@@ -388,6 +390,18 @@ def prediction_predict(
     does not change what the booking stored, which only the booking events do.
     """
     now = timezone.now()
+    if current_battery_level is None and (need is None or not need.given):
+        reused = prediction_reusable(
+            vehicle_id=vehicle_id,
+            booking_id=booking_id,
+            user_id=user_id,
+            booking_start_time=booking_start_time,
+            trigger=trigger,
+            now=now,
+        )
+        if reused is not None:
+            reused.notes = []
+            return reused
     notes: list[str] = []
     if current_battery_level is not None and current_timestamp is not None and booking_start_time < current_timestamp:
         notes.append(
@@ -396,7 +410,8 @@ def prediction_predict(
         )
         booking_start_time = current_timestamp
     with transaction.atomic():
-        vehicle = vehicle_lock(external_id=vehicle_id, with_pattern=True)
+        # A historical question changes nothing about the car: its revision stays, so the answer may be reused.
+        vehicle = vehicle_lock(external_id=vehicle_id, with_pattern=True, changes=current_battery_level is not None)
         booking = Booking.objects.filter(external_id=booking_id).first() if booking_id else None
         if booking is not None and booking.vehicle_id != vehicle.pk:
             raise DomainError(
