@@ -22,16 +22,60 @@ A reused answer stores nothing: it keeps its `prediction_id` and its `timestamp`
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
-from django.db.models import F
+from django.db import connection
 
+from bookings.models import Vehicle
 from bookings.selectors import fleet_clock
 from predictions.calibration import lead_time_label
 from predictions.models import Prediction, PredictionMethod
 
 REUSABLE_TRIGGERS = ("predict", "batch")
 HISTORICAL_METHODS = (PredictionMethod.HISTORICAL, PredictionMethod.PATTERN_HISTORICAL)
+
+
+# The columns a reused answer is built from (`predictions.bodies.prediction_body`) and checked on.
+_ANSWER_COLUMNS = (
+    "id",
+    "prediction_id",
+    "booking_external_id",
+    "predicted_at",
+    "booking_start_time",
+    "predicted_battery",
+    "confidence_lower",
+    "confidence_upper",
+    "confidence_level",
+    "prediction_method",
+    "model_version",
+    "cascade_steps",
+    "calibration_key",
+    "served_by",
+    "required_level",
+    "probability_ready",
+    "at_risk",
+    "charge_needed",
+    "plug_in_by",
+)
+
+
+@cache
+def _lookup_sql() -> str:
+    """The lookup as SQL, built once per process: the ORM would compile the same join and filters on every call,
+    which took most of a reused answer's time (docs/performance.md). It reads the booking's current prediction
+    through the partial unique index `one_current_prediction_per_booking`."""
+    qn = connection.ops.quote_name
+    columns = ", ".join(f"p.{qn(c)}" for c in _ANSWER_COLUMNS)
+    methods = ", ".join(["%s"] * len(HISTORICAL_METHODS))
+    return (
+        f"SELECT {columns} FROM {qn(Prediction._meta.db_table)} p "
+        f"JOIN {qn(Vehicle._meta.db_table)} v ON v.id = p.vehicle_id "
+        "WHERE p.booking_external_id = %s AND p.is_current = %s AND p.trigger = %s "
+        f"AND p.prediction_method IN ({methods}) AND p.booking_start_time = %s AND p.user_id = %s "
+        "AND p.predicted_at >= %s AND p.predicted_at <= %s "
+        "AND v.external_id = %s AND p.vehicle_revision = v.revision"
+    )
 
 
 def prediction_reusable(
@@ -41,22 +85,19 @@ def prediction_reusable(
     ttl = settings.PREDICTION_REUSE_SECONDS
     if ttl <= 0 or not booking_id or trigger not in REUSABLE_TRIGGERS:
         return None
-    stored = (
-        Prediction.objects.filter(
-            booking_external_id=booking_id,
-            is_current=True,
-            trigger=trigger,
-            prediction_method__in=HISTORICAL_METHODS,
-            booking_start_time=booking_start_time,
-            user_id=user_id,
-            predicted_at__gte=now - timedelta(seconds=ttl),
-            predicted_at__lte=now,
-            vehicle__external_id=vehicle_id,
-            vehicle_revision=F("vehicle__revision"),
-        )
-        .select_related("vehicle", "booking")
-        .first()
-    )
+    when = connection.ops.adapt_datetimefield_value
+    params = [
+        booking_id,
+        True,
+        trigger,
+        *HISTORICAL_METHODS,
+        when(booking_start_time),
+        user_id,
+        when(now - timedelta(seconds=ttl)),
+        when(now),
+        vehicle_id,
+    ]
+    stored = next(iter(Prediction.objects.raw(_lookup_sql(), params)), None)
     if stored is None:
         return None
     present = fleet_clock(now=now)
