@@ -115,11 +115,11 @@ def database_name(url: str) -> str:
     return name
 
 
-def psql(url: str, sql: str) -> str:
-    """Run `sql` on the same server's `postgres` database (to create and drop others)."""
-    parts = urlsplit(url)
+def psql(url: str, sql: str, database: str = "postgres") -> str:
+    """Run `sql` on the same server's `database` (by default `postgres`, to create and drop others)."""
+    target = urlunsplit(("postgresql", urlsplit(url).netloc, f"/{database}", "", ""))
     done = subprocess.run(
-        ["psql", urlunsplit(("postgresql", parts.netloc, "/postgres", "", "")), "-v", "ON_ERROR_STOP=1", "-tAc", sql],
+        ["psql", target, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
         capture_output=True,
         text=True,
         check=False,

@@ -24,7 +24,11 @@ The traffic
              capacity C, then fixed rates of 50 %, 60 % ... 300 % of C until one is not sustained (an answer not
              2xx, under 95 % of the offered rate achieved, or p99 over --max-p99-ms), then half the highest
              sustained rate for p50/p99. Aims: >= 300 req/s and >= 0.5 x /health; p50 < 10 ms and p99 < 50 ms
-             at half.
+             at half. The historical bodies are on the even cars, the real-time ones on the odd: no real-time
+             level changes a car asked about historically, so every repeated historical question may be answered
+             with its stored prediction (`predictions/reuse.py`), reuse at its best. The report counts the
+             predictions stored against the answers given; PREDICTION_REUSE_SECONDS=0 in the environment
+             measures every answer made afresh.
     events   the rest of the stream (events and real-time predicts) at --event-rate; aim p99 < 100 ms.
     soak     the stream after that at --soak-rate for --soak-minutes, no error allowed, each worker's resident
              memory sampled from /proc: start, end and max, to show that it stays flat.
@@ -74,6 +78,7 @@ from bench.common import (
     api_key_create,
     database_create,
     database_drop,
+    database_name,
     iso,
     log_first_error,
     log_tail,
@@ -82,6 +87,7 @@ from bench.common import (
     manage,
     parser_for,
     percentile,
+    psql,
     server_env,
     server_start,
     server_stop,
@@ -498,6 +504,11 @@ def top_frames(raw: Path, count: int = 20) -> str:
     return "\n".join(rows) + "\n"
 
 
+def predictions_stored(url: str) -> int:
+    """How many predictions the service has stored: its answers less the reused ones (`predictions/reuse.py`)."""
+    return int(psql(url, "SELECT count(*) FROM predictions_prediction", database=database_name(url)))
+
+
 def phase_rates(wrk: Wrk, fleet: Fleet, config: argparse.Namespace) -> dict[str, Any]:
     closed = 2 * config.workers
     health = wrk.run(
@@ -505,6 +516,7 @@ def phase_rates(wrk: Wrk, fleet: Fleet, config: argparse.Namespace) -> dict[str,
     )
     bodies = [("/api/v1/predict", predict_body(fleet, i, real_time=i % 2 == 1)) for i in range(20_000)]
     requests = wrk.file("predict", bodies)
+    stored_before, runs_before = predictions_stored(config.database_url), len(wrk.runs)
     capacity, rates = None, list(config.rates)
     if not rates:
         profile = config.profile / "predict" if config.profile else None
@@ -528,7 +540,12 @@ def phase_rates(wrk: Wrk, fleet: Fleet, config: argparse.Namespace) -> dict[str,
     )
     half.judge(config.max_p99_ms)
     share = sustained / health.achieved_rate if sustained and health.achieved_rate else None
+    asked = sum(r.requests for r in wrk.runs[runs_before:])
+    stored = predictions_stored(config.database_url) - stored_before
     return {
+        "predict_requests": asked,
+        "predictions_stored": stored,
+        "reused_share": round(1 - stored / asked, 3) if asked else None,
         "health_closed_loop_rate": health.achieved_rate,
         "predict_closed_loop_rate": capacity,
         "highest_sustained_rate": sustained,
@@ -710,7 +727,9 @@ def report(payload: dict[str, Any], client: Sequential, wrk: Wrk) -> None:
     if rates := results.get("rates"):
         print(
             f"predict: sustained {rates['highest_sustained_rate']}/s, {rates['sustained_share_of_health']} x /health "
-            f"({rates['health_closed_loop_rate']}/s); aims: {rates['aims']}"
+            f"({rates['health_closed_loop_rate']}/s); aims: {rates['aims']}\n"
+            f"predict: {rates['predictions_stored']} predictions stored for {rates['predict_requests']} answers, "
+            f"{rates['reused_share']:.1%} answered with a stored one (PREDICTION_REUSE_SECONDS)"
         )
     if events := results.get("events"):
         print(f"events: mix {events['mix']}; p99 < {AIM_EVENTS_P99_MS:.0f} ms: {events['p99_aim_met']}")
