@@ -18,7 +18,7 @@ from bookings.models import BatteryReading, ReadingSource, Vehicle
 from bookings.selectors import fleet_clock
 from common.api.fields import iso
 from core.ema import shrink
-from core.features import HISTORY, FeatureBook, Outcome, Reading
+from core.features import HISTORY, CarState, FeatureBook, Outcome, Reading, RenterState
 from core.physics import (
     DEFAULT_CHARGE,
     DEFAULT_DRIVE,
@@ -28,6 +28,7 @@ from core.physics import (
     Rates,
 )
 from learning.champion import champion_model
+from learning.feature_cache import car_state, pattern_key, renter_states
 from learning.models import BookingOutcome, DriftCheck, ModelStatus, ModelVersion, UserPattern, VehiclePattern
 
 FLEET_PRIOR_CACHE_KEY = "learning:fleet_prior:v2"  # v2: (prior, fleet clock), not the prior alone
@@ -281,29 +282,49 @@ _OUTCOME_FIELDS = (
 )
 
 
-def feature_book_for(*, vehicle: Vehicle, user_ids: Iterable[str]) -> FeatureBook:
-    """The model features of a car and of its renters, replayed from their last outcomes (two queries).
+def feature_book_for(
+    *, vehicle: Vehicle, user_ids: Iterable[str], users: dict[str, UserPattern] | None = None
+) -> FeatureBook:
+    """The model features of a car and of its renters, replayed from their last outcomes.
 
     The car's state comes from its own outcomes, each renter's from theirs on any car, exactly
-    as training builds them (`core.features`).
+    as training builds them (`core.features`). Each is kept per process until its pattern learns another
+    outcome (`learning.feature_cache`), so a car and renters already priced cost no query but their patterns'
+    (none for the car's when it was read with the car; none for the renters' when `users` brings them).
     """
-    car_rows = BookingOutcome.objects.filter(vehicle=vehicle).order_by("-ends_at").values(*_OUTCOME_FIELDS)[:HISTORY]
-    car_book = FeatureBook()
-    for row in reversed(list(car_rows)):
-        car_book.observe(_outcome(row), learn_renter=False)
     ids = sorted({uid for uid in user_ids if uid})
+    if users is None:
+        users = user_patterns_for(ids)
+    book = FeatureBook()
+    book.cars[vehicle.external_id] = car_state(
+        pattern_key(vehicle_pattern_for(vehicle)), lambda: _car_replayed(vehicle)
+    )
     if ids:
-        ranked = (
-            BookingOutcome.objects.filter(user_id__in=ids)
-            .annotate(rank=Window(RowNumber(), partition_by=[F("user_id")], order_by=F("ends_at").desc()))
-            .filter(rank__lte=HISTORY)
-            .values(*_OUTCOME_FIELDS)
-        )
-        renter_book = FeatureBook()
-        for row in sorted(ranked, key=lambda r: r["ends_at"]):
-            renter_book.observe(_outcome(row))
-        car_book.renters = renter_book.renters
-    return car_book
+        book.renters = renter_states({uid: pattern_key(users.get(uid)) for uid in ids}, _renters_replayed)
+    return book
+
+
+def _car_replayed(vehicle: Vehicle) -> CarState:
+    """The car's state after its last HISTORY outcomes (one query)."""
+    rows = BookingOutcome.objects.filter(vehicle=vehicle).order_by("-ends_at").values(*_OUTCOME_FIELDS)[:HISTORY]
+    book = FeatureBook()
+    for row in reversed(list(rows)):
+        book.observe(_outcome(row), learn_renter=False)
+    return book.car(vehicle.external_id)
+
+
+def _renters_replayed(ids: list[str]) -> dict[str, RenterState]:
+    """Each renter's state after their last HISTORY outcomes on any car (one query)."""
+    ranked = (
+        BookingOutcome.objects.filter(user_id__in=ids)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("user_id")], order_by=F("ends_at").desc()))
+        .filter(rank__lte=HISTORY)
+        .values(*_OUTCOME_FIELDS)
+    )
+    book = FeatureBook()
+    for row in sorted(ranked, key=lambda r: r["ends_at"]):
+        book.observe(_outcome(row))
+    return book.renters
 
 
 def outcomes_all() -> list[Outcome]:

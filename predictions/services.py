@@ -28,7 +28,7 @@ from core import ml_cascade
 from core.physics import Checkpoint, Rates, State, Trip, walk
 from core.readiness import Requirement, readiness_assess
 from learning.champion import champion_model
-from learning.models import AccuracyMetric, VehiclePattern
+from learning.models import AccuracyMetric, UserPattern, VehiclePattern
 from learning.selectors import (
     deadline_charge_rate,
     deadline_charge_spread,
@@ -90,9 +90,8 @@ def _state_from(reading: BatteryReading | None, *, unknown_at: datetime) -> Stat
     return State(level=reading.level, at=reading.recorded_at, charging=reading.charging)
 
 
-def _trips(planned: Iterable[PlannedBooking], rates: Rates) -> list[Trip]:
-    planned = list(planned)
-    users = user_patterns_for(p.user_id for p in planned)
+def _trips(planned: Iterable[PlannedBooking], rates: Rates, users: dict[str, UserPattern]) -> list[Trip]:
+    """The planned bookings as the walk drives them, each with its renter's learned rates (from `users`)."""
     trips = []
     for p in planned:
         renter = renter_rates(users.get(p.user_id), rates)
@@ -130,13 +129,22 @@ class PatternPoint:
 
 
 def _predict_walk(
-    *, vehicle: Vehicle, state: State, trips: list[Trip], targets: list[tuple[str, datetime]], rates: Rates
+    *,
+    vehicle: Vehicle,
+    state: State,
+    planned: Iterable[PlannedBooking],
+    targets: list[tuple[str, datetime]],
+    rates: Rates,
 ) -> tuple[list[Checkpoint], str | None, list[PatternPoint]]:
     """Walk the schedule with the pattern physics, then let the champion model re-price it when one serves.
 
     Returns the checkpoints, the model version that priced them (None: the pattern cascade) and the
-    pattern walk's own answers (the same as the checkpoints' without a model).
+    pattern walk's own answers (the same as the checkpoints' without a model). The renters' patterns are read
+    once, for their rates and their model features.
     """
+    planned = list(planned)
+    users = user_patterns_for(p.user_id for p in planned)
+    trips = _trips(planned, rates, users)
     model = champion_model()
     trace: list[tuple] | None = [] if model is not None else None
     checkpoints = walk(state, trips, targets, rates, trace=trace)
@@ -146,7 +154,7 @@ def _predict_walk(
         PatternPoint(c.level, c.lower, c.upper, tuple((s["battery_change"], s["battery_after"]) for s in c.steps))
         for c in checkpoints
     ]
-    book = feature_book_for(vehicle=vehicle, user_ids=[t.user_id for t in trips])
+    book = feature_book_for(vehicle=vehicle, user_ids=[t.user_id for t in trips], users=users)
     points = ml_cascade.compose(
         model,
         trace,
@@ -452,7 +460,7 @@ def prediction_predict(
         checkpoints, version, patterns = _predict_walk(
             vehicle=vehicle,
             state=state,
-            trips=_trips(planned, rates),
+            planned=planned,
             targets=[(booking_id, booking_start_time)],
             rates=rates,
         )
@@ -492,7 +500,7 @@ def prediction_hypothetical(
     rates = vehicle_rates(pattern, prior)
     planned = _known_bookings(vehicle=vehicle, after=state.at, before=starts_at, exclude="")
     checkpoints, version, patterns = _predict_walk(
-        vehicle=vehicle, state=state, trips=_trips(planned, rates), targets=[("", starts_at)], rates=rates
+        vehicle=vehicle, state=state, planned=planned, targets=[("", starts_at)], rates=rates
     )
     [row] = _priced(
         vehicle=vehicle,
@@ -560,11 +568,10 @@ def predictions_cascade(
     requirements = requirements_for(
         needs={b.external_id: _need_of(b) for b in targets}, user_ids=user_ids, pattern=pattern, prior=prior
     )
-    trips = _trips((_planned(b) for b in bookings), rates)
     checkpoints, version, patterns = _predict_walk(
         vehicle=vehicle,
         state=state,
-        trips=trips,
+        planned=(_planned(b) for b in bookings),
         targets=[(b.external_id, b.scheduled_start) for b in targets],
         rates=rates,
     )

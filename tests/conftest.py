@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
 from learning.champion import champion_forget
+from learning.feature_cache import feature_states_forget
 
 
 @pytest.fixture(autouse=True)
@@ -15,6 +16,14 @@ def _clear_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_kept_feature_states():
+    """The model features kept per process (learning.feature_cache) are keyed on rows each test rolls back."""
+    feature_states_forget()
+    yield
+    feature_states_forget()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,67 @@
+"""The car's and renters' model features are kept per process until they learn another outcome, never served stale."""
+
+import pytest
+
+from bookings.models import Vehicle
+from learning.feature_cache import feature_states_forget
+from learning.selectors import feature_book_for, user_patterns_for
+from tests.seed_examples import CREATED, ENDED, STARTED, URL
+
+pytestmark = pytest.mark.django_db
+
+
+def ride(post, booking_id: str, day: int, end_level: float) -> None:
+    """One booking of car 78 by renter 860 through created, started and ended."""
+    at = f"2025-11-{day:02d}T"
+    times = {"starts_at": at + "09:00:00Z", "ends_at": at + "11:00:00Z"}
+    created = {**CREATED, "booking_id": booking_id, **times, "current_timestamp": at + "08:00:00Z"}
+    started = {**STARTED, "booking_id": booking_id, "actual_started_at": at + "09:05:00Z", "future_bookings": []}
+    ended = {**ENDED, "booking_id": booking_id, "starts_at": at + "09:05:00Z", "ends_at": at + "10:50:00Z"}
+    ended.update(battery_at_end=end_level, future_bookings=[])
+    for url, body in ((URL["created"], created), (URL["started"], started), (URL["ended"], ended)):
+        assert post(url, body).status_code == 200, post(url, body).json()
+
+
+def book_now(user_ids=("860",)):
+    return feature_book_for(vehicle=Vehicle.objects.get(external_id="78"), user_ids=list(user_ids))
+
+
+def replayed(user_ids=("860",)):
+    feature_states_forget()
+    return book_now(user_ids)
+
+
+def test_a_car_and_a_renter_priced_again_are_not_replayed(post, django_assert_num_queries):
+    ride(post, "B1", 3, 48.0)
+    first = book_now()
+    vehicle = Vehicle.objects.select_related("pattern").get(external_id="78")  # as a prediction reads it
+    users = user_patterns_for(["860"])
+
+    with django_assert_num_queries(0):  # no outcome is read again
+        again = feature_book_for(vehicle=vehicle, user_ids=["860"], users=users)
+
+    assert again.car("78") == first.car("78") == replayed().car("78")
+    assert again.renter("860") == first.renter("860") == replayed().renter("860")
+    assert first.car("78").trips == 1 and first.renter("860").trips == 1
+
+
+def test_an_outcome_learned_since_is_in_the_next_features(post):
+    ride(post, "B1", 3, 48.0)
+    before = book_now()
+
+    ride(post, "B2", 4, 30.0)
+    after = book_now()
+
+    assert after.car("78").trips == before.car("78").trips + 1
+    assert after.renter("860").trips == before.renter("860").trips + 1
+    assert after.car("78").last_end_level == 30.0
+    assert after.car("78") == replayed().car("78")
+    assert after.renter("860") == replayed().renter("860")
+
+
+def test_a_renter_without_outcomes_gets_the_empty_state(post):
+    ride(post, "B1", 3, 48.0)
+
+    book = book_now(("860", "nobody"))
+
+    assert book.renter("nobody").trips == 0 and book.renter("860").trips == 1
