@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import NOT_STARTED, BatteryReading, Booking, BookingStatus, Vehicle
@@ -45,17 +46,19 @@ def vehicle_lock(*, external_id: str, with_pattern: bool = False, changes: bool 
     Call inside `transaction.atomic()`. Every write about one car goes through this lock, so
     events for one car never interleave. `with_pattern` reads the car's learned pattern in the
     same query (only the car's row is locked), for a caller that reads the pattern but does not
-    change it before predicting (a lock that `changes` the car leaves the pattern to its own query).
+    change it before predicting.
 
     `changes` (the default) counts the lock as a change of what the car's predictions start from: the car's
     `revision` moves on (the UPDATE takes the row lock), so no prediction stored before is answered again
     (`predictions.reuse`). Only a caller that changes none of the car's readings, bookings or pattern (a
     historical `/predict`) passes False; a wrong False would serve a stale prediction for PREDICTION_REUSE_SECONDS.
     """
-    if changes:
+    if changes and not with_pattern:
         bumped = _vehicle_bumped(external_id)
         if bumped is not None:
             return bumped
+    elif changes:  # the row is read again below, with the pattern
+        Vehicle.objects.filter(external_id=external_id).update(revision=F("revision") + 1)
     locked = Vehicle.objects.select_for_update(of=("self",))
     if with_pattern:
         locked = locked.select_related("pattern")
