@@ -149,7 +149,10 @@ class PredictResponseSerializer(serializers.Serializer):
         help_text="The seed's modes; prefixed pattern_ when no trained model serves (the pattern cascade alone).",
     )
     cascade_steps = CascadeStepSerializer(many=True)
-    timestamp = serializers.DateTimeField()
+    timestamp = serializers.DateTimeField(
+        help_text="When the prediction was made. A historical question asked again while the car has not changed is "
+        "answered with the prediction stored for it, its id and this time (at most PREDICTION_REUSE_SECONDS ago)."
+    )
     prediction_id = serializers.CharField()
     model_version = serializers.CharField()
     booking_start_time = serializers.DateTimeField(
