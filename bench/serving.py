@@ -729,7 +729,8 @@ def report(payload: dict[str, Any], client: Sequential, wrk: Wrk) -> None:
             f"predict: sustained {rates['highest_sustained_rate']}/s, {rates['sustained_share_of_health']} x /health "
             f"({rates['health_closed_loop_rate']}/s); aims: {rates['aims']}\n"
             f"predict: {rates['predictions_stored']} predictions stored for {rates['predict_requests']} answers, "
-            f"{rates['reused_share']:.1%} answered with a stored one (PREDICTION_REUSE_SECONDS)"
+            f"{rates['reused_share']:.1%} answered with a stored one (PREDICTION_REUSE_SECONDS; give or take 2 %: "
+            "the requests in flight when wrk stops are stored but not counted)"
         )
     if events := results.get("events"):
         print(f"events: mix {events['mix']}; p99 < {AIM_EVENTS_P99_MS:.0f} ms: {events['p99_aim_met']}")
