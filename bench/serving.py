@@ -31,7 +31,8 @@ The traffic
              measures every answer made afresh.
     events   the rest of the stream (events and real-time predicts) at --event-rate; aim p99 < 100 ms.
     soak     the stream after that at --soak-rate for --soak-minutes, no error allowed, each worker's resident
-             memory sampled from /proc: start, end and max, to show that it stays flat.
+             memory sampled from /proc: start, end and max, and the growth over the second half alone, to
+             show that it stays flat.
 
     wrk's latency runs from a request's write to the last byte of its answer; gunicorn's sync workers close each
     connection, so every request, timed sequentially or by wrk, includes a loopback TCP connect.
@@ -627,6 +628,9 @@ def memory_sampled(master: int, interval: float, during: Any) -> tuple[Any, dict
         "total_end_mb": round(totals[-1], 1),
         "total_max_mb": round(max(totals), 1),
         "total_growth_pct": round(100 * (totals[-1] - totals[0]) / totals[0], 1) if totals[0] else None,
+        # Whether it levels off: the growth over the soak's second half alone, and every sample's total.
+        "second_half_growth_pct": round(100 * (totals[-1] - totals[len(totals) // 2]) / totals[len(totals) // 2], 1),
+        "total_mb_by_sample": [round(t, 1) for t in totals],
     }
 
 
@@ -737,7 +741,8 @@ def report(payload: dict[str, Any], client: Sequential, wrk: Wrk) -> None:
     if soak := results.get("soak"):
         m = soak["memory"]
         print(
-            f"soak: workers' RSS {m['total_start_mb']} -> {m['total_end_mb']} MB (max {m['total_max_mb']}, "
+            f"soak: workers' RSS {m['total_start_mb']} -> {m['total_end_mb']} MB (second half "
+            f"{m['second_half_growth_pct']:+.1f} %, max {m['total_max_mb']}, "
             f"{m['total_growth_pct']} %), restarted: {m['workers_restarted']}; {m['per_worker_start_end_max_mb']}"
         )
 
