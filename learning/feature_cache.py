@@ -10,33 +10,40 @@ When a kept state is still right: each new outcome moves its car's and its rente
 outcomes. A car or a renter without a pattern is replayed every time, as is any outcome written without its
 signal (a bulk import): what has no pattern has no key to keep it under.
 
-The caches are bounded (least recently used first out), so a worker's memory stays flat however large the fleet.
+Each car and renter has one entry, its latest state (a newer version replaces the older), and the caches are bounded
+(least recently used first out), so a worker's memory stays flat however large the fleet and however long it runs.
 The states are never changed after they are built: pricing only reads them.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import TypeVar
 
 from core.features import CarState, RenterState
 
-STATES_KEPT = 4096  # per process, each of cars and renters: a few hundred bytes each
+STATES_KEPT = 4096  # cars, and renters, per process: about a kilobyte each
 
 State = TypeVar("State", CarState, RenterState)
 
 
 class _Kept(OrderedDict):
-    def take(self, key: Hashable) -> object | None:
-        state = self.get(key)
-        if state is not None:
-            self.move_to_end(key)
-        return state
+    """Each car's (or renter's) latest state under its pattern's row, with the version it was built at: a newer
+    version replaces it, so superseded states are not kept until they age out."""
 
-    def keep(self, key: Hashable, state: object) -> None:
-        self[key] = state
-        self.move_to_end(key)
+    def take(self, key: tuple) -> object | None:
+        row, version = key[0], key[1:]
+        kept = self.get(row)
+        if kept is None or kept[0] != version:
+            return None
+        self.move_to_end(row)
+        return kept[1]
+
+    def keep(self, key: tuple, state: object) -> None:
+        row, version = key[0], key[1:]
+        self[row] = (version, state)
+        self.move_to_end(row)
         while len(self) > STATES_KEPT:
             self.popitem(last=False)
 
@@ -46,7 +53,8 @@ _renters = _Kept()
 
 
 def pattern_key(pattern: object | None) -> tuple | None:
-    """What a car's or a renter's outcomes are kept under: None (not kept) without a pattern."""
+    """What a car's or a renter's outcomes are kept under: its pattern's row, then the version of what it learned
+    (`total_bookings`, `updated_at`); None (not kept) without a pattern."""
     if pattern is None:
         return None
     return (pattern.pk, pattern.total_bookings, pattern.updated_at)

@@ -3,6 +3,7 @@
 import pytest
 
 from bookings.models import Vehicle
+from learning import feature_cache
 from learning.feature_cache import feature_states_forget
 from learning.selectors import feature_book_for, user_patterns_for
 from tests.seed_examples import CREATED, ENDED, STARTED, URL
@@ -65,3 +66,12 @@ def test_a_renter_without_outcomes_gets_the_empty_state(post):
     book = book_now(("860", "nobody"))
 
     assert book.renter("nobody").trips == 0 and book.renter("860").trips == 1
+
+
+def test_a_newer_state_replaces_the_older_so_memory_holds_one_per_car_and_renter(post):
+    ride(post, "B1", 3, 48.0)
+    book_now()
+    ride(post, "B2", 4, 30.0)
+    book_now()
+
+    assert len(feature_cache._cars) == 1 and len(feature_cache._renters) == 1
