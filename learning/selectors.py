@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -282,22 +283,30 @@ _OUTCOME_FIELDS = (
 )
 
 
+_UNREAD: Any = object()  # `feature_book_for`'s pattern not given: read it
+
+
 def feature_book_for(
-    *, vehicle: Vehicle, user_ids: Iterable[str], users: dict[str, UserPattern] | None = None
+    *,
+    vehicle: Vehicle,
+    user_ids: Iterable[str],
+    users: dict[str, UserPattern] | None = None,
+    pattern: VehiclePattern | None = _UNREAD,
 ) -> FeatureBook:
     """The model features of a car and of its renters, replayed from their last outcomes.
 
     The car's state comes from its own outcomes, each renter's from theirs on any car, exactly
     as training builds them (`core.features`). Each is kept per process until its pattern learns another
     outcome (`learning.feature_cache`), so a car and renters already priced cost no query but their patterns'
-    (none for the car's when it was read with the car; none for the renters' when `users` brings them).
+    (none for the car's when it was read with the car or `pattern` brings it; none for the renters' when `users`
+    brings them).
     """
     ids = sorted({uid for uid in user_ids if uid})
     if users is None:
         users = user_patterns_for(ids)
     book = FeatureBook()
     book.cars[vehicle.external_id] = car_state(
-        pattern_key(vehicle_pattern_for(vehicle)), lambda: _car_replayed(vehicle)
+        pattern_key(vehicle_pattern_for(vehicle) if pattern is _UNREAD else pattern), lambda: _car_replayed(vehicle)
     )
     if ids:
         book.renters = renter_states({uid: pattern_key(users.get(uid)) for uid in ids}, _renters_replayed)

@@ -131,6 +131,7 @@ class PatternPoint:
 def _predict_walk(
     *,
     vehicle: Vehicle,
+    pattern: VehiclePattern | None,
     state: State,
     planned: Iterable[PlannedBooking],
     targets: list[tuple[str, datetime]],
@@ -139,8 +140,8 @@ def _predict_walk(
     """Walk the schedule with the pattern physics, then let the champion model re-price it when one serves.
 
     Returns the checkpoints, the model version that priced them (None: the pattern cascade) and the
-    pattern walk's own answers (the same as the checkpoints' without a model). The renters' patterns are read
-    once, for their rates and their model features.
+    pattern walk's own answers (the same as the checkpoints' without a model). The car's pattern (`pattern`, as
+    the caller read it for the rates) and the renters' are read once, for their rates and their model features.
     """
     planned = list(planned)
     users = user_patterns_for(p.user_id for p in planned)
@@ -154,7 +155,7 @@ def _predict_walk(
         PatternPoint(c.level, c.lower, c.upper, tuple((s["battery_change"], s["battery_after"]) for s in c.steps))
         for c in checkpoints
     ]
-    book = feature_book_for(vehicle=vehicle, user_ids=[t.user_id for t in trips], users=users)
+    book = feature_book_for(vehicle=vehicle, user_ids=[t.user_id for t in trips], users=users, pattern=pattern)
     points = ml_cascade.compose(
         model,
         trace,
@@ -459,6 +460,7 @@ def prediction_predict(
         )
         checkpoints, version, patterns = _predict_walk(
             vehicle=vehicle,
+            pattern=pattern,
             state=state,
             planned=planned,
             targets=[(booking_id, booking_start_time)],
@@ -500,7 +502,7 @@ def prediction_hypothetical(
     rates = vehicle_rates(pattern, prior)
     planned = _known_bookings(vehicle=vehicle, after=state.at, before=starts_at, exclude="")
     checkpoints, version, patterns = _predict_walk(
-        vehicle=vehicle, state=state, planned=planned, targets=[("", starts_at)], rates=rates
+        vehicle=vehicle, pattern=pattern, state=state, planned=planned, targets=[("", starts_at)], rates=rates
     )
     [row] = _priced(
         vehicle=vehicle,
@@ -570,6 +572,7 @@ def predictions_cascade(
     )
     checkpoints, version, patterns = _predict_walk(
         vehicle=vehicle,
+        pattern=pattern,
         state=state,
         planned=(_planned(b) for b in bookings),
         targets=[(b.external_id, b.scheduled_start) for b in targets],
