@@ -156,6 +156,9 @@ else:
     if DATABASES["default"]["OPTIONS"]["server_side_binding"] and prepare_threshold > 0:
         DATABASES["default"]["OPTIONS"]["prepare_threshold"] = prepare_threshold
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # The same backend, whose health check looks at the socket before it sends `SELECT 1` (common/postgres/base.py).
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "common.postgres"
     # Postgres' JIT compiles the staff pages' year-long aggregates for 15-90 ms each and gains nothing on
     # this workload (bench/pages.py). DATABASE_JIT=1 leaves the server's setting (and sends no startup
     # option, which PgBouncer refuses unless told to ignore it). Options from DATABASE_URL are kept.
