@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -338,6 +339,21 @@ def _present(*, now: datetime, start: State) -> datetime:
     return max(fleet_clock(now=now), start.at)
 
 
+@lru_cache(maxsize=64)
+def _superseded_sql(bookings: int) -> str:
+    """The UPDATE that makes `bookings` bookings' current predictions former ones, built once per count.
+
+    Hand-written because the ORM's `filter(...).update(...)` compiled the same statement on every prediction
+    (docs/performance.md). The literals (not parameters) let even a prepared generic plan match the partial unique
+    index `one_current_prediction_per_booking`, as the ORM's SQL did."""
+    qn = connection.ops.quote_name
+    placeholders = ", ".join(["%s"] * bookings)
+    return (
+        f"UPDATE {qn(Prediction._meta.db_table)} SET {qn('is_current')} = false "
+        f"WHERE {qn('booking_external_id')} IN ({placeholders}) AND {qn('is_current')}"
+    )
+
+
 def _store(
     *,
     vehicle: Vehicle,
@@ -357,7 +373,8 @@ def _store(
     rows = _priced(vehicle=vehicle, bookings=bookings, trigger=trigger, event=event, present=present, **walk)
     booking_ids = [p.booking_external_id for p in rows if p.booking_external_id]
     if booking_ids:
-        Prediction.objects.filter(booking_external_id__in=booking_ids, is_current=True).update(is_current=False)
+        with connection.cursor() as cursor:
+            cursor.execute(_superseded_sql(len(booking_ids)), booking_ids)
     stored = Prediction.objects.bulk_create(rows)
     predictions_stored.send(
         sender=Prediction,
