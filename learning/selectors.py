@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Avg, Count, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -18,6 +17,7 @@ from django.utils import timezone
 from bookings.models import BatteryReading, ReadingSource, Vehicle
 from bookings.selectors import fleet_clock
 from common.api.fields import iso
+from common.process_cache import keep, kept
 from core.ema import shrink
 from core.features import HISTORY, CarState, FeatureBook, Outcome, Reading, RenterState
 from core.physics import (
@@ -120,13 +120,13 @@ def fleet_prior_cached() -> FleetPrior:
     if ttl <= 0:
         return fleet_prior()
     clock = fleet_clock(now=timezone.now())
-    cached = cache.get(FLEET_PRIOR_CACHE_KEY)
+    cached = kept(FLEET_PRIOR_CACHE_KEY)
     if cached is not None:
         prior, at = cached
         if abs((clock - at).total_seconds()) <= ttl:
             return prior
     prior = fleet_prior()
-    cache.set(FLEET_PRIOR_CACHE_KEY, (prior, clock), ttl)
+    keep(FLEET_PRIOR_CACHE_KEY, (prior, clock), ttl)
     return prior
 
 

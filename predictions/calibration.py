@@ -38,11 +38,11 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Case, F, Field, FloatField, IntegerField, Value, When
 from django.db.models.functions import Greatest, Least
 
+from common.process_cache import forget, kept_or_computed
 from core.readiness import PIT_BINS, LevelDistribution, PitCalibration
 from predictions.models import IntervalCalibration, ReadinessCalibration
 
@@ -87,7 +87,7 @@ def calibration_margins_cached() -> dict[str, tuple[float, float]]:
     ttl = settings.CALIBRATION_CACHE_SECONDS
     if ttl <= 0:
         return calibration_margins()
-    return cache.get_or_set(MARGINS_CACHE_KEY, calibration_margins, ttl)
+    return kept_or_computed(MARGINS_CACHE_KEY, calibration_margins, ttl)
 
 
 def interval_widened(level: float, lower: float, upper: float, margins: tuple[float, float] | None) -> tuple:
@@ -128,8 +128,8 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
     # Forget the cached margins now, so that this transaction's own cascade prices with the margins it just
     # moved, and again at commit, so that no copy read before the commit outlives it. (A rollback after this
     # point, which only a bug causes, could leave its margins cached for CALIBRATION_CACHE_SECONDS.)
-    cache.delete(MARGINS_CACHE_KEY)
-    transaction.on_commit(lambda: cache.delete(MARGINS_CACHE_KEY))
+    forget(MARGINS_CACHE_KEY)
+    transaction.on_commit(lambda: forget(MARGINS_CACHE_KEY))
     missing = set(counts) - set(IntervalCalibration.objects.filter(key__in=counts).values_list("key", flat=True))
     if missing:
         known = calibration_margins()
@@ -206,7 +206,7 @@ def readiness_calibrations_cached() -> dict[str, PitCalibration]:
     ttl = settings.CALIBRATION_CACHE_SECONDS
     if ttl <= 0:
         return readiness_calibrations()
-    return cache.get_or_set(PIT_CACHE_KEY, readiness_calibrations, ttl)
+    return kept_or_computed(PIT_CACHE_KEY, readiness_calibrations, ttl)
 
 
 def readiness_calibration_learn(
@@ -225,8 +225,8 @@ def readiness_calibration_learn(
             per_key[key].append(u)
     if not per_key:
         return
-    cache.delete(PIT_CACHE_KEY)
-    transaction.on_commit(lambda: cache.delete(PIT_CACHE_KEY))
+    forget(PIT_CACHE_KEY)
+    transaction.on_commit(lambda: forget(PIT_CACHE_KEY))
     keys = sorted(per_key)
 
     # Every key's row exists before any is locked (one insert that skips those that do, in key order), then all

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Case, F, FloatField, Q, Value, When
 
+from common.process_cache import forget, kept_or_computed
 from predictions.calibration import lead_time_label
 from predictions.models import PredictorScore
 
@@ -77,7 +77,7 @@ def shadow_scores_cached() -> dict[tuple[str, str], Score]:
     ttl = settings.CALIBRATION_CACHE_SECONDS
     if ttl <= 0:
         return shadow_scores()
-    return cache.get_or_set(SCORES_CACHE_KEY, shadow_scores, ttl)
+    return kept_or_computed(SCORES_CACHE_KEY, shadow_scores, ttl)
 
 
 def kind_levels(kind: str) -> tuple[str, ...]:
@@ -155,7 +155,7 @@ def _scores_add(added: dict[tuple[str, str], float], at) -> None:
             bookings=F("bookings") + 1,
             updated_at=at,
         )
-    cache.delete(SCORES_CACHE_KEY)
+    forget(SCORES_CACHE_KEY)
 
 
 def shadow_forget_model() -> int:
@@ -163,7 +163,7 @@ def shadow_forget_model() -> int:
 
     The new champion then serves every kind for its trial (MIN_BOOKINGS), and its own scores decide.
     """
-    cache.delete(SCORES_CACHE_KEY)
+    forget(SCORES_CACHE_KEY)
     deleted, _ = PredictorScore.objects.filter(candidate="model").delete()
     return deleted
 

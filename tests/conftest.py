@@ -6,16 +6,19 @@ from django.db import connection
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
+from common.process_cache import forget_all
 from learning.champion import champion_forget
 from learning.feature_cache import feature_states_forget
 
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    """Rate-limit counters live in the cache; each test starts with none."""
+    """Rate-limit counters live in the cache, the fleet-wide tables in the process cache; each test starts with none."""
     cache.clear()
+    forget_all()
     yield
     cache.clear()
+    forget_all()
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from django.db import transaction
 from bookings.models import ReadingSource
 from bookings.selectors import FLEET_CLOCK_CACHE_KEY, fleet_clock, fleet_clock_observe
 from bookings.services import reading_record
+from common.process_cache import forget
 from predictions.calibration import (
     MARGIN_LIMITS,
     MARGINS_CACHE_KEY,
@@ -61,7 +62,7 @@ def test_a_kinds_margins_widen_the_next_prediction_of_that_kind(post, settings):
     key = Prediction.objects.get(prediction_id=raw["prediction_id"]).calibration_key
     assert key == "pattern|predict|24-72h"
     IntervalCalibration.objects.create(key=key, margin_lower=6.0, margin_upper=-1.0)
-    cache.delete(MARGINS_CACHE_KEY)  # written behind the service's back: seen once CALIBRATION_CACHE_SECONDS pass
+    forget(MARGINS_CACHE_KEY)  # written behind the service's back: seen once CALIBRATION_CACHE_SECONDS pass
 
     widened = post(URL["predict"], body).json()
 
