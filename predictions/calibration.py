@@ -36,11 +36,10 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, F, Field, FloatField, IntegerField, Value, When
-from django.db.models.functions import Greatest, Least
+from django.db import connection, transaction
 
 from common.process_cache import forget, kept_or_computed
 from core.readiness import PIT_BINS, LevelDistribution, PitCalibration
@@ -139,24 +138,36 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
             ignore_conflicts=True,
         )
     keys = sorted(counts)
-    rows = IntervalCalibration.objects.filter(key__in=keys)
     if len(keys) > 1:  # one statement for every kind, its rows locked in key order first so that none deadlocks
-        list(rows.select_for_update().order_by("key").values_list("pk"))
-    # Per kind: (the lower margin's step, the upper's, predictions, below, above).
-    moves = {k: (STEP * (b / n - TAIL), STEP * (a / n - TAIL), n, b, a) for k, (n, b, a) in counts.items()}
-
-    def per_kind(i: int, field: Field) -> Case:
-        return Case(*(When(key=k, then=Value(moves[k][i])) for k in keys), output_field=field)
-
+        list(IntervalCalibration.objects.select_for_update().filter(key__in=keys).order_by("key").values_list("pk"))
     low, high = MARGIN_LIMITS
-    rows.update(
-        margin_lower=Least(Greatest(F("margin_lower") + per_kind(0, FloatField()), low), high),
-        margin_upper=Least(Greatest(F("margin_upper") + per_kind(1, FloatField()), low), high),
-        bookings=F("bookings") + 1,
-        predictions=F("predictions") + per_kind(2, IntegerField()),
-        below=F("below") + per_kind(3, IntegerField()),
-        above=F("above") + per_kind(4, IntegerField()),
-        updated_at=at,
+    moves = []
+    for k in keys:  # per kind: the lower margin's step, the upper's, predictions, below, above
+        n, b, a = counts[k]
+        moves += [k, STEP * (b / n - TAIL), STEP * (a / n - TAIL), n, b, a]
+    when = connection.ops.adapt_datetimefield_value(at)
+    with connection.cursor() as cursor:
+        cursor.execute(_margins_moved_sql(len(keys)), [low, high, low, high, when, *moves])
+
+
+@lru_cache(maxsize=32)
+def _margins_moved_sql(kinds: int) -> str:
+    """The UPDATE that moves `kinds` kinds' margins by their own steps, each clamped to MARGIN_LIMITS, built once per
+    count: the ORM's per-kind CASE expressions took a tenth of an event's CPU to build and compile.
+
+    Atomic expressions of each row's own columns, as before; the steps come in as a derived table (UPDATE ... FROM,
+    Postgres and SQLite from 3.33)."""
+    qn = connection.ops.quote_name
+    table = qn(IntervalCalibration._meta.db_table)
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    steps = " UNION ALL ".join(["SELECT %s AS k, %s AS dl, %s AS du, %s AS n, %s AS b, %s AS a"] * kinds)
+    lower, upper = qn("margin_lower"), qn("margin_upper")
+    return (
+        f"UPDATE {table} SET {lower} = {least}({greatest}({lower} + m.dl, %s), %s), "
+        f"{upper} = {least}({greatest}({upper} + m.du, %s), %s), {qn('bookings')} = {qn('bookings')} + 1, "
+        f"{qn('predictions')} = {qn('predictions')} + m.n, {qn('below')} = {qn('below')} + m.b, "
+        f"{qn('above')} = {qn('above')} + m.a, {qn('updated_at')} = %s "
+        f"FROM ({steps}) AS m WHERE {table}.{qn('key')} = m.k"
     )
 
 

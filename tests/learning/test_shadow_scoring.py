@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
 from core.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
 from predictions.models import Prediction, PredictorScore
-from predictions.shadow import MIN_BOOKINGS, Score, candidate_serving, kind_levels, shadow_report
+from predictions.shadow import DECAY, MIN_BOOKINGS, Score, candidate_serving, kind_levels, shadow_learn, shadow_report
 from tests.modelling import SMALL_FLEET, SMALL_ROUNDS, fleet_outcomes
 from tests.seed_examples import CREATED, STARTED, URL
 
@@ -285,3 +285,24 @@ def test_persistences_interval_also_holds_the_default_candidates(post, settings)
     assert held["lower"] <= expected["lower"] and held["upper"] >= expected["upper"]
     # ... and the band around the carried level, as wide as the default's, is in it too.
     assert held["upper"] - held["lower"] > expected["upper"] - expected["lower"]
+
+
+@pytest.mark.django_db
+def test_a_pick_up_decays_the_scores_it_adds_to_and_creates_the_missing_ones(django_capture_on_commit_callbacks):
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    PredictorScore.objects.create(kind="*", candidate="pattern", weight=10.0, sum_abs_error=50.0, bookings=12)
+    PredictorScore.objects.create(kind="*", candidate="model", weight=10.0, sum_abs_error=50.0, bookings=12)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        shadow_learn(
+            scored=[("6-24h|own|parked", None, 47.0, 40.0), ("6-24h|own|parked", None, 49.0, 40.0)], actual=50.0, at=at
+        )
+
+    scores = {(s.kind, s.candidate): s for s in PredictorScore.objects.all()}
+    pattern = scores[("*", "pattern")]
+    assert (pattern.weight, pattern.bookings, pattern.updated_at) == (pytest.approx(10 * DECAY + 1), 13, at)
+    assert pattern.sum_abs_error == pytest.approx(50 * DECAY + 2.0)  # the booking's two errors averaged
+    assert scores[("*", "model")].sum_abs_error == 50.0 and scores[("*", "model")].updated_at is None
+    fresh = scores[("6-24h|own|parked", "persistence")]
+    assert (fresh.weight, fresh.sum_abs_error, fresh.bookings) == (pytest.approx(1.0), pytest.approx(10.0), 1)
+    assert {k for k, c in scores if c == "persistence"} == {"6-24h|own|parked", "6-24h", "*"}

@@ -110,6 +110,25 @@ def test_one_booking_counts_once_per_kind_however_many_predictions_it_had():
 
 
 @pytest.mark.django_db
+def test_each_kind_of_a_booking_moves_by_its_own_step_in_one_update():
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    IntervalCalibration.objects.create(key="b", margin_lower=2.0, margin_upper=-1.0, bookings=3)
+    IntervalCalibration.objects.create(key="c", margin_lower=7.0, margin_upper=7.0)  # not scored: stays
+    scored = [("a", 40.0, 60.0), ("a", 55.0, 70.0), ("b", 20.0, 45.0), ("b", 20.0, 45.0), ("b", 20.0, 60.0)]
+
+    calibration_learn(scored=scored, actual=50.0, at=at)
+
+    rows = {r.key: r for r in IntervalCalibration.objects.all()}
+    a, b, c = rows["a"], rows["b"], rows["c"]
+    assert (a.bookings, a.predictions, a.below, a.above, a.updated_at) == (1, 2, 1, 0, at)
+    assert (a.margin_lower, a.margin_upper) == (pytest.approx(STEP * (1 / 2 - TAIL)), pytest.approx(-STEP * TAIL))
+    assert (b.bookings, b.predictions, b.below, b.above) == (4, 3, 0, 2)
+    assert b.margin_lower == pytest.approx(2.0 - STEP * TAIL)
+    assert b.margin_upper == pytest.approx(-1.0 + STEP * (2 / 3 - TAIL))
+    assert (c.margin_lower, c.margin_upper, c.bookings, c.updated_at) == (7.0, 7.0, 0, None)
+
+
+@pytest.mark.django_db
 def test_margins_stay_within_their_limits():
     at = datetime(2026, 1, 5, tzinfo=UTC)
     low, high = MARGIN_LIMITS
