@@ -252,5 +252,21 @@ def readiness_calibration_learn(
         pits = per_key[row.key]
         for u in pits:
             counts[min(int(u * PIT_BINS), PIT_BINS - 1)] += 1.0 / len(pits)
-        row.counts, row.bookings, row.updated_at = counts, row.bookings * PIT_DECAY + 1.0, at
-    ReadinessCalibration.objects.bulk_update(rows, ["counts", "bookings", "updated_at"])
+        row.counts, row.bookings = counts, row.bookings * PIT_DECAY + 1.0
+    field = ReadinessCalibration._meta.get_field("counts")
+    moved = [v for r in rows for v in (r.pk, field.get_db_prep_save(r.counts, connection), r.bookings)]
+    with connection.cursor() as cursor:
+        cursor.execute(_readiness_moved_sql(len(rows)), [connection.ops.adapt_datetimefield_value(at), *moved])
+
+
+@lru_cache(maxsize=32)
+def _readiness_moved_sql(count: int) -> str:
+    """The UPDATE of `count` locked recalibration rows to their new counts, built once per count: the ORM's
+    `bulk_update` built a CASE per column on every pick-up."""
+    qn = connection.ops.quote_name
+    table = qn(ReadinessCalibration._meta.db_table)
+    rows = " UNION ALL ".join(["SELECT %s AS i, %s AS c, %s AS b"] * count)
+    return (
+        f"UPDATE {table} SET {qn('counts')} = r.c, {qn('bookings')} = r.b, {qn('updated_at')} = %s "
+        f"FROM ({rows}) AS r WHERE {table}.{qn('id')} = r.i"
+    )

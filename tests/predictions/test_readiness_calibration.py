@@ -4,10 +4,12 @@ Car 78 reported 65.5 % on 2025-11-02 at 12:00 (the seed's booking-created); BK12
 the 24-72 h lead time, and is picked up at 60.5 % (the seed's booking-started).
 """
 
+from datetime import UTC, datetime
+
 import pytest
 
 from core.readiness import PIT_BINS, LevelDistribution, PitCalibration, Requirement, probability_ready
-from predictions.calibration import PIT_PRIOR
+from predictions.calibration import PIT_DECAY, PIT_PRIOR, readiness_calibration_learn
 from predictions.models import Prediction, ReadinessCalibration
 from tests.seed_examples import CREATED, STARTED, URL
 
@@ -78,3 +80,22 @@ def test_a_state_with_outcomes_of_its_own_is_priced_with_them_over_its_lead_time
     expected = PitCalibration.from_counts(own, PIT_PRIOR, PitCalibration.from_counts(lead, PIT_PRIOR))
     assert body["readiness"]["probability_ready"] == pytest.approx(expected.probability(raw), abs=1e-4)
     assert body["readiness"]["probability_ready"] > raw + 0.01
+
+
+def test_a_pick_up_decays_each_keys_counts_and_adds_its_share_to_the_bin_it_fell_in():
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    ReadinessCalibration.objects.create(key="6-24h", counts=[1.0] * PIT_BINS, bookings=4.0)
+    ReadinessCalibration.objects.create(key="<6h", counts=[2.0] * PIT_BINS, bookings=2.0)  # not taught: stays
+    median = (50.0, 40.0, 60.0)  # the actual 50 falls at the middle of its distribution
+
+    readiness_calibration_learn(scored=[(("6-24h", "6-24h|parked"), *median)] * 2, actual=50.0, at=at)
+
+    rows = {r.key: r for r in ReadinessCalibration.objects.all()}
+    middle = PIT_BINS // 2
+    decayed = rows["6-24h"]
+    assert decayed.bookings == pytest.approx(4.0 * PIT_DECAY + 1.0) and decayed.updated_at == at
+    assert decayed.counts[middle] == pytest.approx(PIT_DECAY + 1.0)  # two predictions, half a booking each
+    assert decayed.counts[0] == pytest.approx(PIT_DECAY)
+    fresh = rows["6-24h|parked"]
+    assert (fresh.bookings, sum(fresh.counts), fresh.counts[middle]) == (pytest.approx(1.0), pytest.approx(1.0), 1.0)
+    assert (rows["<6h"].counts, rows["<6h"].bookings, rows["<6h"].updated_at) == ([2.0] * PIT_BINS, 2.0, None)
