@@ -8,19 +8,19 @@ the signals in `bookings/signals.py`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Model
+from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import NOT_STARTED, BatteryReading, Booking, BookingStatus, Vehicle
 from bookings.selectors import bookings_cancelled_before_created, fleet_clock_observe
 from bookings.signals import bookings_marked_no_show
+from common.rows import columns_of, model_from_row
 
 
 def vehicle_get_or_create(*, external_id: str) -> Vehicle:
@@ -43,43 +43,21 @@ def _vehicle_bumped(external_id: str) -> Vehicle | None:
 
 
 @cache
-def _converters(model: type[Model]) -> list[tuple[Any, list]]:
-    """Each concrete column of `model` with the converters the ORM applies to what the database returns for it."""
-    columns = [field.get_col(model._meta.db_table) for field in model._meta.concrete_fields]
-    return [
-        (column, connection.ops.get_db_converters(column) + column.target.get_db_converters(connection))
-        for column in columns
-    ]
-
-
-def _row_to(model: type[Model], values: Sequence[Any]) -> Model:
-    """A model instance from its concrete columns as a cursor returned them, converted as the ORM converts them."""
-    converted = []
-    for (column, converters), value in zip(_converters(model), values, strict=True):
-        for convert in converters:
-            value = convert(value, column, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, None, converted)
-
-
-@cache
 def _locked_with_pattern_sql(bump: bool) -> str:
     """`_vehicle_locked_with_pattern`'s statement, built once per process."""
     qn = connection.ops.quote_name
     relation = Vehicle._meta.get_field("pattern")
-    pattern_model, car_fields = relation.related_model, Vehicle._meta.concrete_fields
-    returned = ", ".join(qn(f.column) for f in car_fields)
-    columns = [f"v.{qn(f.column)}" for f in car_fields] + [
-        f"p.{qn(f.column)}" for f in pattern_model._meta.concrete_fields
-    ]
+    pattern_model = relation.related_model
+    returned = columns_of(Vehicle)
+    columns = f"{columns_of(Vehicle, 'v')}, {columns_of(pattern_model, 'p')}"
     car_table, pattern_table = qn(Vehicle._meta.db_table), qn(pattern_model._meta.db_table)
     joined = f"LEFT JOIN {pattern_table} p ON p.{qn(relation.field.column)} = v.{qn(Vehicle._meta.pk.column)}"
     if bump:
         return (
             f"WITH v AS (UPDATE {car_table} SET revision = revision + 1 WHERE external_id = %s RETURNING {returned}) "
-            f"SELECT {', '.join(columns)} FROM v {joined}"
+            f"SELECT {columns} FROM v {joined}"
         )
-    return f"SELECT {', '.join(columns)} FROM {car_table} v {joined} WHERE v.external_id = %s FOR UPDATE OF v"
+    return f"SELECT {columns} FROM {car_table} v {joined} WHERE v.external_id = %s FOR UPDATE OF v"
 
 
 def _vehicle_locked_with_pattern(external_id: str, *, bump: bool) -> Vehicle | None:
@@ -100,9 +78,9 @@ def _vehicle_locked_with_pattern(external_id: str, *, bump: bool) -> Vehicle | N
         row = cursor.fetchone()
     if row is None:
         return None
-    vehicle = _row_to(Vehicle, row[: len(car_fields)])
+    vehicle = model_from_row(Vehicle, row[: len(car_fields)])
     pattern_values = row[len(car_fields) :]
-    pattern = None if pattern_values[0] is None else _row_to(pattern_model, pattern_values)
+    pattern = None if pattern_values[0] is None else model_from_row(pattern_model, pattern_values)
     relation.set_cached_value(vehicle, pattern)
     if pattern is not None:
         relation.field.set_cached_value(pattern, vehicle)

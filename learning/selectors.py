@@ -7,9 +7,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Avg, Count, F, Q, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -18,6 +20,7 @@ from bookings.models import BatteryReading, ReadingSource, Vehicle
 from bookings.selectors import fleet_clock
 from common.api.fields import iso
 from common.process_cache import keep, kept
+from common.rows import columns_of, model_from_row
 from core.ema import shrink
 from core.features import HISTORY, CarState, FeatureBook, Outcome, Reading, RenterState
 from core.physics import (
@@ -254,10 +257,22 @@ def pattern_pickup_lessons(*, vehicle: Vehicle) -> int:
 
 
 def user_patterns_for(user_ids: Iterable[str]) -> dict[str, UserPattern]:
-    ids = {uid for uid in user_ids if uid}
+    """The renters' learned patterns by user id (one query; SQL built once per count of renters, since every
+    prediction reads them and the ORM compiled the same filter each time)."""
+    ids = sorted({uid for uid in user_ids if uid})
     if not ids:
         return {}
-    return {p.user_id: p for p in UserPattern.objects.filter(user_id__in=ids)}
+    with connection.cursor() as cursor:
+        cursor.execute(_user_patterns_sql(len(ids)), ids)
+        return {p.user_id: p for p in (model_from_row(UserPattern, row) for row in cursor.fetchall())}
+
+
+@lru_cache(maxsize=32)
+def _user_patterns_sql(count: int) -> str:
+    qn = connection.ops.quote_name
+    placeholders = ", ".join(["%s"] * count)
+    table = qn(UserPattern._meta.db_table)
+    return f"SELECT {columns_of(UserPattern)} FROM {table} WHERE {qn('user_id')} IN ({placeholders})"
 
 
 def _outcome(row: dict) -> Outcome:

@@ -4,13 +4,28 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.forms.models import model_to_dict
 
 from bookings.models import BookingStatus
 from core.ema import ALPHA, charging_rate_from_gap, ema_update
 from core.physics import charge_level
-from learning.models import ConfidenceLevel, VehiclePattern, confidence_for
-from learning.selectors import SHRINK_STRENGTH, FleetPrior, fleet_prior, fleet_prior_cached, vehicle_rates
-from tests.factories import T0, BatteryReadingFactory, BookingFactory, VehicleFactory, VehiclePatternFactory
+from learning.models import ConfidenceLevel, UserPattern, VehiclePattern, confidence_for
+from learning.selectors import (
+    SHRINK_STRENGTH,
+    FleetPrior,
+    fleet_prior,
+    fleet_prior_cached,
+    user_patterns_for,
+    vehicle_rates,
+)
+from tests.factories import (
+    T0,
+    BatteryReadingFactory,
+    BookingFactory,
+    UserPatternFactory,
+    VehicleFactory,
+    VehiclePatternFactory,
+)
 from tests.seed_examples import URL
 
 
@@ -302,3 +317,21 @@ def test_an_outcome_is_learned_once_per_booking():
     outcome_record(booking=booking, battery_at_start=80)
 
     assert VehiclePattern.objects.get(vehicle=booking.vehicle).total_bookings == 1
+
+
+@pytest.mark.django_db
+def test_the_renters_patterns_are_read_as_the_orm_reads_them_by_user_id():
+    stored = [
+        UserPatternFactory(user_id="860", avg_return_battery=71.5, total_bookings=4),
+        UserPatternFactory(user_id="861", avg_drain_rate_per_km=0.17, km_observations=2),
+        UserPatternFactory(user_id="862"),
+    ]
+
+    found = user_patterns_for(["861", "", "860", "860", "999"])
+
+    assert sorted(found) == ["860", "861"]  # no empty id, each once, an unknown renter absent
+    for pattern in stored[:2]:
+        read = found[pattern.user_id]
+        assert model_to_dict(read) == model_to_dict(UserPattern.objects.get(pk=pattern.pk))
+        assert read.updated_at == pattern.updated_at and read.pk == pattern.pk
+    assert user_patterns_for(["", "999"]) == {}

@@ -1,0 +1,43 @@
+"""Model instances from rows of hand-written SQL, converted as the ORM converts them.
+
+Why: the hottest statements of a prediction are written once as SQL (`bookings.services.vehicle_lock`,
+`learning.selectors.user_patterns_for`), because the ORM compiled them again on every call (docs/performance.md).
+Their rows still become model instances as a queryset's would: each column through the converters the ORM
+applies (a datetime on SQLite, a JSON document), then `Model.from_db`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+
+
+@cache
+def _converters(model: type[Model]) -> list[tuple[Any, list]]:
+    """Each concrete column of `model` with the converters the ORM applies to what the database returns for it."""
+    columns = [field.get_col(model._meta.db_table) for field in model._meta.concrete_fields]
+    return [
+        (column, connection.ops.get_db_converters(column) + column.target.get_db_converters(connection))
+        for column in columns
+    ]
+
+
+def columns_of(model: type[Model], alias: str = "") -> str:
+    """The SELECT list of `model`'s concrete columns, in the order `model_from_row` takes them."""
+    qn = connection.ops.quote_name
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{qn(f.column)}" for f in model._meta.concrete_fields)
+
+
+def model_from_row(model: type[Model], values: Sequence[Any]) -> Model:
+    """An instance of `model` from its concrete columns (`columns_of`) as a cursor returned them."""
+    converted = []
+    for (column, converters), value in zip(_converters(model), values, strict=True):
+        for convert in converters:
+            value = convert(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, None, converted)
