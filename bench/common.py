@@ -182,17 +182,20 @@ def django_setup(env: dict[str, str]) -> None:
     django.setup()
 
 
-def manage(env: dict[str, str], *args: str) -> str:
+def manage(env: dict[str, str], *args: str, root: Path = SERVICE_ROOT) -> str:
+    """`manage.py` of the service in `root` (by default the one the benches start)."""
     done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=SERVICE_ROOT, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise BenchError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done.stdout
 
 
-def api_key_create(env: dict[str, str]) -> str:
-    lines = [line for line in manage(env, "create_api_key", f"bench-{int(time.time())}").splitlines() if line]
+def api_key_create(env: dict[str, str], root: Path = SERVICE_ROOT) -> str:
+    lines = [
+        line for line in manage(env, "create_api_key", f"bench-{int(time.time())}", root=root).splitlines() if line
+    ]
     if not lines:
         raise BenchError("create_api_key printed no key")
     return lines[-1].strip()
@@ -214,16 +217,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_start(env: dict[str, str], workers: int, extra: tuple[str, ...] = ()) -> Server:
-    """gunicorn on a free port with its output in a temporary log."""
+def server_start(env: dict[str, str], workers: int, extra: tuple[str, ...] = (), root: Path = SERVICE_ROOT) -> Server:
+    """gunicorn serving the tree `root` on a free port, with its output in a temporary log."""
     port = free_port()
-    gunicorn = SERVICE_ROOT / ".venv" / "bin" / "gunicorn"
+    gunicorn = root / ".venv" / "bin" / "gunicorn"
     gunicorn = gunicorn if gunicorn.exists() else Path(sys.executable).with_name("gunicorn")
     fd, log_name = tempfile.mkstemp(prefix="batterypred-bench-gunicorn-", suffix=".log")
     with os.fdopen(fd, "wb") as log:
         process = subprocess.Popen(
             [str(gunicorn), "batterypred.wsgi", "--bind", f"{HOST}:{port}", "--workers", str(workers), *extra],
-            cwd=SERVICE_ROOT,
+            cwd=root,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,263 @@
+"""Before and after in one run: two services side by side, measured in alternation, so that the machine's noise
+moves both alike.
+
+Why: on a shared machine the closed-loop rate of `GET /health` moved by 1.3x between two runs of `bench.serving`
+twenty minutes apart (docs/performance.md), so a before run and an after run, one after the other, cannot tell a
+20 % cut from the weather. Here both services are up at once, each on its own Postgres database with the same
+history, and every measurement is taken of one then the other, in alternating order, round after round. A
+figure is reported as each side's median over the rounds, and the change as the median of the rounds' ratios
+(after / before), which compares runs seconds apart.
+
+What serves
+    Each side as `bench.serving` serves it: its own tree's code (the before side a `git worktree` of --before
+    using this tree's virtualenv, so both run the same dependencies), the bootstrap champion trained and
+    compiled by that side's own code (`train_model --synthetic --seed 1001`), gunicorn with --workers and the
+    options of scripts/serve.sh, DJANGO_DEBUG=0 and no rate limit. The report names what served on each side.
+
+Each round, for each side (the order alternates)
+    health     GET /health closed loop (2 connections a worker)
+    predict    POST /api/v1/predict closed loop (half historical, half real time: bench.serving's bodies)
+    fixed      the same bodies at --rate a second: p50 and p99 (the fleet's own pace, not the machine's limit)
+    events     the next --event-rate x --seconds calls of the simulated stream (every event carries the car's next
+               10 bookings), the same calls to both sides, at --event-rate: p50 and p99
+
+Run it
+    .venv/bin/python -m bench.ab --before 3dc9c5e             # this tree against commit 3dc9c5e (about 15 minutes)
+    .venv/bin/python -m bench.ab --before HEAD~3 --rounds 3 --seconds 5
+Prints the table and writes JSON to bench/results/ab.json; exit status 1 on any failed call or server traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    POSTGRES,
+    RESULTS,
+    ROOT,
+    BenchError,
+    Server,
+    api_key_create,
+    database_create,
+    database_drop,
+    log_tracebacks,
+    machine_info,
+    manage,
+    parser_for,
+    server_env,
+    server_start,
+    server_stop,
+    server_wait_healthy,
+    text_table,
+    write_json,
+)
+from bench.serving import Fleet, Run, Sequential, Wrk, fleet_build, predict_body
+
+MEASURES = ("health", "predict", "fixed", "events")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = parser_for(__doc__)
+    add = parser.add_argument
+    add("--before", required=True, help="the git revision measured as 'before' (this tree is 'after')")
+    add("--rounds", type=int, default=5, help="measurement rounds (default 5)")
+    add("--seconds", type=int, default=10, help="length of each wrk run (default 10)")
+    add("--rate", type=float, default=100.0, help="fixed predict rate a second (default 100)")
+    add("--event-rate", type=float, default=15.0, help="events a second (default 15, under both sides' capacity)")
+    add("--workers", type=int, default=3, help="gunicorn workers per side (default 3)")
+    add("--cars", type=int, default=50, help="fleet size (default 50)")
+    add("--seed", type=int, default=42, help="simulator seed of the fleet and the bodies (default 42)")
+    add("--history-days", type=int, default=2, help="days of the stream sent untimed first (default 2)")
+    add("--connections", type=int, default=64, help="wrk connections of the fixed-rate runs (default 64)")
+    add("--output", type=Path, default=RESULTS / "ab.json", help="JSON results file")
+    config = parser.parse_args(argv)
+    if min(config.rounds, config.seconds, config.workers) < 1 or min(config.rate, config.event_rate) <= 0:
+        parser.error("--rounds, --seconds, --workers, --rate and --event-rate must be positive")
+    # What bench.serving's fleet needs to know to simulate a stream long enough for every round's events.
+    config.phases, config.calls = ("events",), 0
+    config.event_seconds = config.rounds * config.seconds
+    config.soak_rate = config.soak_minutes = 0
+    return config
+
+
+@dataclass
+class Side:
+    name: str
+    root: Path
+    database_url: str
+    server: Server | None = None
+    api_key: str = ""
+    served: dict[str, Any] = field(default_factory=dict)
+    wrk: Wrk | None = None
+    runs: dict[str, list[Run]] = field(default_factory=lambda: {m: [] for m in MEASURES})
+
+
+def worktree_add(revision: str, where: Path) -> Path:
+    """A detached worktree of `revision` that runs with this tree's virtualenv."""
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(where), revision], cwd=ROOT, check=True)
+    (where / ".venv").symlink_to(ROOT / ".venv")
+    return where
+
+
+def worktree_remove(where: Path) -> None:
+    subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, check=False)
+    subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)
+
+
+def side_start(side: Side, config: argparse.Namespace, fleet: Fleet, workdir: Path) -> None:
+    """Migrate, key, train and promote the side's own champion, serve it as shipped and send it the history."""
+    database_create(side.database_url)
+    metrics = workdir / f"{side.name}-metrics"
+    metrics.mkdir()
+    env = server_env(
+        side.database_url, MODEL_DIR=str(workdir / f"{side.name}-models"), PROMETHEUS_MULTIPROC_DIR=str(metrics)
+    )
+    manage(env, "migrate", "--noinput", "-v0", root=side.root)
+    side.api_key = api_key_create(env, root=side.root)
+    started = time.monotonic()
+    manage(env, "train_model", "--synthetic", "--seed", "1001", root=side.root)
+    shipped = ("--access-logfile", "-", "--timeout", "30", "--backlog", "2048")
+    side.server = server_start(env, config.workers, shipped, root=side.root)
+    server_wait_healthy(side.server, timeout=60)
+    client = Sequential(side.server.port, side.api_key)
+    side.served = client.call(None, "GET", "/api/v1/model/info") or {}
+    if side.served.get("serving") != "model":
+        raise BenchError(f"{side.name}: the champion does not serve: {side.served}")
+    for call in fleet.calls:
+        if call.at >= fleet.history_end:
+            break
+        client.call(None, "POST", call.path, fleet.body(call))
+    if client.untimed_errors:
+        raise BenchError(f"{side.name}: sending the history failed: {client.failures[:2]}")
+    side.wrk = Wrk(side.server, side.api_key, workdir / side.name)
+    side.wrk.workdir.mkdir()
+    print(
+        f"{side.name}: {side.root} serving {side.served.get('model_version')}, ready in "
+        f"{time.monotonic() - started:.0f} s",
+        flush=True,
+    )
+
+
+def round_run(side: Side, config: argparse.Namespace, files: dict[str, Path], events: Path) -> None:
+    wrk, closed = side.wrk, 2 * config.workers
+    assert wrk is not None
+    side.runs["health"].append(wrk.run(Run(f"{side.name} health", None, config.seconds, closed), files["health"]))
+    side.runs["predict"].append(wrk.run(Run(f"{side.name} predict", None, config.seconds, closed), files["predict"]))
+    fixed = Run(f"{side.name} predict at {config.rate:g}/s", config.rate, config.seconds, config.connections)
+    side.runs["fixed"].append(wrk.run(fixed, files["predict"]))
+    stream = Run(f"{side.name} events at {config.event_rate:g}/s", config.event_rate, config.seconds, 16)
+    side.runs["events"].append(wrk.run(stream, events))
+
+
+FIGURES = (  # (label, measure, Run attribute)
+    ("GET /health closed loop, req/s", "health", "achieved_rate"),
+    ("predict closed loop, req/s", "predict", "achieved_rate"),
+    ("predict closed loop / /health", "predict", "share"),
+    ("predict closed loop p50 ms", "predict", "p50_ms"),
+    ("predict at the fixed rate, achieved req/s", "fixed", "achieved_rate"),
+    ("predict at the fixed rate, p50 ms", "fixed", "p50_ms"),
+    ("predict at the fixed rate, p99 ms", "fixed", "p99_ms"),
+    ("events at the fixed rate, achieved req/s", "events", "achieved_rate"),
+    ("events at the fixed rate, p50 ms", "events", "p50_ms"),
+    ("events at the fixed rate, p99 ms", "events", "p99_ms"),
+)
+
+
+def figures(side: Side, measure: str, attribute: str) -> list[float]:
+    if attribute == "share":
+        return [
+            p.achieved_rate / h.achieved_rate for p, h in zip(side.runs["predict"], side.runs["health"], strict=True)
+        ]
+    return [getattr(r, attribute) for r in side.runs[measure]]
+
+
+def report(before: Side, after: Side) -> list[dict[str, Any]]:
+    rows, table = (
+        [],
+        [["figure", f"before ({before.served.get('model_version', '?')[:12]})", "after", "after / before"]],
+    )
+    for label, measure, attribute in FIGURES:
+        b, a = figures(before, measure, attribute), figures(after, measure, attribute)
+        ratio = statistics.median(x / y for x, y in zip(a, b, strict=True) if y)
+        row = {"figure": label, "before": statistics.median(b), "after": statistics.median(a), "ratio": ratio}
+        rows.append(row | {"before_rounds": b, "after_rounds": a})
+        digits = 3 if attribute == "share" else 1
+        table.append([label, f"{row['before']:.{digits}f}", f"{row['after']:.{digits}f}", f"{ratio:.2f}"])
+    print("\nmedians over the rounds; the ratio is the median of the rounds' after / before\n")
+    print(text_table(table))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    fleet = fleet_build(config)
+    stream = [c for c in fleet.calls if c.at >= fleet.history_end]
+    per_round = round(config.event_rate * config.seconds)
+    if len(stream) < per_round * config.rounds:
+        raise BenchError(f"the stream has {len(stream)} calls after the history; {per_round * config.rounds} needed")
+    fleet.now = fleet.history_end
+    payload: dict[str, Any] = {"machine": machine_info(), "config": vars(config) | {"output": str(config.output)}}
+    ok = False
+    with tempfile.TemporaryDirectory(prefix="batterypred-ab-") as tmp:
+        workdir = Path(tmp)
+        before = Side(
+            "before", worktree_add(config.before, workdir / "before-tree"), POSTGRES + "batterypred_ab_before"
+        )
+        after = Side("after", ROOT, POSTGRES + "batterypred_ab_after")
+        sides = (before, after)
+        try:
+            for side in sides:
+                side_start(side, config, fleet, workdir)
+            files: dict[str, Path] = {}
+            for r in range(config.rounds):
+                chunk = stream[r * per_round : (r + 1) * per_round]
+                print(f"round {r + 1} of {config.rounds}", flush=True)
+                for side in sides if r % 2 == 0 else sides[::-1]:
+                    assert side.wrk is not None
+                    files = files or {
+                        "health": side.wrk.file("health", [("/health", None)]),
+                        "predict": side.wrk.file(
+                            "predict",
+                            [("/api/v1/predict", predict_body(fleet, i, real_time=i % 2 == 1)) for i in range(20_000)],
+                        ),
+                    }
+                    events = side.wrk.file(f"events-{r}", [(c.path, fleet.body(c)) for c in chunk])
+                    round_run(side, config, files, events)
+            payload["figures"] = report(before, after)
+            payload["sides"] = {
+                s.name: {
+                    "tree": str(s.root),
+                    "served": s.served,
+                    "runs": {m: [asdict(r) for r in rs] for m, rs in s.runs.items()},
+                }
+                for s in sides
+            }
+            errors = sum(r.errors for s in sides for rs in s.runs.values() for r in rs)
+            tracebacks = sum(log_tracebacks(s.server.log_path) for s in sides if s.server)
+            payload["errors"], payload["server_log_tracebacks"] = errors, tracebacks
+            write_json(config.output, payload)
+            print(f"\nresults written to {config.output}")
+            ok = errors == 0 and tracebacks == 0
+            if not ok:
+                print(f"\n{errors} failed calls, {tracebacks} tracebacks in the servers' logs", file=sys.stderr)
+        except BenchError as exc:
+            print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        finally:
+            for side in sides:
+                if side.server is not None:
+                    server_stop(side.server)
+                database_drop(side.database_url)
+            worktree_remove(before.root)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
