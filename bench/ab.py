@@ -20,6 +20,8 @@ Each round, for each side (the order alternates)
     fixed      the same bodies at --rate a second: p50 and p99 (the fleet's own pace, not the machine's limit)
     events     the next --event-rate x --seconds calls of the simulated stream (every event carries the car's next
                10 bookings), the same calls to both sides, at --event-rate: p50 and p99
+    Around every run, the CPU time (user and system, from /proc) of the side's gunicorn workers and of Postgres,
+    per request answered: what a call costs the machine, the figure that sizes a deployment.
 
 Run it
     .venv/bin/python -m bench.ab --before 3dc9c5e             # this tree against commit 3dc9c5e (about 15 minutes)
@@ -30,6 +32,8 @@ Prints the table and writes JSON to bench/results/ab.json; exit status 1 on any 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
 import subprocess
 import sys
@@ -59,9 +63,10 @@ from bench.common import (
     text_table,
     write_json,
 )
-from bench.serving import Fleet, Run, Sequential, Wrk, fleet_build, predict_body
+from bench.serving import Fleet, Run, Sequential, Wrk, fleet_build, predict_body, worker_pids
 
 MEASURES = ("health", "predict", "fixed", "events")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -146,15 +151,59 @@ def side_start(side: Side, config: argparse.Namespace, fleet: Fleet, workdir: Pa
     )
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used (from /proc; a process gone meanwhile counts nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def postgres_pids() -> list[int]:
+    """Every Postgres server process: only the side being measured talks to it meanwhile."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().startswith("postgres"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def measured(side: Side, run: Run, requests: Path) -> Run:
+    """One wrk run of `side`, with the CPU its workers and Postgres spent on it, per request answered.
+
+    The machine's other tenants slow a run down, and so move its rates and latencies, but they move the CPU time
+    its own processes used much less: the rounds' spread of each figure is in docs/performance.md."""
+    assert side.wrk is not None and side.server is not None
+    workers = worker_pids(side.server.process.pid)
+    before = cpu_seconds(workers), cpu_seconds(database := postgres_pids())
+    side.wrk.run(run, requests)
+    used = cpu_seconds(workers) - before[0], cpu_seconds(database) - before[1]
+    if run.requests:
+        run.cpu_ms_per_request = round(1000 * sum(used) / run.requests, 2)  # type: ignore[attr-defined]
+        run.worker_cpu_ms_per_request = round(1000 * used[0] / run.requests, 2)  # type: ignore[attr-defined]
+    return run
+
+
+def cpu_of(run: Run) -> dict[str, float]:
+    return {k: getattr(run, k) for k in ("cpu_ms_per_request", "worker_cpu_ms_per_request") if hasattr(run, k)}
+
+
 def round_run(side: Side, config: argparse.Namespace, files: dict[str, Path], events: Path) -> None:
-    wrk, closed = side.wrk, 2 * config.workers
-    assert wrk is not None
-    side.runs["health"].append(wrk.run(Run(f"{side.name} health", None, config.seconds, closed), files["health"]))
-    side.runs["predict"].append(wrk.run(Run(f"{side.name} predict", None, config.seconds, closed), files["predict"]))
+    closed = 2 * config.workers
+    runs = side.runs
+    runs["health"].append(measured(side, Run(f"{side.name} health", None, config.seconds, closed), files["health"]))
+    runs["predict"].append(measured(side, Run(f"{side.name} predict", None, config.seconds, closed), files["predict"]))
     fixed = Run(f"{side.name} predict at {config.rate:g}/s", config.rate, config.seconds, config.connections)
-    side.runs["fixed"].append(wrk.run(fixed, files["predict"]))
+    runs["fixed"].append(measured(side, fixed, files["predict"]))
     stream = Run(f"{side.name} events at {config.event_rate:g}/s", config.event_rate, config.seconds, 16)
-    side.runs["events"].append(wrk.run(stream, events))
+    runs["events"].append(measured(side, stream, events))
 
 
 FIGURES = (  # (label, measure, Run attribute)
@@ -162,12 +211,17 @@ FIGURES = (  # (label, measure, Run attribute)
     ("predict closed loop, req/s", "predict", "achieved_rate"),
     ("predict closed loop / /health", "predict", "share"),
     ("predict closed loop p50 ms", "predict", "p50_ms"),
+    ("predict, CPU ms a request (workers + Postgres)", "fixed", "cpu_ms_per_request"),
+    ("predict, workers' CPU ms a request", "fixed", "worker_cpu_ms_per_request"),
     ("predict at the fixed rate, achieved req/s", "fixed", "achieved_rate"),
     ("predict at the fixed rate, p50 ms", "fixed", "p50_ms"),
     ("predict at the fixed rate, p99 ms", "fixed", "p99_ms"),
     ("events at the fixed rate, achieved req/s", "events", "achieved_rate"),
     ("events at the fixed rate, p50 ms", "events", "p50_ms"),
     ("events at the fixed rate, p99 ms", "events", "p99_ms"),
+    ("event, CPU ms a request (workers + Postgres)", "events", "cpu_ms_per_request"),
+    ("event, workers' CPU ms a request", "events", "worker_cpu_ms_per_request"),
+    ("GET /health, CPU ms a request (workers + Postgres)", "health", "cpu_ms_per_request"),
 )
 
 
@@ -176,7 +230,7 @@ def figures(side: Side, measure: str, attribute: str) -> list[float]:
         return [
             p.achieved_rate / h.achieved_rate for p, h in zip(side.runs["predict"], side.runs["health"], strict=True)
         ]
-    return [getattr(r, attribute) for r in side.runs[measure]]
+    return [getattr(r, attribute, math.nan) for r in side.runs[measure]]
 
 
 def report(before: Side, after: Side) -> list[dict[str, Any]]:
@@ -189,7 +243,7 @@ def report(before: Side, after: Side) -> list[dict[str, Any]]:
         ratio = statistics.median(x / y for x, y in zip(a, b, strict=True) if y)
         row = {"figure": label, "before": statistics.median(b), "after": statistics.median(a), "ratio": ratio}
         rows.append(row | {"before_rounds": b, "after_rounds": a})
-        digits = 3 if attribute == "share" else 1
+        digits = 3 if attribute == "share" else 2 if "cpu" in attribute else 1
         table.append([label, f"{row['before']:.{digits}f}", f"{row['after']:.{digits}f}", f"{ratio:.2f}"])
     print("\nmedians over the rounds; the ratio is the median of the rounds' after / before\n")
     print(text_table(table))
@@ -236,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 s.name: {
                     "tree": str(s.root),
                     "served": s.served,
-                    "runs": {m: [asdict(r) for r in rs] for m, rs in s.runs.items()},
+                    "runs": {m: [asdict(r) | cpu_of(r) for r in rs] for m, rs in s.runs.items()},
                 }
                 for s in sides
             }

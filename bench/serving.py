@@ -476,32 +476,50 @@ AREAS = {  # where a sample was, by the first matching frame of its stack (inner
     "numpy": "numpy/",
     "project code itself": PROJECT,
 }
+# psycopg's frames where a worker waits for Postgres's answer (psycopg's C wait runs no Python frame of its own, so
+# py-spy shows the last Python line before it: the send).
+WAITING = (
+    "Connection.wait",
+    "BaseCursor._send_query_prepared",
+    "BaseCursor._execute_send",
+    "BaseConnection._exec_command",
+)
+WAITING_AREA = "waiting for Postgres's answer (off the CPU)"
 
 
 def top_frames(raw: Path, count: int = 20) -> str:
-    """Where one worker spent its samples (py-spy's collapsed stacks): by area, and the project's functions."""
+    """Where one worker spent its samples (py-spy's collapsed stacks): by area, and the project's functions.
+
+    A sample whose innermost frame is psycopg waiting for Postgres's answer (`WAITING`) is the worker off the CPU:
+    it is counted as such, and the functions are ranked on the other samples alone (CPU), since on a machine of
+    2 cores the workers' CPU, not Postgres's, bounds the rate (docs/performance.md)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     areas: Counter[str] = Counter()
-    total = 0
+    total = cpu = 0
     for line in raw.read_text().splitlines():
         stack, _, samples = line.rpartition(" ")
         frames = [(f.split(" (")[0], f.rsplit(" (", 1)[-1].rstrip(")").split(":")[0]) for f in stack.split(";")]
         n = int(samples)
         total += n
+        if frames[-1][1].startswith("psycopg/") and frames[-1][0] in WAITING:
+            areas[WAITING_AREA] += n
+            continue
+        cpu += n
         own[f"{frames[-1][1]}:{frames[-1][0]}"] += n
         for name, path in {f for f in frames if f[1].startswith(PROJECT)}:
             inclusive[f"{path}:{name}"] += n
         area = next((a for f in reversed(frames) for a, p in AREAS.items() if f[1].startswith(p)), "other")
         areas[area] += n
 
-    def share(n: int) -> str:
-        return f"{100 * n / max(total, 1):5.1f} %"
+    def share(n: int, of: int) -> str:
+        return f"{100 * n / max(of, 1):5.1f} %"
 
-    rows = [f"{total} samples of one worker (100 a second)", "", "by area (innermost frame that matches):"]
-    rows += [f"  {share(n)}  {a}" for a, n in areas.most_common()]
-    rows += ["", "project functions (inclusive):"] + [f"  {share(n)}  {f}" for f, n in inclusive.most_common(count)]
-    rows += ["", "self time:"] + [f"  {share(n)}  {f}" for f, n in own.most_common(count)]
+    rows = [f"{total} samples of one worker (100 a second), {cpu} of them on the CPU", "", "by area, of all samples:"]
+    rows += [f"  {share(n, total)}  {a}" for a, n in areas.most_common()]
+    rows += ["", "project functions (inclusive), of the CPU samples:"]
+    rows += [f"  {share(n, cpu)}  {f}" for f, n in inclusive.most_common(count)]
+    rows += ["", "self time, of the CPU samples:"] + [f"  {share(n, cpu)}  {f}" for f, n in own.most_common(count)]
     return "\n".join(rows) + "\n"
 
 
