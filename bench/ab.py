@@ -176,10 +176,8 @@ def postgres_pids() -> list[int]:
 
 
 def measured(side: Side, run: Run, requests: Path) -> Run:
-    """One wrk run of `side`, with the CPU its workers and Postgres spent on it, per request answered.
-
-    The machine's other tenants slow a run down, and so move its rates and latencies, but they move the CPU time
-    its own processes used much less: the rounds' spread of each figure is in docs/performance.md."""
+    """One wrk run of `side`, with the CPU its workers and Postgres spent on it, per request answered: what a call
+    costs the machine, whatever rate the run reached (docs/performance.md sizes deployments with it)."""
     assert side.wrk is not None and side.server is not None
     workers = worker_pids(side.server.process.pid)
     before = cpu_seconds(workers), cpu_seconds(database := postgres_pids())
