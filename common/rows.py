@@ -1,4 +1,5 @@
-"""Model instances from rows of hand-written SQL, converted as the ORM converts them.
+"""Hand-written SQL for the hottest statements: its parameter lists, and model instances from its rows, converted as
+the ORM converts them.
 
 Why: the hottest statements of a prediction are written once as SQL (`bookings.services.vehicle_lock`,
 `learning.selectors.user_patterns_for`), because the ORM compiled them again on every call (docs/performance.md).
@@ -31,6 +32,19 @@ def columns_of(model: type[Model], alias: str = "") -> str:
     qn = connection.ops.quote_name
     prefix = f"{alias}." if alias else ""
     return ", ".join(f"{prefix}{qn(f.column)}" for f in model._meta.concrete_fields)
+
+
+def placeholders(count: int, width: int = 1) -> str:
+    """`count` parameters for an IN list, each a row of `width` (`%s, %s` or `(%s, %s), (%s, %s)`)."""
+    one = "%s" if width == 1 else f"({', '.join(['%s'] * width)})"
+    return ", ".join([one] * count)
+
+
+def parameter_rows(names: Sequence[str], count: int) -> str:
+    """A derived table of `count` rows of parameters, its columns named `names`, for `UPDATE ... FROM (...) AS x`.
+
+    `SELECT ... UNION ALL SELECT ...` rather than `VALUES`, whose columns SQLite cannot name."""
+    return " UNION ALL ".join(["SELECT " + ", ".join(f"%s AS {name}" for name in names)] * count)
 
 
 def model_from_row(model: type[Model], values: Sequence[Any]) -> Model:

@@ -20,7 +20,7 @@ from bookings.models import BatteryReading, ReadingSource, Vehicle
 from bookings.selectors import fleet_clock
 from common.api.fields import iso
 from common.process_cache import keep, kept
-from common.rows import columns_of, model_from_row
+from common.rows import columns_of, model_from_row, placeholders
 from core.ema import shrink
 from core.features import HISTORY, CarState, FeatureBook, Outcome, Reading, RenterState
 from core.physics import (
@@ -270,9 +270,8 @@ def user_patterns_for(user_ids: Iterable[str]) -> dict[str, UserPattern]:
 @lru_cache(maxsize=32)
 def _user_patterns_sql(count: int) -> str:
     qn = connection.ops.quote_name
-    placeholders = ", ".join(["%s"] * count)
     table = qn(UserPattern._meta.db_table)
-    return f"SELECT {columns_of(UserPattern)} FROM {table} WHERE {qn('user_id')} IN ({placeholders})"
+    return f"SELECT {columns_of(UserPattern)} FROM {table} WHERE {qn('user_id')} IN ({placeholders(count)})"
 
 
 def _outcome(row: dict) -> Outcome:

@@ -42,6 +42,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from common.process_cache import forget, kept_or_computed
+from common.rows import parameter_rows
 from core.readiness import PIT_BINS, LevelDistribution, PitCalibration
 from predictions.models import IntervalCalibration, ReadinessCalibration
 
@@ -160,7 +161,7 @@ def _margins_moved_sql(kinds: int) -> str:
     qn = connection.ops.quote_name
     table = qn(IntervalCalibration._meta.db_table)
     least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
-    steps = " UNION ALL ".join(["SELECT %s AS k, %s AS dl, %s AS du, %s AS n, %s AS b, %s AS a"] * kinds)
+    steps = parameter_rows(("k", "dl", "du", "n", "b", "a"), kinds)
     lower, upper = qn("margin_lower"), qn("margin_upper")
     return (
         f"UPDATE {table} SET {lower} = {least}({greatest}({lower} + m.dl, %s), %s), "
@@ -265,7 +266,7 @@ def _readiness_moved_sql(count: int) -> str:
     `bulk_update` built a CASE per column on every pick-up."""
     qn = connection.ops.quote_name
     table = qn(ReadinessCalibration._meta.db_table)
-    rows = " UNION ALL ".join(["SELECT %s AS i, %s AS c, %s AS b"] * count)
+    rows = parameter_rows(("i", "c", "b"), count)
     return (
         f"UPDATE {table} SET {qn('counts')} = r.c, {qn('bookings')} = r.b, {qn('updated_at')} = %s "
         f"FROM ({rows}) AS r WHERE {table}.{qn('id')} = r.i"

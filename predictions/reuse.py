@@ -29,6 +29,7 @@ from django.db import connection
 
 from bookings.models import Vehicle
 from bookings.selectors import fleet_clock
+from common.rows import placeholders
 from predictions.calibration import lead_time_label
 from predictions.models import Prediction, PredictionMethod
 
@@ -67,7 +68,7 @@ def _lookup_sql() -> str:
     through the partial unique index `one_current_prediction_per_booking`."""
     qn = connection.ops.quote_name
     columns = ", ".join(f"p.{qn(c)}" for c in _ANSWER_COLUMNS)
-    methods = ", ".join(["%s"] * len(HISTORICAL_METHODS))
+    methods = placeholders(len(HISTORICAL_METHODS))
     return (
         f"SELECT {columns} FROM {qn(Prediction._meta.db_table)} p "
         f"JOIN {qn(Vehicle._meta.db_table)} v ON v.id = p.vehicle_id "

@@ -25,6 +25,7 @@ from bookings.selectors import fleet_clock
 from bookings.services import default_duration, reading_record, vehicle_lock
 from common.api.errors import DomainError
 from common.api.fields import iso
+from common.rows import placeholders
 from core import ml_cascade
 from core.physics import Checkpoint, Rates, State, Trip, walk
 from core.readiness import Requirement, readiness_assess
@@ -347,10 +348,9 @@ def _superseded_sql(bookings: int) -> str:
     (docs/performance.md). The literals (not parameters) let even a prepared generic plan match the partial unique
     index `one_current_prediction_per_booking`, as the ORM's SQL did."""
     qn = connection.ops.quote_name
-    placeholders = ", ".join(["%s"] * bookings)
     return (
         f"UPDATE {qn(Prediction._meta.db_table)} SET {qn('is_current')} = false "
-        f"WHERE {qn('booking_external_id')} IN ({placeholders}) AND {qn('is_current')}"
+        f"WHERE {qn('booking_external_id')} IN ({placeholders(bookings)}) AND {qn('is_current')}"
     )
 
 

@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from common.process_cache import forget, kept_or_computed
+from common.rows import parameter_rows, placeholders
 from predictions.calibration import lead_time_label
 from predictions.models import PredictorScore
 
@@ -161,9 +162,9 @@ def _scores_locked_sql(count: int) -> str:
     pick-up, was about a twentieth of an event's CPU)."""
     qn = connection.ops.quote_name
     kind, candidate = qn("kind"), qn("candidate")
-    pairs = ", ".join(["(%s, %s)"] * count)
     return (
-        f"SELECT {qn('id')} FROM {qn(PredictorScore._meta.db_table)} WHERE ({kind}, {candidate}) IN ({pairs}) "
+        f"SELECT {qn('id')} FROM {qn(PredictorScore._meta.db_table)} "
+        f"WHERE ({kind}, {candidate}) IN ({placeholders(count, width=2)}) "
         f"ORDER BY {kind}, {candidate} FOR UPDATE"
     )
 
@@ -173,7 +174,7 @@ def _scores_moved_sql(count: int) -> str:
     """Decay `count` rows and add each its own error, in one UPDATE of the rows' own columns, built once per count."""
     qn = connection.ops.quote_name
     table = qn(PredictorScore._meta.db_table)
-    added = " UNION ALL ".join(["SELECT %s AS k, %s AS c, %s AS e"] * count)
+    added = parameter_rows(("k", "c", "e"), count)
     weight, error, bookings = qn("weight"), qn("sum_abs_error"), qn("bookings")
     return (
         f"UPDATE {table} SET {weight} = {weight} * %s + 1.0, {error} = {error} * %s + s.e, "
