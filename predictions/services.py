@@ -32,6 +32,7 @@ from core.readiness import Requirement, readiness_assess
 from learning.champion import champion_model
 from learning.models import AccuracyMetric, UserPattern, VehiclePattern
 from learning.selectors import (
+    FleetPrior,
     deadline_charge_rate,
     deadline_charge_spread,
     feature_book_for,
@@ -134,6 +135,7 @@ def _predict_walk(
     *,
     vehicle: Vehicle,
     pattern: VehiclePattern | None,
+    prior: FleetPrior,
     state: State,
     planned: Iterable[PlannedBooking],
     targets: list[tuple[str, datetime]],
@@ -142,8 +144,9 @@ def _predict_walk(
     """Walk the schedule with the pattern physics, then let the champion model re-price it when one serves.
 
     Returns the checkpoints, the model version that priced them (None: the pattern cascade) and the
-    pattern walk's own answers (the same as the checkpoints' without a model). The car's pattern (`pattern`, as
-    the caller read it for the rates) and the renters' are read once, for their rates and their model features.
+    pattern walk's own answers (the same as the checkpoints' without a model). The car's pattern and the fleet's
+    prior (as the caller read them for the rates) and the renters' patterns are read once, for their rates and
+    the model's features.
     """
     planned = list(planned)
     users = user_patterns_for(p.user_id for p in planned)
@@ -163,7 +166,7 @@ def _predict_walk(
         trace,
         car_id=vehicle.external_id,
         book=book,
-        fleet_plug=fleet_prior_cached().plug_probability,
+        fleet_plug=prior.plug_probability,
         start_std=math.sqrt(state.variance),
     )
     ml_cascade.apply(points, checkpoints)
@@ -478,6 +481,7 @@ def prediction_predict(
         checkpoints, version, patterns = _predict_walk(
             vehicle=vehicle,
             pattern=pattern,
+            prior=prior,
             state=state,
             planned=planned,
             targets=[(booking_id, booking_start_time)],
@@ -519,7 +523,13 @@ def prediction_hypothetical(
     rates = vehicle_rates(pattern, prior)
     planned = _known_bookings(vehicle=vehicle, after=state.at, before=starts_at, exclude="")
     checkpoints, version, patterns = _predict_walk(
-        vehicle=vehicle, pattern=pattern, state=state, planned=planned, targets=[("", starts_at)], rates=rates
+        vehicle=vehicle,
+        pattern=pattern,
+        prior=prior,
+        state=state,
+        planned=planned,
+        targets=[("", starts_at)],
+        rates=rates,
     )
     [row] = _priced(
         vehicle=vehicle,
@@ -590,6 +600,7 @@ def predictions_cascade(
     checkpoints, version, patterns = _predict_walk(
         vehicle=vehicle,
         pattern=pattern,
+        prior=prior,
         state=state,
         planned=(_planned(b) for b in bookings),
         targets=[(b.external_id, b.scheduled_start) for b in targets],
