@@ -26,6 +26,10 @@ Each round, for each side (the order alternates)
 Run it
     .venv/bin/python -m bench.ab --before 3dc9c5e             # this tree against commit 3dc9c5e (about 15 minutes)
     .venv/bin/python -m bench.ab --before HEAD~3 --rounds 3 --seconds 5
+    .venv/bin/python -m bench.ab --before HEAD                # A/A: the same code on both sides
+    Run the A/A too and read a change's ratios beside it: two sides of the same code differed here by up to 13 % in
+    the workers' CPU a predict, the same side ahead in every round (docs/performance.md), so a ratio no further
+    from 1 than the A/A's is no evidence.
 Prints the table and writes JSON to bench/results/ab.json; exit status 1 on any failed call or server traceback.
 """
 
@@ -49,21 +53,16 @@ from bench.common import (
     ROOT,
     BenchError,
     Server,
-    api_key_create,
     database_create,
     database_drop,
     log_tracebacks,
     machine_info,
-    manage,
     parser_for,
-    server_env,
-    server_start,
     server_stop,
-    server_wait_healthy,
     text_table,
     write_json,
 )
-from bench.serving import Fleet, Run, Sequential, Wrk, fleet_build, predict_body, worker_pids
+from bench.serving import Fleet, Run, Sequential, Wrk, fleet_build, history_send, predict_body, serve, worker_pids
 
 MEASURES = ("health", "predict", "fixed", "events")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -90,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     config.phases, config.calls = ("events",), 0
     config.event_seconds = config.rounds * config.seconds
     config.soak_rate = config.soak_minutes = 0
+    config.no_model, config.gunicorn = False, ""  # what bench.serving's `serve` asks: the champion, as shipped
     return config
 
 
@@ -118,49 +118,33 @@ def worktree_remove(where: Path) -> None:
 
 
 def side_start(side: Side, config: argparse.Namespace, fleet: Fleet, workdir: Path) -> None:
-    """Migrate, key, train and promote the side's own champion, serve it as shipped and send it the history."""
-    database_create(side.database_url)
-    metrics = workdir / f"{side.name}-metrics"
-    metrics.mkdir()
-    env = server_env(
-        side.database_url, MODEL_DIR=str(workdir / f"{side.name}-models"), PROMETHEUS_MULTIPROC_DIR=str(metrics)
-    )
-    manage(env, "migrate", "--noinput", "-v0", root=side.root)
-    side.api_key = api_key_create(env, root=side.root)
+    """The side's service as `bench.serving` serves it (its own champion, trained by its own code), with the
+    history sent."""
     started = time.monotonic()
-    manage(env, "train_model", "--synthetic", "--seed", "1001", root=side.root)
-    shipped = ("--access-logfile", "-", "--timeout", "30", "--backlog", "2048")
-    side.server = server_start(env, config.workers, shipped, root=side.root)
-    server_wait_healthy(side.server, timeout=60)
-    client = Sequential(side.server.port, side.api_key)
-    side.served = client.call(None, "GET", "/api/v1/model/info") or {}
-    if side.served.get("serving") != "model":
-        raise BenchError(f"{side.name}: the champion does not serve: {side.served}")
-    for call in fleet.calls:
-        if call.at >= fleet.history_end:
-            break
-        client.call(None, "POST", call.path, fleet.body(call))
-    if client.untimed_errors:
-        raise BenchError(f"{side.name}: sending the history failed: {client.failures[:2]}")
-    side.wrk = Wrk(side.server, side.api_key, workdir / side.name)
-    side.wrk.workdir.mkdir()
-    print(
-        f"{side.name}: {side.root} serving {side.served.get('model_version')}, ready in "
-        f"{time.monotonic() - started:.0f} s",
-        flush=True,
+    database_create(side.database_url)
+    side.server, side.api_key, side.served = serve(
+        config, workdir / side.name, database_url=side.database_url, root=side.root
     )
+    history_send(Sequential(side.server.port, side.api_key), fleet)
+    side.wrk = Wrk(side.server, side.api_key, workdir / side.name)
+    print(f"{side.name}: {side.root} ready in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time the processes have used (from /proc; a process gone meanwhile counts nothing)."""
-    total = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """Each process's user and system CPU time so far (from /proc; a process gone meanwhile is left out)."""
+    used = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+        used[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return used
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two readings by the processes alive at both (one that ended took its time along)."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
 
 
 def postgres_pids() -> list[int]:
@@ -179,10 +163,10 @@ def measured(side: Side, run: Run, requests: Path) -> Run:
     """One wrk run of `side`, with the CPU its workers and Postgres spent on it, per request answered: what a call
     costs the machine, whatever rate the run reached (docs/performance.md sizes deployments with it)."""
     assert side.wrk is not None and side.server is not None
-    workers = worker_pids(side.server.process.pid)
-    before = cpu_seconds(workers), cpu_seconds(database := postgres_pids())
+    workers, database = worker_pids(side.server.process.pid), postgres_pids()
+    before = cpu_seconds(workers), cpu_seconds(database)
     side.wrk.run(run, requests)
-    used = cpu_seconds(workers) - before[0], cpu_seconds(database) - before[1]
+    used = cpu_used(before[0], cpu_seconds(workers)), cpu_used(before[1], cpu_seconds(database))
     if run.requests:
         run.cpu_ms_per_request = round(1000 * sum(used) / run.requests, 2)  # type: ignore[attr-defined]
         run.worker_cpu_ms_per_request = round(1000 * used[0] / run.requests, 2)  # type: ignore[attr-defined]

@@ -74,6 +74,7 @@ from bench.common import (
     POSTGRES,
     RESULTS,
     ROOT,
+    SERVICE_ROOT,
     BenchError,
     Server,
     api_key_create,
@@ -655,19 +656,25 @@ def memory_sampled(master: int, interval: float, during: Any) -> tuple[Any, dict
 # --- the run ---------------------------------------------------------------------------------------------------
 
 
-def serve(config: argparse.Namespace, workdir: Path) -> tuple[Server, str, dict[str, Any]]:
-    """Migrate, create a key, train and promote the champion (unless --no-model) and start gunicorn as shipped."""
+def serve(
+    config: argparse.Namespace, workdir: Path, *, database_url: str | None = None, root: Path = SERVICE_ROOT
+) -> tuple[Server, str, dict[str, Any]]:
+    """Migrate, create a key, train and promote the champion (unless --no-model) and start gunicorn as shipped.
+
+    The service of the tree `root` on `database_url` (by default --database-url), its files under `workdir`."""
     metrics = workdir / "prometheus-multiproc"
-    metrics.mkdir()
-    env = server_env(config.database_url, MODEL_DIR=str(workdir / "models"), PROMETHEUS_MULTIPROC_DIR=str(metrics))
-    manage(env, "migrate", "--noinput", "-v0")
-    api_key = api_key_create(env)
+    metrics.mkdir(parents=True)
+    env = server_env(
+        database_url or config.database_url, MODEL_DIR=str(workdir / "models"), PROMETHEUS_MULTIPROC_DIR=str(metrics)
+    )
+    manage(env, "migrate", "--noinput", "-v0", root=root)
+    api_key = api_key_create(env, root=root)
     if not config.no_model:
         started = time.monotonic()
-        manage(env, "train_model", "--synthetic", "--seed", "1001")
+        manage(env, "train_model", "--synthetic", "--seed", "1001", root=root)
         print(f"bootstrap champion trained and promoted in {time.monotonic() - started:.0f} s", flush=True)
     shipped = ("--access-logfile", "-", "--timeout", "30", "--backlog", "2048")
-    server = server_start(env, config.workers, (*shipped, *config.gunicorn.split()))
+    server = server_start(env, config.workers, (*shipped, *config.gunicorn.split()), root=root)
     server_wait_healthy(server, timeout=60)
     conn = http.client.HTTPConnection(HOST, server.port, timeout=60)
     conn.request("GET", "/api/v1/model/info", headers={"X-API-Key": api_key})
@@ -680,6 +687,19 @@ def serve(config: argparse.Namespace, workdir: Path) -> tuple[Server, str, dict[
     return server, api_key, serving
 
 
+def history_send(client: Sequential, fleet: Fleet) -> int:
+    """Send the stream's calls before `fleet.history_end`, untimed; how many."""
+    history = [c for c in fleet.calls if c.at < fleet.history_end]
+    started = time.monotonic()
+    for call in history:
+        client.call(None, "POST", call.path, fleet.body(call))
+    cars = len(fleet.cars)
+    print(f"{cars} cars: {len(history)} calls of history sent in {time.monotonic() - started:.0f} s", flush=True)
+    if client.untimed_errors:
+        raise BenchError(f"sending the history failed ({client.untimed_errors} errors): {client.failures[:2]}")
+    return len(history)
+
+
 def run(config: argparse.Namespace, workdir: Path, payload: dict[str, Any], live: dict[str, Any]) -> None:
     """Every phase asked for, in order; the server, the client and wrk's runs are left in `live`."""
     fleet = fleet_build(config)
@@ -687,14 +707,7 @@ def run(config: argparse.Namespace, workdir: Path, payload: dict[str, Any], live
     live["server"] = server
     client = live["client"] = Sequential(server.port, api_key)
     wrk = live["wrk"] = Wrk(server, api_key, workdir)
-    history = [c for c in fleet.calls if c.at < fleet.history_end]
-    stream = fleet.calls[len(history) :]
-    started = time.monotonic()
-    for call in history:
-        client.call(None, "POST", call.path, fleet.body(call))
-    print(f"{config.cars} cars: {len(history)} calls of history sent in {time.monotonic() - started:.0f} s", flush=True)
-    if client.untimed_errors:
-        raise BenchError(f"sending the history failed ({client.untimed_errors} errors)")
+    stream = fleet.calls[history_send(client, fleet) :]
     fleet.now, results = fleet.history_end, payload["results"]
     if "latency" in config.phases:
         print(f"latency: {config.calls} sequential calls each ...", flush=True)
