@@ -266,6 +266,10 @@ class ModelListQuerySerializer(serializers.Serializer):
 
 class CandidateScoreSerializer(serializers.Serializer):
     mae = serializers.FloatField(help_text="exponentially weighted mean absolute error, points")
+    pooled_mae = serializers.FloatField(
+        help_text="the MAE that decides what serves: this kind's record pooled with its lead time's and the fleet's "
+        "(docs/models.md), points"
+    )
     bookings = serializers.IntegerField(help_text="scored bookings of this kind")
 
 

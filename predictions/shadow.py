@@ -15,12 +15,28 @@ a cascade, and whether the car was last known charging, parked unplugged, or unk
 When a booking is picked up, each of its predictions not yet scored adds, per kind, each candidate's absolute
 error (averaged over that booking's predictions of the kind: they err together) to an exponentially weighted MAE.
 Only outcomes already observed move the scores, and a prediction is served by what was learned before it was made.
-A kind is served by its default (the model when one serves, else the pattern cascade) until another candidate
-has been scored on MIN_BOOKINGS bookings of it and beats the default's MAE by SWITCH_MARGIN.
+Every kind is served by its default (the model when one serves, else the pattern cascade) until the fleet has
+scored MIN_BOOKINGS bookings with it (a new champion's trial). Then each candidate's MAE on the kind is estimated
+by partial pooling: its lead time's record shrunk towards the fleet's, then the kind's own record shrunk towards
+that, each level's (decayed) bookings weighed against POOLING bookings of the coarser estimate. The candidate with
+the best estimate serves when it beats the default's by SWITCH_MARGIN.
+
+Why pooling: a kind can be rare and decisive at once. On a world without staff recharges (bench/worlds.py, seed
+11) a car parked low and picked up within 6 hours was priced 25 points off by a champion that expects staff, and
+1 point off by the pattern cascade; with 22 such bookings in a month the kind never had enough to decide alone, so
+its lead time's record (where the champion was about as good as the pattern) kept the champion serving. Pooling
+lets a few bookings of a kind count in proportion to what they show.
 
 DECAY, MIN_BOOKINGS and SWITCH_MARGIN were set by reasoning, not tuned on any benchmark world: a memory of about a
 hundred bookings per kind (a fleet's habits change over weeks), a first decision after a few dozen, and a margin
-that keeps two near-equal candidates from trading places on noise.
+that keeps two near-equal candidates from trading places on noise. POOLING was chosen on the tuning seed 11 (never
+the reported seed 7), among 2, 3, 5, 8, 10, 20 and 30, by replaying the stored predictions of seven worlds offline
+under each (`bench.shadow_replay`, docs/models.md). Summed over the seven, the latest MAE was 22.47 before pooling
+and 20.0 at weights 2 to 5 (20.6 at 20 and 30); at creation 74.29 before, 72.6 to 73.0 at 2 to 5. 5 is inside that
+plateau. Per world the best weight differs: a charge-limited fleet's rare kinds are noisy, and at 5 four or five of
+their bookings switched them to a candidate that then did worse (latest 3.33 before pooling, 3.72 at 5).
+The coarser levels are poor priors for a kind: they mix own bookings with cascades, cars charging with parked
+ones, whose errors differ tenfold, so a handful of the kind's own bookings should outweigh them.
 """
 
 from __future__ import annotations
@@ -42,6 +58,7 @@ from predictions.models import PredictorScore
 CANDIDATES = ("model", "pattern", "persistence")
 DECAY = 0.99
 MIN_BOOKINGS = 30
+POOLING = 5.0  # bookings' worth of the coarser level's estimate that a finer level's own record is weighed against
 SWITCH_MARGIN = 0.05
 SCORES_CACHE_KEY = "predictions:shadow_scores"
 
@@ -62,13 +79,14 @@ def shadow_kind(*, own: bool, present: datetime, target: datetime, charging: boo
 @dataclass(frozen=True)
 class Score:
     mae: float
-    bookings: int
+    bookings: int  # scored bookings, undecayed
+    weight: float  # the decayed number of them: how much the (decayed) MAE rests on
 
 
 def shadow_scores() -> dict[tuple[str, str], Score]:
     """Every (kind, candidate)'s score, in one query."""
     return {
-        (row.kind, row.candidate): Score(mae=row.mae, bookings=row.bookings)
+        (row.kind, row.candidate): Score(mae=row.mae, bookings=row.bookings, weight=row.weight)
         for row in PredictorScore.objects.filter(weight__gt=0)
     }
 
@@ -84,29 +102,52 @@ def shadow_scores_cached() -> dict[tuple[str, str], Score]:
 def kind_levels(kind: str) -> tuple[str, ...]:
     """A kind and the coarser kinds it belongs to: `6-24h|own|parked`, then `6-24h`, then `*` (every prediction).
 
-    A fine kind may see few bookings (a car left charging, booked three days ahead, is rare); its decision then
-    rests on its lead time's record, and failing that on the whole fleet's, rather than on a handful of outcomes.
+    A fine kind may see few bookings (a car left charging, booked three days ahead, is rare); its estimate then
+    leans on its lead time's record and the whole fleet's (`pooled_mae`), rather than on a handful of outcomes.
+    A coarse kind (`6-24h`, `*`) lists each level once.
     """
-    return (kind, kind.split("|", 1)[0], "*")
+    return tuple(dict.fromkeys((kind, kind.split("|", 1)[0], "*")))
+
+
+def pooled_mae(
+    scores: dict[tuple[str, str], Score], *, kind: str, candidate: str, pooling: float = POOLING
+) -> float | None:
+    """The candidate's MAE on `kind` by partial pooling: from the fleet's record (`*`) to the kind's own, each level's
+    record weighed (its decayed bookings) against `pooling` bookings of the coarser level's estimate.
+
+    A level the candidate has no record at leaves the estimate as it is; with no record at all, None.
+    """
+    estimate = None
+    for level in reversed(kind_levels(kind)):
+        if (s := scores.get((level, candidate))) is None:
+            continue
+        estimate = s.mae if estimate is None else (s.weight * s.mae + pooling * estimate) / (s.weight + pooling)
+    return estimate
 
 
 def candidate_serving(
-    scores: dict[tuple[str, str], Score], *, kind: str, available: Iterable[str], default: str
+    scores: dict[tuple[str, str], Score],
+    *,
+    kind: str,
+    available: Iterable[str],
+    default: str,
+    pooling: float = POOLING,
 ) -> str:
-    """Which candidate serves `kind`: the default, unless a well-scored other one beats it by SWITCH_MARGIN.
+    """Which candidate serves `kind`: the default, unless another's pooled MAE (`pooled_mae`) beats it by
+    SWITCH_MARGIN.
 
-    The decision is made at the finest level of `kind_levels` where the default has been scored on
-    MIN_BOOKINGS bookings; where it has not been anywhere (a new champion), the default serves for that trial.
+    Only candidates the fleet has scored on MIN_BOOKINGS bookings take part; until the default has been (a new
+    champion), it serves every kind for that trial. (`pooling` is a parameter for bench.shadow_replay, which
+    compares weights offline.)
     """
-    available = tuple(available)
-    for level in kind_levels(kind):
-        scored = {c: s for c in available if (s := scores.get((level, c))) is not None and s.bookings >= MIN_BOOKINGS}
-        reference = scored.get(default)
-        if reference is None:
-            continue
-        best = min(scored, key=lambda c: scored[c].mae)
-        return best if scored[best].mae < reference.mae * (1 - SWITCH_MARGIN) else default
-    return default
+    seasoned = [c for c in available if (s := scores.get(("*", c))) is not None and s.bookings >= MIN_BOOKINGS]
+    if default not in seasoned:
+        return default
+    estimates = {
+        c: e for c in seasoned if (e := pooled_mae(scores, kind=kind, candidate=c, pooling=pooling)) is not None
+    }
+    best = min(estimates, key=estimates.__getitem__)
+    return best if estimates[best] < estimates[default] * (1 - SWITCH_MARGIN) else default
 
 
 # The prediction columns `shadow_learn` scores, in the order it takes them.
@@ -204,7 +245,11 @@ def shadow_report(*, model_available: bool) -> list[dict]:
             "kind": kind,
             "serving": candidate_serving(scores, kind=kind, available=available, default=default),
             "candidates": {
-                c: {"mae": round(s.mae, 3), "bookings": s.bookings}
+                c: {
+                    "mae": round(s.mae, 3),
+                    "pooled_mae": round(pooled_mae(scores, kind=kind, candidate=c), 3),
+                    "bookings": s.bookings,
+                }
                 for c in CANDIDATES
                 if (s := scores.get((kind, c))) is not None
             },

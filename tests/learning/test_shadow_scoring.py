@@ -11,7 +11,17 @@ import pytest
 from core.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
 from predictions.models import Prediction, PredictorScore
-from predictions.shadow import DECAY, MIN_BOOKINGS, Score, candidate_serving, kind_levels, shadow_learn, shadow_report
+from predictions.shadow import (
+    DECAY,
+    MIN_BOOKINGS,
+    POOLING,
+    Score,
+    candidate_serving,
+    kind_levels,
+    pooled_mae,
+    shadow_learn,
+    shadow_report,
+)
 from tests.modelling import SMALL_FLEET, SMALL_ROUNDS, fleet_outcomes
 from tests.seed_examples import CREATED, STARTED, URL
 
@@ -112,32 +122,64 @@ def test_a_pick_up_scores_every_candidate_with_what_it_said_before(post_committe
 
 
 def score(mae: float, bookings: int = MIN_BOOKINGS) -> Score:
-    return Score(mae=mae, bookings=bookings)
+    return Score(mae=mae, bookings=bookings, weight=float(bookings))
 
 
 KIND = "6-24h|own|parked"
+LEAD = "6-24h"
 ALL = ("model", "pattern", "persistence")
+
+
+def levels(kind: int, lead: int, fleet: int, *, mae: dict[str, tuple[float, float, float]]) -> dict:
+    """Scores at the kind, its lead time and the fleet, each level with its own number of bookings."""
+    return {
+        (level, c): score(m, n)
+        for c, maes in mae.items()
+        for level, m, n in zip((KIND, LEAD, "*"), maes, (kind, lead, fleet), strict=True)
+        if n
+    }
 
 
 @pytest.mark.parametrize(
     ("scores", "serving"),
     [
         ({}, "model"),  # nothing scored yet: the default
-        ({(KIND, "model"): score(10), (KIND, "pattern"): score(5)}, "pattern"),
-        ({(KIND, "model"): score(10), (KIND, "pattern"): score(9.6)}, "model"),  # within the switch margin
-        ({(KIND, "model"): score(10), (KIND, "persistence"): score(4, MIN_BOOKINGS - 1)}, "model"),  # too few
-        ({(KIND, "model"): score(10), (KIND, "pattern"): score(6), (KIND, "persistence"): score(5)}, "persistence"),
-        # The fine kind is too new: its lead time's record decides, then the fleet's.
-        ({(KIND, "model"): score(1, 3), ("6-24h", "model"): score(10), ("6-24h", "pattern"): score(5)}, "pattern"),
-        ({("*", "model"): score(10), ("*", "persistence"): score(5)}, "persistence"),
+        # A new champion's trial: the fleet has scored it on too few bookings, so it serves, however it does.
+        (levels(20, 25, MIN_BOOKINGS - 1, mae={"model": (10, 10, 10), "pattern": (2, 2, 2)}), "model"),
+        # Well scored everywhere: the better candidate serves, unless it is within the switch margin.
+        (levels(100, 200, 400, mae={"model": (10, 10, 10), "pattern": (5, 5, 5)}), "pattern"),
+        (levels(100, 200, 400, mae={"model": (10, 10, 10), "pattern": (9.6, 9.6, 9.6)}), "model"),
+        (
+            levels(100, 200, 400, mae={"model": (10, 8, 8), "pattern": (6, 8, 8), "persistence": (5, 9, 9)}),
+            "persistence",
+        ),
+        # A kind of its own: a lead time where the model is the better does not hide a kind where it is far worse,
+        # once a few of the kind's bookings show it...
+        (levels(8, 200, 400, mae={"model": (25, 3, 3), "pattern": (1, 3.5, 3.5)}), "pattern"),
+        # ...but one booking is not enough to overrule its lead time's record.
+        (levels(1, 200, 400, mae={"model": (5, 3, 3), "pattern": (1, 4, 4)}), "model"),
+        # A kind with no record of its own follows its lead time's, and a lead time with none the fleet's.
+        (levels(0, 200, 400, mae={"model": (0, 10, 4), "pattern": (0, 5, 4)}), "pattern"),
+        (levels(0, 0, 400, mae={"model": (0, 0, 10), "persistence": (0, 0, 5)}), "persistence"),
     ],
 )
 def test_which_candidate_serves(scores, serving):
     assert candidate_serving(scores, kind=KIND, available=ALL, default="model") == serving
 
 
+def test_pooling_weighs_each_level_by_its_bookings():
+    scores = levels(30, 20, 400, mae={"pattern": (2.0, 6.0, 10.0)})
+
+    lead = (20 * 6.0 + POOLING * 10.0) / (20 + POOLING)  # the lead time's record, shrunk towards the fleet's
+    assert pooled_mae(scores, kind=LEAD, candidate="pattern") == pytest.approx(lead)
+    assert pooled_mae(scores, kind=KIND, candidate="pattern") == pytest.approx(
+        (30 * 2.0 + POOLING * lead) / (30 + POOLING)
+    )
+    assert pooled_mae(scores, kind=KIND, candidate="model") is None
+
+
 def test_without_a_champion_the_model_never_serves():
-    scores = {(KIND, "model"): score(1), (KIND, "pattern"): score(10), (KIND, "persistence"): score(20)}
+    scores = levels(100, 200, 400, mae={"model": (1, 1, 1), "pattern": (10, 10, 10), "persistence": (20, 20, 20)})
 
     assert candidate_serving(scores, kind=KIND, available=ALL[1:], default="pattern") == "pattern"
 
@@ -153,6 +195,11 @@ def test_model_info_shows_the_scores_and_what_serves_each_kind(api, post_committ
     assert rows["*"]["serving"] == "pattern"
     assert set(rows["*"]["candidates"]) == {"pattern", "persistence"}
     assert rows["*"]["candidates"]["pattern"]["bookings"] == 1
+    # One booking, the same error at every level: pooling it with itself changes nothing.
+    [fine] = [kind for kind in rows if kind.count("|") == 2]
+    for kind in (fine, fine.split("|")[0], "*"):
+        pattern = rows[kind]["candidates"]["pattern"]
+        assert pattern["pooled_mae"] == pytest.approx(pattern["mae"], abs=1e-3)
 
 
 def test_the_models_page_shows_every_kinds_scores_and_what_serves_it(post_committed, admin_client):
