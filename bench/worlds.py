@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.worlds --worlds winter,no_staff
     .venv/bin/python -m bench.worlds --worlds slow_chargers,no_staff --seed 11 --retrain-after-warmup
     .venv/bin/python -m bench.worlds --worlds default --cars 40 --renters 150 --days 60   # make bench-accuracy
+    .venv/bin/python -m bench.worlds --worlds no_staff --seed 11 --keep /tmp/kept   # then bench.shadow_replay
 
 What it does:
 1. trains the bootstrap model ONCE, as `make run` does (`train_model --synthetic --seed 1001`, the
@@ -109,6 +110,7 @@ def world_run(
     warmup_days: float,
     retrain: bool = False,
     with_details: bool = False,
+    keep: Path | None = None,
 ) -> dict:
     """Both replays of one world's stream, scored; the pattern replay's service becomes the `pattern` method.
 
@@ -121,7 +123,7 @@ def world_run(
     for kind in ("model", "pattern", *(("retrain",) if retrain else ())):
         template = templates["pattern" if kind == "pattern" else "model"]
         env = {"MODEL_REFRESH_SECONDS": "1"} if kind == "retrain" else None
-        service = Service(service_copy(template, workdir / f"{name}-{kind}"), env)
+        service = Service(service_copy(template, (keep or workdir) / f"{name}-{kind}"), env)
         pause = (config.epoch + timedelta(days=warmup_days), lambda s=service: _retrain(s, retrained))
         try:
             info[kind] = service.get("/api/v1/model/info")
@@ -341,11 +343,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, help="days of every world, instead of the size's")
     parser.add_argument("--details", action="store_true", help="also write every scored prediction to the JSON")
     parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep every replay's service directory (database, model) in this folder, as <world>-<replay>; "
+        "bench.shadow_replay reads them",
+    )
+    parser.add_argument(
         "--retrain-after-warmup",
         action="store_true",
         help="a third replay per world that runs `manage.py retrain` at the end of the warm-up",
     )
     args = parser.parse_args(argv)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in args.worlds.split(",") if n.strip()]
     for name in names:
         world_named(name)  # refuse an unknown world before training anything
@@ -367,7 +377,14 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             config = world_config(name, size, args.seed)
             result = world_run(
-                name, config, templates, Path(tmp), size.warmup_days, args.retrain_after_warmup, args.details
+                name,
+                config,
+                templates,
+                Path(tmp),
+                size.warmup_days,
+                args.retrain_after_warmup,
+                args.details,
+                args.keep,
             )
             results.append(result)
             print(
