@@ -131,10 +131,12 @@ def served_by_rule(predictions: list[Stored], rule: Rule) -> dict[int, str]:
     return served
 
 
-def moment_maes(predictions: list[Stored], served: dict[int, str]) -> dict[str, float]:
+def moment_maes(
+    predictions: list[Stored], served: dict[int, str], warmup_days: float = WARMUP_DAYS
+) -> dict[str, float]:
     """MAE of the served level at creation and latest before pick-up, over pick-ups after the warm-up."""
     start = min(p.picked_up for p in predictions)
-    warm = (datetime.fromisoformat(start[:10]) + timedelta(days=WARMUP_DAYS)).isoformat(sep=" ")
+    warm = (datetime.fromisoformat(start[:10]) + timedelta(days=warmup_days)).isoformat(sep=" ")
     first: dict[str, Stored] = {}
     last: dict[str, Stored] = {}
     for p in predictions:
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = parser_for(__doc__)
     parser.add_argument("directories", type=Path, nargs="+", help="service directories kept by bench.worlds --keep")
     parser.add_argument("--pooling", default="2,3,5,8,10,20,30", help="comma-separated pooling weights to compare")
+    parser.add_argument("--warmup-days", type=float, default=WARMUP_DAYS, help="as the replay's (7 for --quick)")
     args = parser.parse_args(argv)
     weights = [float(w) for w in args.pooling.split(",")]
     rules: dict[str, Rule] = {"before pooling": finest_level_rule} | {
@@ -164,8 +167,11 @@ def main(argv: list[str] | None = None) -> None:
     rows = [["replay", "n", "rule", "creation MAE", "latest MAE"]]
     for directory in args.directories:
         predictions = stored_predictions(directory)
-        results = {"stored": moment_maes(predictions, {p.id: p.served_by for p in predictions})}
-        results |= {name: moment_maes(predictions, served_by_rule(predictions, rule)) for name, rule in rules.items()}
+        warmup = args.warmup_days
+        results = {"stored": moment_maes(predictions, {p.id: p.served_by for p in predictions}, warmup)}
+        results |= {
+            name: moment_maes(predictions, served_by_rule(predictions, rule), warmup) for name, rule in rules.items()
+        }
         for name, m in results.items():
             rows.append([directory.name, str(m["n"]), name, f"{m['creation']:.2f}", f"{m['latest']:.2f}"])
     print(text_table(rows, left=(0, 2)))
