@@ -42,6 +42,7 @@ from predictions.shadow import (  # noqa: E402
     MIN_BOOKINGS,
     SWITCH_MARGIN,
     Score,
+    booking_errors,
     candidate_serving,
     kind_levels,
 )
@@ -116,17 +117,11 @@ def served_by_rule(predictions: list[Stored], rule: Rule) -> dict[int, str]:
         if is_prediction:
             served[item.id] = rule(scores, item.kind)
             continue
-        errors: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for p in by_booking[item]:
-            if p.predicted_at >= p.scored_at:
-                continue
-            for candidate, level in zip(CANDIDATES, p.levels, strict=True):
-                if level is not None:
-                    for key in kind_levels(p.kind):
-                        errors[(key, candidate)].append(abs(p.actual - level))
-        for key, values in errors.items():
+        picked = by_booking[item]
+        scored = [(p.kind, *p.levels) for p in picked if p.predicted_at < p.scored_at]
+        for key, error in booking_errors(scored, picked[0].actual).items():
             s = sums.setdefault(key, [0.0, 0.0, 0])
-            s[0], s[1], s[2] = s[0] * DECAY + sum(values) / len(values), s[1] * DECAY + 1.0, s[2] + 1
+            s[0], s[1], s[2] = s[0] * DECAY + error, s[1] * DECAY + 1.0, s[2] + 1
             scores[key] = Score(mae=s[0] / s[1], bookings=s[2], weight=s[1])
     return served
 

@@ -166,6 +166,18 @@ def shadow_learn(*, scored: Iterable[tuple[str, float | None, float | None, floa
     serialize the fleet's pick-ups. The rows are locked in key order first, so two such writes cannot deadlock.
     Scores are statistics: a write lost to a crash between the commit and it costs one booking's evidence.
     """
+    added = booking_errors(scored, actual)
+    if added:
+        transaction.on_commit(lambda: _scores_add(added, at), robust=True)
+
+
+def booking_errors(
+    scored: Iterable[tuple[str, float | None, float | None, float | None]], actual: float
+) -> dict[tuple[str, str], float]:
+    """One picked-up booking's error per (kind level, candidate), averaged over its predictions of that kind.
+
+    `scored` as `shadow_learn` takes it; a prediction without a kind, or a candidate that did not run, adds nothing.
+    """
     errors: dict[tuple[str, str], list[float]] = defaultdict(list)
     for kind, *levels in scored:
         if not kind:
@@ -174,9 +186,7 @@ def shadow_learn(*, scored: Iterable[tuple[str, float | None, float | None, floa
             if level is not None:
                 for key in kind_levels(kind):
                     errors[(key, candidate)].append(abs(actual - level))
-    if errors:
-        added = {key: sum(values) / len(values) for key, values in errors.items()}
-        transaction.on_commit(lambda: _scores_add(added, at), robust=True)
+    return {key: sum(values) / len(values) for key, values in errors.items()}
 
 
 def _scores_add(added: dict[tuple[str, str], float], at) -> None:
