@@ -7,7 +7,7 @@ Why: every stored prediction records each candidate's level (`model_level`, `pat
 `persistence_level`) and its shadow kind, and no candidate's level depends on which one served. So the
 scores a rule would have learned, and what it would have served, can be recomputed from one replay for any
 rule, in seconds instead of a replay per constant. This is how `predictions.shadow.POOLING` was chosen on
-the tuning seed (never the reported one).
+the tuning seed (never the reported one), and how the median candidate was tried.
 
 For each kept service directory (a `bench.worlds --keep` replay with the champion serving) it:
 1. reads every scored prediction with a shadow kind, and the moment its booking's pick-up was received;
@@ -16,7 +16,8 @@ For each kept service directory (a `bench.worlds --keep` replay with the champio
    `predictions.shadow.shadow_learn` does (one booking counts once per kind, errors averaged, decay);
 3. prints the MAE at creation (each booking's first prediction) and latest before pick-up (its last),
    after the warm-up, for: what was stored, the rule before pooling (the finest level where the default
-   had MIN_BOOKINGS bookings decided alone), and partial pooling at each `--pooling` weight.
+   had MIN_BOOKINGS bookings decided alone), and partial pooling at each `--pooling` weight, with and without
+   the median candidate (`predictions.shadow.candidate_levels`, derived from the three stored levels).
 
 Scores here are learnt at once, not after a cache's seconds, and the latest prediction is the last scored
 one (the world suite also counts a prediction made at the pick-up itself), so figures differ from the
@@ -43,6 +44,7 @@ from predictions.shadow import (  # noqa: E402
     SWITCH_MARGIN,
     Score,
     booking_errors,
+    candidate_levels,
     candidate_serving,
     kind_levels,
 )
@@ -85,10 +87,14 @@ def stored_predictions(directory: Path) -> list[Stored]:
         ]
 
 
+THREE = CANDIDATES[:3]  # the candidates before the median joined them
+
+
 def finest_level_rule(scores: Scores, kind: str) -> str:
-    """The rule before partial pooling: the finest level where the default had MIN_BOOKINGS bookings decided alone."""
+    """The rule before partial pooling: the finest level where the default had MIN_BOOKINGS bookings decided alone
+    (among the three candidates it had)."""
     for level in kind_levels(kind):
-        scored = {c: s for c in CANDIDATES if (s := scores.get((level, c))) is not None and s.bookings >= MIN_BOOKINGS}
+        scored = {c: s for c in THREE if (s := scores.get((level, c))) is not None and s.bookings >= MIN_BOOKINGS}
         if "model" not in scored:
             continue
         best = min(scored, key=lambda c: scored[c].mae)
@@ -96,9 +102,9 @@ def finest_level_rule(scores: Scores, kind: str) -> str:
     return "model"
 
 
-def pooling_rule(weight: float) -> Rule:
+def pooling_rule(weight: float, available: tuple[str, ...] = CANDIDATES) -> Rule:
     return lambda scores, kind: candidate_serving(
-        scores, kind=kind, available=CANDIDATES, default="model", pooling=weight
+        scores, kind=kind, available=available, default="model", pooling=weight
     )
 
 
@@ -143,7 +149,7 @@ def moment_maes(
             last[p.booking] = p
 
     def mae(table: dict[str, Stored]) -> float:
-        errors = [abs(p.actual - p.levels[CANDIDATES.index(served[p.id])]) for p in table.values()]
+        errors = [abs(p.actual - candidate_levels(*p.levels)[served[p.id]]) for p in table.values()]
         return sum(errors) / len(errors)
 
     return {"creation": mae(first), "latest": mae(last), "n": len(first)}
@@ -156,9 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup-days", type=float, default=WARMUP_DAYS, help="as the replay's (7 for --quick)")
     args = parser.parse_args(argv)
     weights = [float(w) for w in args.pooling.split(",")]
-    rules: dict[str, Rule] = {"before pooling": finest_level_rule} | {
-        f"pooling {w:g}": pooling_rule(w) for w in weights
-    }
+    rules: dict[str, Rule] = {"before pooling": finest_level_rule}
+    rules |= {f"pooling {w:g}, no median": pooling_rule(w, THREE) for w in weights}
+    rules |= {f"pooling {w:g}": pooling_rule(w) for w in weights}
     rows = [["replay", "n", "rule", "creation MAE", "latest MAE"]]
     for directory in args.directories:
         predictions = stored_predictions(directory)

@@ -58,8 +58,8 @@ DEFAULT_PREDICTORS = ("model", "pattern")  # whose margins a new kind borrows an
 
 
 def calibration_key(*, predictor: str, trigger: str, own: bool, present: datetime, target: datetime) -> str:
-    """The kind of a prediction: who made it (model, pattern or persistence), on what trigger, for which booking,
-    and how far ahead."""
+    """The kind of a prediction: who made it (model, pattern, persistence or median), on what trigger, for which
+    booking, and how far ahead."""
     return f"{predictor}|{trigger}{'' if own else ' (cascade)'}|{lead_time_label(present=present, target=target)}"
 
 

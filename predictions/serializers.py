@@ -163,8 +163,8 @@ class PredictResponseSerializer(serializers.Serializer):
     )
     served_by = serializers.CharField(
         allow_blank=True,
-        help_text="The candidate that shadow scoring chose for this kind of prediction: model, pattern or "
-        "persistence (docs/models.md); empty for predictions stored before shadow scoring.",
+        help_text="The candidate that shadow scoring chose for this kind of prediction: model, pattern, "
+        "persistence or median (docs/models.md); empty for predictions stored before shadow scoring.",
     )
     readiness = ReadinessSerializer(allow_null=True, help_text=READINESS_HELP)
 

@@ -62,6 +62,7 @@ from predictions.selectors import reading_latest
 from predictions.shadow import (
     CANDIDATES,
     SCORED_COLUMNS,
+    candidate_levels,
     candidate_serving,
     shadow_kind,
     shadow_learn,
@@ -71,7 +72,8 @@ from predictions.signals import predictions_stored
 
 MODEL_VERSION = "pattern-cascade-1.0"  # recorded on predictions made without a trained model
 PERSISTENCE_VERSION = "carry-forward-1.0"  # recorded on predictions served by carrying the last level forward
-SERVED_VERSIONS = {"pattern": MODEL_VERSION, "persistence": PERSISTENCE_VERSION}
+MEDIAN_VERSION = "median-of-candidates-1.0"  # recorded on predictions served by the candidates' median
+SERVED_VERSIONS = {"pattern": MODEL_VERSION, "persistence": PERSISTENCE_VERSION, "median": MEDIAN_VERSION}
 PATTERN_PREFIX = "pattern_"
 NO_READING_STD = 25.0  # a car we never heard a level from: anything from nearly empty to full
 
@@ -189,29 +191,36 @@ class Served:
 
 
 def _candidates(checkpoint: Checkpoint, pattern: PatternPoint, start: State, model: bool) -> dict[str, Served]:
-    """Every candidate's answer at a checkpoint. Persistence carries the start level forward; its interval is the
-    default candidate's width around that level, stretched to hold the default's own interval too (calibration
-    then fits its own margins).
+    """Every candidate's answer at a checkpoint. Persistence carries the start level forward, and the median takes
+    the middle of the others' levels (`predictions.shadow.candidate_levels`). The interval of each is the default
+    candidate's width around its level, stretched to hold the default's own interval too (calibration then fits
+    its own margins).
 
     Why the stretch: persistence has no physics, so its band alone misses every car that charges or drains
     far from where it was (a car left charging gains 40 points, the band around its old level is 20 wide),
     and one interval margin per kind cannot tell those cars from the rest. The default's interval says where
-    the physics expects the car; the served level stays persistence's.
+    the physics expects the car; the served level stays the candidate's.
     """
     default = Served("model" if model else "pattern", checkpoint.level, checkpoint.lower, checkpoint.upper)
-    persist = min(100.0, max(0.0, start.level))
+    levels = candidate_levels(checkpoint.level if model else None, pattern.level, min(100.0, max(0.0, start.level)))
     answers = {
         "pattern": Served("pattern", pattern.level, pattern.lower, pattern.upper),
-        "persistence": Served(
-            "persistence",
-            persist,
-            max(0.0, min(persist - (default.level - default.lower), default.lower)),
-            min(100.0, max(persist + (default.upper - default.level), default.upper)),
-        ),
+        "persistence": _around(default, "persistence", levels["persistence"]),
+        "median": _around(default, "median", levels["median"]),
     }
     if model:
         answers["model"] = default
     return answers
+
+
+def _around(default: Served, predictor: str, level: float) -> Served:
+    """`predictor`'s level with the default's interval width around it, stretched to hold the default's interval."""
+    return Served(
+        predictor,
+        level,
+        max(0.0, min(level - (default.level - default.lower), default.lower)),
+        min(100.0, max(level + (default.upper - default.level), default.upper)),
+    )
 
 
 def _steps_of(served: Served, checkpoint: Checkpoint, pattern: PatternPoint) -> list[dict]:

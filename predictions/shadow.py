@@ -8,7 +8,8 @@ are unknown. Nothing served may be worse on this fleet than its simplest candida
 which is best without trying: so it tries all of them on every prediction, in the shadow.
 
 Candidates: `model` (the champion's Monte Carlo over the schedule, when one serves), `pattern` (the per-car EMA
-physics walk the model re-prices), `persistence` (the level the walk started from, carried forward). A kind is the
+physics walk the model re-prices), `persistence` (the level the walk started from, carried forward), and `median`
+(the median of those that ran; of two, their mean). A kind is the
 lead time (hours from the present to the pick-up), whether the booking is the request's own or one re-predicted in
 a cascade, and whether the car was last known charging, parked unplugged, or unknown.
 
@@ -55,7 +56,7 @@ from common.rows import parameter_rows, placeholders
 from predictions.calibration import lead_time_label
 from predictions.models import PredictorScore
 
-CANDIDATES = ("model", "pattern", "persistence")
+CANDIDATES = ("model", "pattern", "persistence", "median")
 DECAY = 0.99
 MIN_BOOKINGS = 30
 POOLING = 5.0  # bookings' worth of the coarser level's estimate that a finer level's own record is weighed against
@@ -150,8 +151,28 @@ def candidate_serving(
     return best if estimates[best] < estimates[default] * (1 - SWITCH_MARGIN) else default
 
 
-# The prediction columns `shadow_learn` scores, in the order it takes them.
+# The prediction columns `shadow_learn` scores, in the order it takes them. The median is derived from the three
+# levels (`candidate_levels`), not stored.
 SCORED_COLUMNS = ("shadow_kind", "model_level", "pattern_level", "persistence_level")
+
+
+def candidate_levels(model: float | None, pattern: float | None, persistence: float | None) -> dict[str, float]:
+    """Every candidate's level from the three a prediction records: those that ran, and their median.
+
+    Why a median: where the candidates disagree, each is wrong in its own way (the champion about what its
+    simulator never showed it, the pattern cascade about a renter's habits it has seen a few times, persistence
+    about everything that happens before the pick-up), and the middle one of three is often nearer than any one
+    of them served alone. Its record decides, like any candidate's, where it serves. On the tuning seed 11 it
+    lowered the summed MAE of seven worlds in the offline replay (docs/models.md); of two levels (no champion)
+    it is their mean.
+    """
+    stored = {"model": model, "pattern": pattern, "persistence": persistence}
+    ran = {c: level for c, level in stored.items() if level is not None}
+    if ran:
+        ordered = sorted(ran.values())
+        middle = len(ordered) // 2
+        ran["median"] = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+    return ran
 
 
 def shadow_learn(*, scored: Iterable[tuple[str, float | None, float | None, float | None]], actual: float, at) -> None:
@@ -179,13 +200,12 @@ def booking_errors(
     `scored` as `shadow_learn` takes it; a prediction without a kind, or a candidate that did not run, adds nothing.
     """
     errors: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for kind, *levels in scored:
+    for kind, model, pattern, persistence in scored:
         if not kind:
             continue
-        for candidate, level in zip(CANDIDATES, levels, strict=True):
-            if level is not None:
-                for key in kind_levels(kind):
-                    errors[(key, candidate)].append(abs(actual - level))
+        for candidate, level in candidate_levels(model, pattern, persistence).items():
+            for key in kind_levels(kind):
+                errors[(key, candidate)].append(abs(actual - level))
     return {key: sum(values) / len(values) for key, values in errors.items()}
 
 

@@ -16,6 +16,7 @@ from predictions.shadow import (
     MIN_BOOKINGS,
     POOLING,
     Score,
+    candidate_levels,
     candidate_serving,
     kind_levels,
     pooled_mae,
@@ -117,6 +118,8 @@ def test_a_pick_up_scores_every_candidate_with_what_it_said_before(post_committe
     for level in kind_levels(prediction.shadow_kind):
         assert scores[(level, "pattern")].mae == pytest.approx(abs(actual - prediction.pattern_level))
         assert scores[(level, "persistence")].mae == pytest.approx(abs(actual - 65.5))
+        # No champion: the median of the two that ran is their mean.
+        assert scores[(level, "median")].mae == pytest.approx(abs(actual - (prediction.pattern_level + 65.5) / 2))
         assert scores[(level, "pattern")].bookings == 1
     assert (level, "model") not in scores
 
@@ -127,7 +130,7 @@ def score(mae: float, bookings: int = MIN_BOOKINGS) -> Score:
 
 KIND = "6-24h|own|parked"
 LEAD = "6-24h"
-ALL = ("model", "pattern", "persistence")
+ALL = ("model", "pattern", "persistence", "median")
 
 
 def levels(kind: int, lead: int, fleet: int, *, mae: dict[str, tuple[float, float, float]]) -> dict:
@@ -161,6 +164,8 @@ def levels(kind: int, lead: int, fleet: int, *, mae: dict[str, tuple[float, floa
         # A kind with no record of its own follows its lead time's, and a lead time with none the fleet's.
         (levels(0, 200, 400, mae={"model": (0, 10, 4), "pattern": (0, 5, 4)}), "pattern"),
         (levels(0, 0, 400, mae={"model": (0, 0, 10), "persistence": (0, 0, 5)}), "persistence"),
+        # The median is a candidate like the others: it serves where its record is the best by the margin.
+        (levels(100, 200, 400, mae={"model": (10, 9, 9), "pattern": (9, 9, 9), "median": (7, 8, 8)}), "median"),
     ],
 )
 def test_which_candidate_serves(scores, serving):
@@ -193,7 +198,7 @@ def test_model_info_shows_the_scores_and_what_serves_each_kind(api, post_committ
 
     rows = {row["kind"]: row for row in body["shadow_scoring"]}
     assert rows["*"]["serving"] == "pattern"
-    assert set(rows["*"]["candidates"]) == {"pattern", "persistence"}
+    assert set(rows["*"]["candidates"]) == {"pattern", "persistence", "median"}
     assert rows["*"]["candidates"]["pattern"]["bookings"] == 1
     # One booking, the same error at every level: pooling it with itself changes nothing.
     [fine] = [kind for kind in rows if kind.count("|") == 2]
@@ -353,3 +358,32 @@ def test_a_pick_up_decays_the_scores_it_adds_to_and_creates_the_missing_ones(dja
     fresh = scores[("6-24h|own|parked", "persistence")]
     assert (fresh.weight, fresh.sum_abs_error, fresh.bookings) == (pytest.approx(1.0), pytest.approx(10.0), 1)
     assert {k for k, c in scores if c == "persistence"} == {"6-24h|own|parked", "6-24h", "*"}
+    median = scores[("6-24h|own|parked", "median")]  # the mean of two: 43.5 and 44.5, 6.5 and 5.5 off
+    assert (median.sum_abs_error, median.bookings) == (pytest.approx(6.0), 1)
+
+
+@pytest.mark.parametrize(
+    ("levels_", "median"),
+    [((30.0, 70.0, 40.0), 40.0), ((None, 70.0, 40.0), 55.0), ((80.0, None, None), 80.0), ((None, None, None), None)],
+)
+def test_the_median_candidate_is_the_middle_of_those_that_ran(levels_, median):
+    assert candidate_levels(*levels_).get("median") == median
+
+
+def test_a_median_that_serves_answers_the_middle_with_an_interval_that_holds_the_defaults(post, settings):
+    settings.CALIBRATION_CACHE_SECONDS = 0
+    far = {**PREDICT, "booking_id": "BK1", "booking_start_time": "2025-11-05T05:00:00Z"}  # 36 h parked
+    pattern = post(URL["predict"], far).json()
+    for candidate, mae in (("pattern", 10.0), ("persistence", 10.0), ("median", 3.0)):
+        PredictorScore.objects.create(kind="*", candidate=candidate, weight=30, sum_abs_error=30 * mae, bookings=30)
+
+    served = post(URL["predict"], {**far, "booking_id": "BK2"}).json()
+
+    stored = Prediction.objects.get(prediction_id=served["prediction_id"])
+    assert (served["served_by"], stored.model_version) == ("median", "median-of-candidates-1.0")
+    assert stored.calibration_key.startswith("median|predict|")
+    middle = (stored.pattern_level + stored.persistence_level) / 2  # of two (no champion), their mean
+    assert stored.persistence_level == 50.0 and abs(stored.pattern_level - 50.0) > 1
+    assert served["predicted_battery_percentage"] == pytest.approx(middle, abs=0.006)
+    expected, held = pattern["confidence_interval"], served["confidence_interval"]
+    assert held["lower"] <= expected["lower"] and held["upper"] >= expected["upper"]
