@@ -43,6 +43,7 @@ class Rates:
     drive: float
     drive_std: float
     plug_probability: float
+    ceiling: float = FULL  # where its charging stops: a charge limit the car has shown, else full
 
 
 @dataclass(frozen=True)
@@ -157,11 +158,16 @@ def _propagate(fn, level: float, variance: float, rate: float, rate_std: float, 
 
 
 def parked(level: float, variance: float, hours: float, p_plugged: float, rates: Rates):
-    """A parked gap: charging with probability `p_plugged`, otherwise idling."""
+    """A parked gap: charging (up to the car's ceiling) with probability `p_plugged`, otherwise idling."""
     idle_after, idle_var = _propagate(idle_level, level, variance, rates.idle_drain, rates.idle_std, hours)
     if p_plugged <= 0.0:
         return idle_after, idle_var
-    charge_after, charge_var = _propagate(charge_level, level, variance, rates.charge, rates.charge_std, hours)
+    ceiling = rates.ceiling
+
+    def charged(start: float, rate: float, gap_hours: float) -> float:
+        return charge_level(start, rate, gap_hours, ceiling)
+
+    charge_after, charge_var = _propagate(charged, level, variance, rates.charge, rates.charge_std, hours)
     if p_plugged >= 1.0:
         return charge_after, charge_var
     p = p_plugged

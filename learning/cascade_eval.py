@@ -27,7 +27,7 @@ import numpy as np
 
 from core import ml_cascade
 from core.ema import shrink
-from core.features import CarState, FeatureBook, Outcome, RenterState, plug_probability
+from core.features import CarState, FeatureBook, Outcome, RenterState, car_ceiling, plug_probability
 from core.gbm import GapTripModel
 from core.physics import Rates, State, Trip, walk
 
@@ -60,6 +60,7 @@ def _rates(car: CarState, fleet_plug: float) -> Rates:
         drive=max(shrink(car.drive, car.trips, _DRIVE, _STRENGTH), 0.0),
         drive_std=5.0,
         plug_probability=shrink(car.plug, car.trips, fleet_plug, _STRENGTH),
+        ceiling=car_ceiling(car),
     )
 
 

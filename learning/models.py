@@ -92,6 +92,14 @@ class VehiclePattern(models.Model):
     avg_charging_rate_per_hour = models.FloatField(null=True, blank=True, help_text="Parked, plugged in, % per hour.")
     var_charging_rate_per_hour = models.FloatField(default=0.0)
     charge_observations = models.PositiveIntegerField(default=0)
+    charge_ceiling = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Where its charging stops (a charge limit), once two charging gaps stopped there; null: full.",
+    )
+    ceiling_candidate = models.FloatField(
+        null=True, blank=True, help_text="Where the last charging gap that flattened stopped (core.ema)."
+    )
     unreported_charges = models.PositiveIntegerField(
         default=0, help_text="Gaps where the car gained charge without being left plugged in (staff, top-ups)."
     )

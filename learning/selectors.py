@@ -29,6 +29,7 @@ from core.physics import (
     DEFAULT_DRIVE_PER_KM,
     DEFAULT_DRIVE_PER_KM_STD,
     DEFAULT_IDLE_DRAIN,
+    FULL,
     Rates,
 )
 from learning.champion import champion_model
@@ -162,6 +163,7 @@ def vehicle_rates(pattern: VehiclePattern | None, prior: FleetPrior) -> Rates:
         drive=max(shrink(p.avg_drain_rate_per_hour, p.drive_observations, prior.drive, SHRINK_STRENGTH), 0.0),
         drive_std=_std(p.var_drain_rate_per_hour, p.drive_observations, prior.drive_std),
         plug_probability=shrink(p.charging_frequency, p.total_bookings, prior.plug_probability, SHRINK_STRENGTH),
+        ceiling=FULL if p.charge_ceiling is None else p.charge_ceiling,
     )
 
 

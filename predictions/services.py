@@ -27,7 +27,7 @@ from common.api.errors import DomainError
 from common.api.fields import iso
 from common.rows import placeholders
 from core import ml_cascade
-from core.physics import Checkpoint, Rates, State, Trip, walk
+from core.physics import FULL, Checkpoint, Rates, State, Trip, walk
 from core.readiness import Requirement, readiness_assess
 from learning.champion import champion_model
 from learning.models import AccuracyMetric, UserPattern, VehiclePattern
@@ -251,6 +251,7 @@ def _priced(
     charge_rate: float,
     present: datetime,
     charge_spread: float = 0.0,
+    ceiling: float = FULL,
 ) -> list[Prediction]:
     """The predictions of a walk's checkpoints, as they would be stored (unsaved rows; no query of their own).
 
@@ -297,6 +298,7 @@ def _priced(
             present=present,
             charge_rate=charge_rate,
             charge_spread=charge_spread,
+            ceiling=ceiling,
             calibration=readiness_calibration_for(pits, pit_keys(calibration_key=key, shadow_kind=kind)),
         )
         rows.append(
@@ -341,9 +343,10 @@ def _priced(
 
 
 def _deadline_charging(pattern: VehiclePattern | None, rates: Rates) -> dict[str, float]:
-    """What a plug-in deadline counts on: the charging rate and the relative spread of what it delivers."""
+    """What a plug-in deadline counts on: the charging rate, the relative spread of what it delivers, and where
+    the car's charging stops."""
     rate = deadline_charge_rate(pattern, rates)
-    return {"charge_rate": rate, "charge_spread": deadline_charge_spread(rates, rate)}
+    return {"charge_rate": rate, "charge_spread": deadline_charge_spread(rates, rate), "ceiling": rates.ceiling}
 
 
 def _present(*, now: datetime, start: State) -> datetime:
