@@ -123,6 +123,26 @@ def test_the_charging_rate_is_learned_when_the_car_was_left_plugged_in(post):
 
 
 @pytest.mark.django_db
+def test_a_charge_limit_is_learned_and_the_pattern_cascade_stops_charging_there(post):
+    """Two charging gaps that flattened at the same level, from other starts and lengths, show a charge limit (as
+    the model's features learn it); the pattern walk then charges a car left plugged in up to it, not to full."""
+    trip(post, booking="A", start=T0, hours=2, level_start=90, level_end=30, charging=True)
+    trip(post, booking="B", start=T0 + timedelta(hours=14), level_start=80, level_end=40, charging=True)
+    pattern = VehiclePattern.objects.get()
+    assert (pattern.charge_ceiling, pattern.ceiling_candidate) == (None, 80)  # one stop could be a slow charge
+    trip(post, booking="C", start=T0 + timedelta(hours=30), level_start=80, level_end=30, charging=True)
+
+    pattern = VehiclePattern.objects.get()
+    assert pattern.charge_ceiling == pytest.approx(80.0)
+    assert pattern.charge_observations == 1  # the stop at the limit is not read as a rate
+    assert vehicle_rates(pattern, fleet_prior()).ceiling == pytest.approx(80.0)
+    created = {"booking_id": "D", "vehicle_id": "7", "user_id": "u1"}
+    created |= {"starts_at": iso(T0 + timedelta(hours=62)), "ends_at": iso(T0 + timedelta(hours=64))}
+    level = post(URL["created"], created).json()["predicted_battery"]
+    assert 75.0 <= level <= 80.0  # 30 h on the charger, stopped at the limit
+
+
+@pytest.mark.django_db
 def test_a_level_reported_inside_the_gap_does_not_stop_it_being_learned(post):
     """The gap runs from the return to the pick-up, whatever the platform reported in between."""
     trip(post, booking="A", start=T0, hours=2, level_start=80, level_end=30, charging=True)

@@ -1,5 +1,6 @@
 """The pattern cascade's physics: charging taper, idle drain, trips, mixtures and uncertainty."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,6 +34,15 @@ def test_a_gap_that_may_be_charging_is_a_weighted_mixture_with_more_spread():
 
     assert mixed == pytest.approx(0.75 * idle + 0.25 * charged)
     assert mixed_var > max(idle_var, charged_var)
+
+
+def test_a_car_with_a_charge_limit_charges_up_to_it_and_a_car_above_it_keeps_its_level():
+    limited = dataclasses.replace(RATES, ceiling=80.0)
+
+    assert parked(40.0, 0.0, 10.0, 1.0, limited)[0] == pytest.approx(80.0)
+    assert parked(40.0, 0.0, 10.0, 1.0, RATES)[0] > 99.0  # no limit shown: towards full
+    assert parked(85.0, 0.0, 10.0, 1.0, limited)[0] == pytest.approx(85.0)
+    assert parked(40.0, 0.0, 1.0, 1.0, limited)[0] == pytest.approx(60.0)  # below it, the rate as before
 
 
 def test_a_long_charge_shrinks_the_uncertainty_it_started_with():
