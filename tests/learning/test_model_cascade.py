@@ -6,9 +6,10 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from core import ml_cascade
-from core.features import GAP_FEATURES, FeatureBook, Outcome, Reading, replay
+from core.features import GAP_FEATURES, FeatureBook, Outcome, Reading, plug_probability, replay
 from core.gbm import QUANTILES
 from core.physics import Trip
 
@@ -34,6 +35,21 @@ def test_replay_rows_see_only_earlier_outcomes():
     [gap] = gaps  # the parked stretch between the two bookings
     assert gap["start_level"] == 70.0 and gap["target"] == -2.0 and gap["hours"] == 22.0
     assert book.car("c1").drive == 10.0 + 0.3 * (20.0 - 10.0)  # the EMA after both
+
+
+def test_a_renters_plugging_habit_is_the_share_of_their_returns_left_plugged_in():
+    """Not an EMA of the returns: with alpha 0.3 the last return weighs 0.3 whatever came before, and a renter who
+    plugged in two returns of these six read 0.32, or 0.51 had the two been the last."""
+    plugged = [True, False, False, True, False, False]
+    history = [_outcome(f"c{day}", "u1", day, 80.0, 60.0, charging=c) for day, c in enumerate(plugged)]
+
+    _, _, book = replay(history)
+    renter = book.renter("u1")
+
+    assert renter.plug == pytest.approx(2 / 6)
+    car = book.car("c0")
+    car.ever_plugged = True
+    assert plug_probability(car, renter, fleet_plug=0.5) == pytest.approx((6 * 2 / 6 + 2 * 0.5) / 8)
 
 
 def test_a_reading_inside_a_parked_gap_adds_a_row_from_it_to_the_pick_up():
