@@ -162,6 +162,19 @@ def test_plug_in_by_is_null_when_no_charge_is_needed_or_it_cannot_be_reached(pos
     assert late["at_risk"] and late["plug_in_by"] is None  # 25 points in 20 minutes: the time has passed
 
 
+def test_plug_in_by_is_null_when_the_need_is_above_the_cars_charge_limit(post):
+    vehicle = VehicleFactory(external_id="78")
+    pattern = VehiclePatternFactory(vehicle=vehicle, avg_charging_rate_per_hour=10.0, charge_observations=5)
+    free = predict(post, level=70.0, required_battery=75)["readiness"]
+    assert free["at_risk"] and free["plug_in_by"] is not None  # 12 hours: time enough to charge past 90 %
+
+    pattern.charge_ceiling = 80.0
+    pattern.save()
+    limited = predict(post, level=70.0, required_battery=75)["readiness"]
+
+    assert limited["at_risk"] and limited["charge_needed"] > 0 and limited["plug_in_by"] is None
+
+
 @pytest.mark.parametrize(
     ("need", "fields"),
     [
