@@ -6,7 +6,7 @@ behaviour changes gets both a new average and a wider interval.
 
 from __future__ import annotations
 
-from core.physics import FULL, charge_level
+from core.physics import DEFAULT_CHARGE, FULL, charge_level
 
 ALPHA = 0.3
 # A slow EMA of the same parked gaps (after a plain mean of the first 20) keeps a car's long-run idle drain,
@@ -99,3 +99,30 @@ def charge_ceiling_update(
     if candidate is not None and abs(end_level - candidate) <= CEILING_TOLERANCE:
         return (candidate + end_level) / 2, end_level
     return ceiling, end_level
+
+
+def charging_gap_learned(
+    ceiling: float | None,
+    candidate: float | None,
+    *,
+    start_level: float,
+    end_level: float,
+    hours: float,
+    rate: float | None,
+) -> tuple[float | None, float | None, float | None]:
+    """What a gap left charging teaches: the car's (ceiling, candidate), then the charging rate it shows (None when
+    it shows none). `rate` is the car's rate as learned so far (None: never learned, the default's).
+
+    The ceiling first: a gap that stopped at the car's limit says only that the rate is at least so high, and read
+    as a rate it would teach a charger slower than the car's. Both learners of a parked gap (the pattern EMA in
+    learning.services, the model features in core.features) learn a charging gap here, so they agree on it.
+    """
+    ceiling, candidate = charge_ceiling_update(
+        ceiling,
+        candidate,
+        start_level=start_level,
+        end_level=end_level,
+        hours=hours,
+        rate=DEFAULT_CHARGE if rate is None else rate,
+    )
+    return ceiling, candidate, charging_rate_from_gap(start_level, end_level, hours, ceiling)

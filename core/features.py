@@ -21,8 +21,7 @@ from core.ema import (
     BASELINE_ALPHA,
     FOUND_CHARGED_GAIN,
     MIN_GAP_HOURS,
-    charge_ceiling_update,
-    charging_rate_from_gap,
+    charging_gap_learned,
 )
 from core.physics import DEFAULT_CHARGE, DEFAULT_DRIVE, DEFAULT_IDLE_DRAIN, FULL, gap_change, trip_change
 
@@ -278,16 +277,14 @@ class FeatureBook:
         if hours < MIN_GAP_HOURS:
             return
         if gap["charging"]:
-            # The ceiling first: a gap that stopped at the car's limit says only that the rate is at least so high.
-            car.ceiling, car.ceiling_candidate = charge_ceiling_update(
+            car.ceiling, car.ceiling_candidate, rate = charging_gap_learned(
                 car.ceiling,
                 car.ceiling_candidate,
                 start_level=start,
                 end_level=start + change,
                 hours=hours,
-                rate=_known(car.charge, DEFAULT_CHARGE),
+                rate=car.charge,
             )
-            rate = charging_rate_from_gap(start, start + change, hours, car.ceiling)
             if rate is not None:
                 car.charge = _ema(car.charge, rate)
             return

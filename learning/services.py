@@ -16,11 +16,9 @@ from core.ema import (
     BASELINE_ALPHA,
     FOUND_CHARGED_GAIN,
     MIN_GAP_HOURS,
-    charge_ceiling_update,
-    charging_rate_from_gap,
+    charging_gap_learned,
     ema_update,
 )
-from core.physics import DEFAULT_CHARGE
 from learning.models import BookingOutcome, UserPattern, VehiclePattern
 
 logger = logging.getLogger(__name__)
@@ -51,21 +49,18 @@ def user_pattern_for_update(*, user_id: str) -> UserPattern:
 def _learn_gap(pattern: VehiclePattern, *, start: float, end: float, hours: float, charging: bool | None) -> str | None:
     """Learn the idle drain or the charging rate from a parked gap; return which rate was updated.
 
-    A charging gap first teaches the car's charge ceiling (a charge limit), as the model's features learn it
-    (`core.features.FeatureBook`): a gap that stopped at the limit only bounds the rate from below, and read as a
-    rate it would teach a charger slower than the car's.
+    A charging gap teaches the car's charge ceiling (a charge limit) before its rate, as the model's features learn
+    it (`core.ema.charging_gap_learned`).
     """
     if charging:
-        learned_rate = pattern.avg_charging_rate_per_hour
-        pattern.charge_ceiling, pattern.ceiling_candidate = charge_ceiling_update(
+        pattern.charge_ceiling, pattern.ceiling_candidate, rate = charging_gap_learned(
             pattern.charge_ceiling,
             pattern.ceiling_candidate,
             start_level=start,
             end_level=end,
             hours=hours,
-            rate=DEFAULT_CHARGE if learned_rate is None else learned_rate,
+            rate=pattern.avg_charging_rate_per_hour,
         )
-        rate = charging_rate_from_gap(start, end, hours, pattern.charge_ceiling)
         if rate is None:
             return None
         pattern.avg_charging_rate_per_hour, pattern.var_charging_rate_per_hour = ema_update(

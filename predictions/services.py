@@ -27,7 +27,7 @@ from common.api.errors import DomainError
 from common.api.fields import iso
 from common.rows import placeholders
 from core import ml_cascade
-from core.physics import FULL, Checkpoint, Rates, State, Trip, walk
+from core.physics import FULL, Checkpoint, Rates, State, Trip, clamp, walk
 from core.readiness import Requirement, readiness_assess
 from learning.champion import champion_model
 from learning.models import AccuracyMetric, UserPattern, VehiclePattern
@@ -202,7 +202,7 @@ def _candidates(checkpoint: Checkpoint, pattern: PatternPoint, start: State, mod
     the physics expects the car; the served level stays the candidate's.
     """
     default = Served("model" if model else "pattern", checkpoint.level, checkpoint.lower, checkpoint.upper)
-    levels = candidate_levels(checkpoint.level if model else None, pattern.level, min(100.0, max(0.0, start.level)))
+    levels = candidate_levels(checkpoint.level if model else None, pattern.level, clamp(start.level))
     answers = {
         "pattern": Served("pattern", pattern.level, pattern.lower, pattern.upper),
         "persistence": _around(default, "persistence", levels["persistence"]),

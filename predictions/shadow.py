@@ -42,6 +42,7 @@ ones, whose errors differ tenfold, so a handful of the kind's own bookings shoul
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -169,9 +170,7 @@ def candidate_levels(model: float | None, pattern: float | None, persistence: fl
     stored = {"model": model, "pattern": pattern, "persistence": persistence}
     ran = {c: level for c, level in stored.items() if level is not None}
     if ran:
-        ordered = sorted(ran.values())
-        middle = len(ordered) // 2
-        ran["median"] = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+        ran["median"] = statistics.median(ran.values())
     return ran
 
 
