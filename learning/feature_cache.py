@@ -7,8 +7,9 @@ fifth of a real-time `/predict` (docs/performance.md), though a car's states cha
 When a kept state is still right: each new outcome moves its car's and its renter's pattern on
 (`learning.services.patterns_learn_from_outcome` counts it in `total_bookings` and saves the row, which sets
 `updated_at`), so a state kept under the pattern's (row, `total_bookings`, `updated_at`) is the replay of the same
-outcomes. A car or a renter without a pattern is replayed every time, as is any outcome written without its
-signal (a bulk import): what has no pattern has no key to keep it under.
+outcomes. A car or a renter without a pattern has no outcome (an outcome's own signal makes both patterns in its
+transaction), so `learning.selectors.feature_book_for` gives it the empty state without asking the database; an
+outcome written without its signal (a bulk import) is not seen until its pattern exists.
 
 Each car and renter has one entry, its latest state (a newer version replaces the older), and the caches are bounded
 (least recently used first out), so a worker's memory stays flat however large the fleet and however long it runs.

@@ -321,11 +321,15 @@ def feature_book_for(
     if users is None:
         users = user_patterns_for(ids)
     book = FeatureBook()
-    book.cars[vehicle.external_id] = car_state(
-        pattern_key(vehicle_pattern_for(vehicle) if pattern is _UNREAD else pattern), lambda: _car_replayed(vehicle)
-    )
-    if ids:
-        book.renters = renter_states({uid: pattern_key(users.get(uid)) for uid in ids}, _renters_replayed)
+    car_key = pattern_key(vehicle_pattern_for(vehicle) if pattern is _UNREAD else pattern)
+    # No pattern, no outcome: each outcome's own signal makes its car's and renter's patterns in its transaction
+    # (`learning.receivers`), so what has none starts from the empty state without asking the database.
+    car = CarState() if car_key is None else car_state(car_key, lambda: _car_replayed(vehicle))
+    book.cars[vehicle.external_id] = car
+    known = {uid: key for uid in ids if (key := pattern_key(users.get(uid))) is not None}
+    book.renters = {uid: RenterState() for uid in ids if uid not in known}
+    if known:
+        book.renters |= renter_states(known, _renters_replayed)
     return book
 
 

@@ -68,6 +68,25 @@ def test_a_renter_without_outcomes_gets_the_empty_state(post):
     assert book.renter("nobody").trips == 0 and book.renter("860").trips == 1
 
 
+def test_a_renter_and_a_car_without_a_pattern_cost_no_query(post, django_assert_num_queries):
+    """No pattern means no outcome (an outcome's signal makes both), so nothing is replayed for them."""
+    ride(post, "B1", 3, 48.0)
+    vehicle = Vehicle.objects.select_related("pattern").get(external_id="78")
+    feature_book_for(vehicle=vehicle, user_ids=["860"], users=user_patterns_for(["860"]))  # kept now
+    users = user_patterns_for(["860", "new-renter"])
+    assert "new-renter" not in users
+
+    with django_assert_num_queries(0):
+        book = feature_book_for(vehicle=vehicle, user_ids=["860", "new-renter"], users=users)
+    new_car = Vehicle.objects.create(external_id="new-car")
+    with django_assert_num_queries(0):
+        fresh = feature_book_for(vehicle=new_car, user_ids=[], pattern=None)
+
+    assert book.renter("new-renter") == replayed(("860", "new-renter")).renter("new-renter")
+    assert book.renter("new-renter").trips == 0 and book.renter("860").trips == 1
+    assert fresh.car("new-car").trips == 0
+
+
 def test_a_newer_state_replaces_the_older_so_memory_holds_one_per_car_and_renter(post):
     ride(post, "B1", 3, 48.0)
     book_now()
