@@ -184,7 +184,11 @@ def compose(
     plan: list[tuple[str, list[_Branch], float]] = []
     last_renter = None
     first_gap = True
-    for item in trace:
+    # Nothing after the last target is read, so its segments are neither priced nor moved through. They still
+    # count among the moves whose draws are drawn, so that every other move's random numbers stay what they were.
+    last = max((k for k, item in enumerate(trace) if item[0] == "target"), default=-1)
+    trailing = sum(1 for item in trace[last + 1 :] if item[0] != "target")
+    for item in trace[: last + 1]:
         if item[0] == "gap":
             _, start, end, level, p_plugged, known = item
             charging = _gap_charging(car, start, p_plugged, known) if first_gap else (p_plugged if known else None)
@@ -223,7 +227,7 @@ def compose(
     levels = np.full(SAMPLES, _first_level(trace))
     if start_std > 0:
         levels = np.clip(levels + rng.normal(0.0, start_std, SAMPLES), 0.0, 100.0)
-    moves = sum(1 for item in plan if item[0] != "target")
+    moves = sum(1 for item in plan if item[0] != "target") + trailing
     rho = SEGMENT_CORRELATION
     shared = rng.standard_normal(SAMPLES)
     u = ndtr(rho * shared + np.sqrt(1 - rho * rho) * rng.standard_normal((moves, SAMPLES)))
@@ -233,7 +237,7 @@ def compose(
     j = np.searchsorted(_Q, u).clip(1, len(_Q) - 1)
     wu = ((u - _Q[j - 1]) / (_Q[j] - _Q[j - 1])).clip(0.0, 1.0)
     below, rest = j - 1, 1 - wu
-    after = np.empty((moves + 1, SAMPLES))  # the samples before the first move, then after each
+    after = np.empty((moves - trailing + 1, SAMPLES))  # the samples before the first move, then after each
     after[0] = levels
     # Samples that start at or below the car's limit never pass it: for them max(level, limit) is the limit.
     under_ceiling = bool(np.all(levels <= ceiling))
