@@ -24,12 +24,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from core.features import FEATURES, PHYSICS
+
+if TYPE_CHECKING:
+    from core.compiled import CompiledBoosters
 
 QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 MEDIAN = QUANTILES.index(0.5)
@@ -69,7 +73,7 @@ class SegmentModels:
     boosters: list[lgb.Booster]
     scale: float = 1.0  # calibration of the distance from the median
     # The same boosters compiled to machine code (`core.compiled`), when they are: same numbers, faster.
-    compiled: list | None = field(default=None, repr=False)
+    compiled: CompiledBoosters | None = field(default=None, repr=False)
 
     def quantiles(self, rows: np.ndarray) -> np.ndarray:
         """(n, len(QUANTILES)) changes in points, sorted per row (no crossing), calibrated.
@@ -78,7 +82,7 @@ class SegmentModels:
         if len(rows) == 0:
             return np.zeros((0, len(QUANTILES)))
         if self.compiled:
-            raw = np.column_stack([c.predict(rows, n_jobs=1) for c in self.compiled])
+            raw = self.compiled.predict(rows)  # a fresh array, sorted in place below
         else:
             raw = np.column_stack([b.predict(rows, num_threads=1) for b in self.boosters])
         raw.sort(axis=1)

@@ -51,6 +51,13 @@ def test_promotion_compiles_the_boosters_and_serving_gives_lightgbm_numbers(comp
         np.testing.assert_allclose(
             served.segment(kind).quantiles(rows), plain.segment(kind).quantiles(rows), rtol=0, atol=1e-9
         )
+        # Called straight into the machine code: lleaves' own predict's numbers, to the bit.
+        boosters = served.segment(kind).compiled
+        own = np.column_stack([model.predict(rows, n_jobs=1) for model in boosters.models])
+        assert np.array_equal(boosters.predict(rows), own)
+        assert boosters.predict(rows[:1]).shape == (1, len(gbm.QUANTILES))
+        with pytest.raises(ValueError, match="shape"):
+            boosters.predict(rows[:, :-1])
 
 
 @pytest.mark.django_db
