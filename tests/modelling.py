@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from bookings.models import Booking, BookingStatus, Vehicle
 from core.features import Outcome
 from core.simulation.fleet import FleetConfig, simulate
-from learning.models import BookingOutcome, ModelVersion
+from learning.models import BookingOutcome, ModelVersion, UserPattern, VehiclePattern
 from learning.training import model_promote, model_train
 
 SMALL_FLEET = FleetConfig(cars=15, renters=40, days=20, seed=3)
@@ -41,10 +41,16 @@ def champion_serve(
 def outcomes_store(outcomes: Iterable[Outcome], *, prefix: str = "H") -> int:
     """Record a finished history as the service would have: completed bookings and their outcomes.
 
-    Bulk inserts (no signals): the patterns are not learned, which retraining does not read.
+    Bulk inserts (no signals): the patterns are not learned, which retraining does not read. Each car and renter
+    gets its pattern row, as an outcome's signal makes it: serving reads a car's or a renter's outcomes only when
+    it has one (`learning.selectors.feature_book_for`).
     """
     outcomes = list(outcomes)
     vehicles = {v: Vehicle.objects.get_or_create(external_id=v)[0] for v in sorted({o.vehicle_id for o in outcomes})}
+    for vehicle in vehicles.values():
+        VehiclePattern.objects.get_or_create(vehicle=vehicle)
+    for user_id in sorted({o.user_id for o in outcomes if o.user_id}):
+        UserPattern.objects.get_or_create(user_id=user_id)
     bookings = Booking.objects.bulk_create(
         Booking(
             external_id=f"{prefix}{i}",

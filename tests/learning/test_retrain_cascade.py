@@ -21,7 +21,7 @@ from core.simulation.world import SHIFTS
 from learning.cascade_eval import cascade_metrics, cascade_price, holdout_cascades
 from learning.champion import artifact_path
 from learning.feature_cache import feature_states_forget
-from learning.models import BookingOutcome, ModelStatus, ModelVersion, UserPattern, VehiclePattern
+from learning.models import BookingOutcome, ModelStatus, ModelVersion
 from learning.prior import fleet_from_json, prior_rows, prior_weight
 from learning.selectors import feature_book_for, outcomes_all
 from learning.training import FROM_CHAMPION, MIN_HOLDOUT_BOOKINGS, model_promote, model_retrain, segment_frames
@@ -105,15 +105,10 @@ def test_the_held_out_cascades_read_the_features_serving_reads_at_that_moment(mo
     picked = [c for c in cascades if len(c.targets) == 3][::40][:4]
     assert len(picked) == 4
     for c in picked:
-        # The database as it was at that return: the outcomes returned by then, with the patterns that each
-        # outcome's signal makes (bulk inserts send none), and no features kept from the previous cascade's.
+        # The database as it was at that return: the outcomes returned by then, and no features kept from the
+        # previous cascade's (the bulk inserts move no pattern on).
         BookingOutcome.objects.all().delete()
-        returned = [o for o in outcomes if o.end <= c.made_at]
-        outcomes_store(returned, prefix=f"C{c.made_at:%j%H%M}-")
-        for vehicle in Vehicle.objects.filter(external_id__in={o.vehicle_id for o in returned}):
-            VehiclePattern.objects.get_or_create(vehicle=vehicle)
-        for user_id in {o.user_id for o in returned}:
-            UserPattern.objects.get_or_create(user_id=user_id)
+        outcomes_store([o for o in outcomes if o.end <= c.made_at], prefix=f"C{c.made_at:%j%H%M}-")
         feature_states_forget()
         renters = [item[4].user_id for item in c.trace if item[0] == "trip"]
         served = feature_book_for(vehicle=Vehicle.objects.get(external_id=c.car_id), user_ids=renters)
