@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import Avg, Count, F, Q, Sum, Window
@@ -61,10 +62,14 @@ class FleetPrior:
     cars: int = 0
     drive_per_km: float = DEFAULT_DRIVE_PER_KM
     drive_per_km_std: float = DEFAULT_DRIVE_PER_KM_STD
+    # The charging rate that all but the slowest (1 - READINESS_RISK_THRESHOLD) of the cars seen charging reach:
+    # what a plug-in deadline counts on for a car not yet seen charging (`deadline_charge_rate`).
+    charge_low: float = DEFAULT_CHARGE
 
 
 def fleet_prior() -> FleetPrior:
-    """Average the learned car patterns, each rate over the cars that observed it (one query)."""
+    """Average the learned car patterns, each rate over the cars that observed it (one query), and the slow end of
+    their charging rates (a second)."""
     default = FleetPrior()
     figures = VehiclePattern.objects.aggregate(
         cars=Count("id"),
@@ -100,7 +105,18 @@ def fleet_prior() -> FleetPrior:
         cars=figures["cars"] or 0,
         drive_per_km=max(pick(figures["per_km"], default.drive_per_km), 0.0),
         drive_per_km_std=pick_std(figures["per_km_var"], default.drive_per_km_std),
+        charge_low=_charge_rates_low(default.charge_low),
     )
+
+
+def _charge_rates_low(default: float) -> float:
+    """The (1 - READINESS_RISK_THRESHOLD) quantile of the learned charging rates of the cars seen charging."""
+    rates = VehiclePattern.objects.filter(charge_observations__gt=0, avg_charging_rate_per_hour__isnull=False)
+    values = list(rates.values_list("avg_charging_rate_per_hour", flat=True))
+    if not values:
+        return default
+    share = min(max(1.0 - settings.READINESS_RISK_THRESHOLD, 0.0), 1.0)
+    return max(float(np.quantile(values, share)), MIN_CHARGE_RATE)
 
 
 def fleet_return_battery(default: float = 60.0) -> float:
@@ -167,19 +183,21 @@ def vehicle_rates(pattern: VehiclePattern | None, prior: FleetPrior) -> Rates:
     )
 
 
-def deadline_charge_rate(pattern: VehiclePattern | None, rates: Rates) -> float:
-    """The charging rate a plug-in deadline counts on: the lower of the car's own learned rate and `rates.charge`
-    (the same rate shrunk towards the fleet's); the fleet's alone for a car never seen charging.
+def deadline_charge_rate(pattern: VehiclePattern | None, prior: FleetPrior) -> float:
+    """The charging rate a plug-in deadline counts on: the lower of the car's own learned rate and that rate shrunk
+    towards the slow end of the fleet's (`FleetPrior.charge_low`); that slow end alone for a car never seen charging.
 
-    Why the lower: shrinking serves a level prediction well (a car with two charges observed is pulled towards
-    the fleet, whichever side it is on), but a deadline is not symmetric. Counting on a rate above the car's
-    makes the deadline too late and the car is not ready; below it, the car is plugged in early and waits on
-    the charger. In a fleet of 3.7 to 22 kW chargers, a car seen twice charging at 3 %/h was otherwise given
-    deadlines at 6 to 7 %/h, half the time it needs (seed 11, world-shift suite).
+    Why not the fleet's average: a deadline is not symmetric. Counting on a rate above the car's makes the deadline
+    too late and the car is not ready; below it, the car is plugged in early and waits on the charger. A deadline
+    aims at `READINESS_RISK_THRESHOLD`, so a car the service knows nothing of is given the rate that that share of
+    the fleet's cars reach. The car's own rate is trusted downwards from its first charge, upwards as its charges
+    add up.
     """
     if pattern is None or not pattern.charge_observations or pattern.avg_charging_rate_per_hour is None:
-        return rates.charge
-    return max(min(pattern.avg_charging_rate_per_hour, rates.charge), MIN_CHARGE_RATE)
+        return max(prior.charge_low, MIN_CHARGE_RATE)
+    own = pattern.avg_charging_rate_per_hour
+    shrunk = shrink(own, pattern.charge_observations, prior.charge_low, SHRINK_STRENGTH)
+    return max(min(own, shrunk), MIN_CHARGE_RATE)
 
 
 def deadline_charge_spread(rates: Rates, rate: float) -> float:

@@ -342,10 +342,10 @@ def _priced(
     return rows
 
 
-def _deadline_charging(pattern: VehiclePattern | None, rates: Rates) -> dict[str, float]:
+def _deadline_charging(pattern: VehiclePattern | None, rates: Rates, prior: FleetPrior) -> dict[str, float]:
     """What a plug-in deadline counts on: the charging rate, the relative spread of what it delivers, and where
     the car's charging stops."""
-    rate = deadline_charge_rate(pattern, rates)
+    rate = deadline_charge_rate(pattern, prior)
     return {"charge_rate": rate, "charge_spread": deadline_charge_spread(rates, rate), "ceiling": rates.ceiling}
 
 
@@ -514,7 +514,7 @@ def prediction_predict(
             now=now,
             model_version=version,
             requirements=requirements,
-            **_deadline_charging(pattern, rates),
+            **_deadline_charging(pattern, rates, prior),
         )
     prediction.notes = notes
     return prediction
@@ -557,7 +557,7 @@ def prediction_hypothetical(
         now=now,
         model_version=version,
         requirements={"": requirement},
-        **_deadline_charging(pattern, rates),
+        **_deadline_charging(pattern, rates, prior),
         present=_present(now=now, start=state),
     )
     return row
@@ -632,7 +632,7 @@ def predictions_cascade(
         now=now,
         model_version=version,
         requirements=requirements,
-        **_deadline_charging(pattern, rates),
+        **_deadline_charging(pattern, rates, prior),
     )
 
 

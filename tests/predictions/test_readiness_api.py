@@ -151,6 +151,39 @@ def test_plug_in_by_counts_on_the_lower_of_the_cars_own_rate_and_the_fleet_shrun
     assert 0 <= left - charge_hours(level, level + planned, 2.0) * 3600 < 60
 
 
+def test_a_car_not_yet_seen_charging_counts_on_the_rate_nine_cars_in_ten_of_the_fleet_reach(post):
+    """The fleet's cars charge at 3 to 12 %/h; the 10th percentile of those rates is 3.9 (the threshold is 0.9).
+    A car never seen charging gets a deadline at that rate, not at the fleet's average of 7.5; one seen once
+    charging fast is trusted upwards only as far as its one charge shrunk towards 3.9."""
+    for i, rate in enumerate(range(3, 13)):
+        fleet_car = VehicleFactory(external_id=f"F{i}")
+        VehiclePatternFactory(
+            vehicle=fleet_car,
+            avg_charging_rate_per_hour=float(rate),
+            var_charging_rate_per_hour=1.0,
+            charge_observations=50,
+        )
+
+    def counted_on(body: dict) -> float:
+        """The rate whose charging time from the predicted level is the time the deadline leaves (sd 1 %/h)."""
+        readiness, ci = body["readiness"], body["confidence_interval"]
+        level = body["predicted_battery_percentage"]
+        dist = LevelDistribution.from_interval(level, ci["lower"], ci["upper"])
+        left = (at(body["booking_start_time"]) - at(readiness["plug_in_by"])).total_seconds()
+        for rate in (3.9, 7.5, (20.0 + 3 * 3.9) / 4):
+            planned = charge_for_deadline(dist, Requirement(60.0), 0.9, spread=1.0 / rate)
+            if 0 <= left - charge_hours(level, level + planned, rate) * 3600 < 60:
+                return rate
+        raise AssertionError(f"no rate leaves {left} s")
+
+    assert counted_on(predict(post, required_battery=60)) == 3.9
+
+    VehiclePatternFactory(
+        vehicle=VehicleFactory(external_id="78"), avg_charging_rate_per_hour=20.0, charge_observations=1
+    )
+    assert counted_on(predict(post, required_battery=60)) == (20.0 + 3 * 3.9) / 4
+
+
 def test_plug_in_by_is_null_when_no_charge_is_needed_or_it_cannot_be_reached(post):
     assert predict(post, required_battery=20)["readiness"]["plug_in_by"] is None  # not at risk
 
