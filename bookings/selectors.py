@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache as once
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
 
-from bookings.models import BatteryReading, EventType, InboundEvent
+from bookings.models import BatteryReading, Booking, BookingStatus, EventType, InboundEvent, Vehicle
+from common.rows import db_value, instances, select_sql
 
 # The key it had while it was a read of predictions: a running cache keeps working across the deploy.
 FLEET_CLOCK_CACHE_KEY = "predictions:fleet_clock"
@@ -74,3 +77,34 @@ def bookings_cancelled_before_created(*, booking_ids: Iterable[str]) -> set[str]
             "booking_external_id", flat=True
         )
     )
+
+
+# --- the reads of every prediction, as SQL built once per process (common/rows.py) ------------------------------
+
+
+@once
+def _booking_sql() -> str:
+    return select_sql(Booking, f"{connection.ops.quote_name('external_id')} = %s")
+
+
+def booking_by_external_id(external_id: str) -> Booking | None:
+    """The booking Laravel calls `external_id` (unique), or None."""
+    found = instances(Booking, _booking_sql(), [external_id])
+    return found[0] if found else None
+
+
+@once
+def _open_bookings_sql() -> str:
+    qn = connection.ops.quote_name
+    where = (
+        f"{qn('vehicle_id')} = %s AND {qn('status')} IN (%s, %s) AND {qn('scheduled_start')} < %s "
+        f"AND {qn('external_id')} <> %s"
+    )
+    return select_sql(Booking, where, f"{qn('scheduled_start')}, {qn('id')}")
+
+
+def bookings_open_before(*, vehicle: Vehicle, before: datetime, exclude: str = "") -> list[Booking]:
+    """The car's scheduled and active bookings starting before `before`, but `exclude`, by scheduled start."""
+    start = db_value(Booking, "scheduled_start", before)
+    params = [vehicle.pk, BookingStatus.SCHEDULED.value, BookingStatus.ACTIVE.value, start, exclude]
+    return instances(Booking, _open_bookings_sql(), params)

@@ -2,7 +2,8 @@
 the ORM converts them.
 
 Why: the hottest statements of a prediction are written once as SQL (`bookings.services.vehicle_lock`,
-`learning.selectors.user_patterns_for`), because the ORM compiled them again on every call (docs/performance.md).
+`learning.selectors.user_patterns_for`, the reads of `bookings.selectors`), because the ORM compiled them again on
+every call (docs/performance.md).
 Their rows still become model instances as a queryset's would: each column through the converters the ORM
 applies (a datetime on SQLite, a JSON document), then `Model.from_db`.
 """
@@ -34,6 +35,13 @@ def columns_of(model: type[Model], alias: str = "") -> str:
     return ", ".join(f"{prefix}{qn(f.column)}" for f in model._meta.concrete_fields)
 
 
+def select_sql(model: type[Model], where: str, order: str = "") -> str:
+    """SELECT `columns_of(model)` from its table WHERE `where` (ORDER BY `order`), for `instances`."""
+    qn = connection.ops.quote_name
+    tail = f" ORDER BY {order}" if order else ""
+    return f"SELECT {columns_of(model)} FROM {qn(model._meta.db_table)} WHERE {where}{tail}"
+
+
 def placeholders(count: int, width: int = 1) -> str:
     """`count` parameters for an IN list, each a row of `width` (`%s, %s` or `(%s, %s), (%s, %s)`)."""
     one = "%s" if width == 1 else f"({', '.join(['%s'] * width)})"
@@ -55,3 +63,15 @@ def model_from_row(model: type[Model], values: Sequence[Any]) -> Model:
             value = convert(value, column, connection)
         converted.append(value)
     return model.from_db(connection.alias, None, converted)
+
+
+def db_value(model: type[Model], field: str, value: Any) -> Any:
+    """`value` as a parameter for `model`'s `field`, as the ORM prepares it (an aware datetime in UTC on SQLite)."""
+    return model._meta.get_field(field).get_db_prep_value(value, connection)
+
+
+def instances(model: type[Model], sql: str, params: Sequence[Any]) -> list[Model]:
+    """The rows of a SELECT of `columns_of(model)` as instances of `model`."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [model_from_row(model, row) for row in cursor.fetchall()]

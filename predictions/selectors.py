@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache as once
+
+from django.db import connection
 
 from bookings.models import BatteryReading, InboundEvent, Vehicle
+from common.rows import db_value, instances, select_sql
 from predictions.models import Prediction
 
 
@@ -13,12 +17,20 @@ def prediction_current(*, booking_id: str) -> Prediction | None:
     return Prediction.objects.filter(booking_external_id=booking_id, is_current=True).select_related("vehicle").first()
 
 
+@once
+def _reading_sql(bounded: bool) -> str:
+    qn = connection.ops.quote_name
+    where = f"{qn('vehicle_id')} = %s" + (f" AND {qn('recorded_at')} <= %s" if bounded else "")
+    return select_sql(BatteryReading, where, f"{qn('recorded_at')} DESC, {qn('id')} DESC") + " LIMIT 1"
+
+
 def reading_latest(*, vehicle: Vehicle, at_or_before: datetime | None = None) -> BatteryReading | None:
     """The car's last known level (optionally the last one known at a given moment)."""
-    readings = BatteryReading.objects.filter(vehicle=vehicle)
+    params = [vehicle.pk]
     if at_or_before is not None:
-        readings = readings.filter(recorded_at__lte=at_or_before)
-    return readings.order_by("-recorded_at", "-id").first()
+        params.append(db_value(BatteryReading, "recorded_at", at_or_before))
+    found = instances(BatteryReading, _reading_sql(at_or_before is not None), params)
+    return found[0] if found else None
 
 
 def predictions_issued_by(*, event: InboundEvent) -> list[Prediction]:

@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
-from bookings.selectors import fleet_clock
+from bookings.selectors import booking_by_external_id, bookings_open_before, fleet_clock
 from bookings.services import default_duration, reading_record, vehicle_lock
 from common.api.errors import DomainError
 from common.api.fields import iso
@@ -453,7 +453,7 @@ def prediction_predict(
     with transaction.atomic():
         # A historical question changes nothing about the car: its revision stays, so the answer may be reused.
         vehicle = vehicle_lock(external_id=vehicle_id, with_pattern=True, changes=current_battery_level is not None)
-        booking = Booking.objects.filter(external_id=booking_id).first() if booking_id else None
+        booking = booking_by_external_id(booking_id) if booking_id else None
         if booking is not None and booking.vehicle_id != vehicle.pk:
             raise DomainError(
                 f"booking {booking_id} belongs to another vehicle.",
@@ -565,12 +565,7 @@ def prediction_hypothetical(
 
 def _known_bookings(*, vehicle: Vehicle, after: datetime, before: datetime, exclude: str) -> list[PlannedBooking]:
     """Scheduled and active bookings of the car that overlap (after, before)."""
-    bookings = Booking.objects.filter(
-        vehicle=vehicle,
-        status__in=[BookingStatus.SCHEDULED, BookingStatus.ACTIVE],
-        scheduled_start__lt=before,
-    ).exclude(external_id=exclude)
-    planned = [_planned(b) for b in bookings]
+    planned = [_planned(b) for b in bookings_open_before(vehicle=vehicle, before=before, exclude=exclude)]
     return [p for p in planned if (p.end or p.start + default_duration()) > after and p.start < before]
 
 
