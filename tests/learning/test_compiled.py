@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from io import StringIO
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from core import gbm
+from core import compiled, gbm
 from core.compiled import compiled_dir
 from learning.champion import artifact_path, champion_forget, champion_model
 from learning.models import ModelStatus
@@ -105,3 +106,23 @@ def test_a_compile_that_fails_is_logged_and_the_model_is_promoted_anyway(compili
     assert promoted.status == ModelStatus.CHAMPION
     assert f"could not compile {row.version}" in caplog.text
     assert champion_model().version == row.version and champion_model().gap.compiled is None
+
+
+@pytest.mark.django_db
+def test_a_queue_worker_compiles_the_boosters_itself_one_after_the_other(compiling, monkeypatch):
+    """django-q's workers are daemonic processes, which may not start the compiling processes."""
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
+    spawned = []
+    monkeypatch.setattr(compiled, "ProcessPoolExecutor", lambda *a, **k: spawned.append(a) or None)
+
+    row = champion_serve(rounds=ROUNDS)
+
+    assert spawned == []
+    assert len(list(compiling.glob(f"{row.artifact_sha256[:16]}-*.so"))) == 2 * len(gbm.QUANTILES)
+    assert not list(compiling.glob("*.partial"))
+    served = champion_model()
+    plain = gbm.GapTripModel.load(artifact_path(row), row.artifact_sha256)
+    for kind, rows in _rows().items():
+        np.testing.assert_allclose(
+            served.segment(kind).quantiles(rows), plain.segment(kind).quantiles(rows), rtol=0, atol=1e-9
+        )
