@@ -138,21 +138,21 @@ def _compiled(jobs: list[tuple[Path, Path]]) -> Iterator[tuple[Path, Path]]:
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers <= 1 or multiprocessing.current_process().daemon:
         for text, so in jobs:
-            _compile_one(str(text), str(so))
+            _compile_one(str(text), str(so), COMPILE_OPTIONS)
             yield text, so
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        running = {pool.submit(_compile_one, str(text), str(so)): (text, so) for text, so in jobs}
+        running = {pool.submit(_compile_one, str(text), str(so), COMPILE_OPTIONS): (text, so) for text, so in jobs}
         for done in as_completed(running):
             done.result()
             yield running[done]
 
 
-def _compile_one(text_path: str, so_path: str) -> None:
-    """Compile one booster's text file to a shared object (in a process of its own)."""
+def _compile_one(text_path: str, so_path: str, options: dict) -> None:
+    """Compile one booster's text file to a shared object (in a process of its own, with the caller's options)."""
     import lleaves
 
-    lleaves.Model(model_file=text_path).compile(cache=so_path, **COMPILE_OPTIONS)
+    lleaves.Model(model_file=text_path).compile(cache=so_path, **options)
 
 
 def attach_compiled(model: GapTripModel, sha256: str, directory: Path) -> bool:
