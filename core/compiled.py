@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 # Inlining the trees' nodes makes compiling about three times slower (so the boosters compile in parallel, one
 # process a core) for predictions about 30 % faster a row (docs/performance.md).
 COMPILE_OPTIONS = {"finline": True, "fblocksize": 34}
+COMPILE_PROCESSES = 4
 
 
 @cache
@@ -88,7 +89,7 @@ class CompiledBoosters:
         if data.ndim != 2 or data.shape[1] != self.features:
             raise ValueError(f"rows must be of shape (n, {self.features}), are {data.shape}")
         n = len(data)
-        out = np.empty((len(self._entries), n))
+        out = np.zeros((len(self._entries), n))  # as lleaves' own predict starts from
         pointer = data.ctypes.data_as(_DOUBLES)
         for k, entry in enumerate(self._entries):
             entry(pointer, out[k].ctypes.data_as(_DOUBLES), 0, n)
@@ -117,12 +118,17 @@ def compile_boosters(
         text_tmp, so_tmp = Path(f"{text_path}{partial}"), Path(f"{so_path}{partial}")
         text_tmp.write_text(segment.boosters[index].model_to_string())
         jobs[(text_tmp, so_tmp)] = (f"{segment.kind} q{index}", text_path, so_path)
-    for text_tmp, so_tmp in _compiled(list(jobs)):
-        name, text_path, so_path = jobs[(text_tmp, so_tmp)]
-        os.replace(text_tmp, text_path)
-        os.replace(so_tmp, so_path)
-        if progress:
-            progress(name)
+    try:
+        for text_tmp, so_tmp in _compiled(list(jobs)):
+            name, text_path, so_path = jobs[(text_tmp, so_tmp)]
+            os.replace(text_tmp, text_path)
+            os.replace(so_tmp, so_path)
+            if progress:
+                progress(name)
+    finally:  # after a failure, nothing half-made is left behind
+        for text_tmp, so_tmp in jobs:
+            text_tmp.unlink(missing_ok=True)
+            so_tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     logger.info("compiled model %s in %.1f s", model.version, seconds)
     return seconds
@@ -131,21 +137,25 @@ def compile_boosters(
 def _compiled(jobs: list[tuple[Path, Path]]) -> Iterator[tuple[Path, Path]]:
     """Compile each (text, shared object) pair, yielding each as it is done; a failed compile raises.
 
-    One process a core, spawned rather than forked (the caller may be a web or queue worker with threads and
-    database connections). A daemonic process (a django-q worker) may not have children: it compiles them one
-    after the other itself.
+    One process a core the process may run on, at most COMPILE_PROCESSES (each holds LightGBM and LLVM, and a
+    container on a large host sees the host's cores), spawned rather than forked (the caller may be a web or
+    queue worker with threads and database connections). A daemonic process (a django-q worker) may not have
+    children: it compiles them one after the other itself.
     """
-    workers = min(len(jobs), os.cpu_count() or 1)
+    workers = min(len(jobs), len(os.sched_getaffinity(0)), COMPILE_PROCESSES)
     if workers <= 1 or multiprocessing.current_process().daemon:
         for text, so in jobs:
             _compile_one(str(text), str(so), COMPILE_OPTIONS)
             yield text, so
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
         running = {pool.submit(_compile_one, str(text), str(so), COMPILE_OPTIONS): (text, so) for text, so in jobs}
         for done in as_completed(running):
             done.result()
             yield running[done]
+    finally:  # on a failure, the compiles not started yet are not waited for
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _compile_one(text_path: str, so_path: str, options: dict) -> None:

@@ -126,3 +126,35 @@ def test_a_queue_worker_compiles_the_boosters_itself_one_after_the_other(compili
         np.testing.assert_allclose(
             served.segment(kind).quantiles(rows), plain.segment(kind).quantiles(rows), rtol=0, atol=1e-9
         )
+
+
+@pytest.mark.django_db
+def test_make_run_compiles_a_champion_whose_compiled_boosters_are_missing(compiling):
+    """Another machine's, or a release's with other compile options: `train_model --if-missing` (make run, the
+    Dockerfile) compiles them before the web processes load the champion."""
+    row = champion_serve(rounds=ROUNDS)
+    for so in compiling.glob(f"{row.artifact_sha256[:16]}-*.so"):
+        so.unlink()
+    champion_forget()
+    assert champion_model().gap.compiled is None
+
+    out = StringIO()
+    call_command("train_model", synthetic=True, if_missing=True, stdout=out, stderr=StringIO())
+
+    assert "its boosters compiled in" in out.getvalue()
+    assert len(list(compiling.glob(f"{row.artifact_sha256[:16]}-*.so"))) == 2 * len(gbm.QUANTILES)
+    champion_forget()
+    assert champion_model().version == row.version and len(champion_model().gap.compiled) == len(gbm.QUANTILES)
+
+
+@pytest.mark.django_db
+def test_a_compile_failing_in_its_process_leaves_nothing_half_made_and_the_model_serves(compiling, monkeypatch, caplog):
+    """The compiling processes take the options of the process that asks (here ones lleaves refuses)."""
+    monkeypatch.setattr(compiled, "COMPILE_OPTIONS", {"finline": False, "fblocksize": 0})
+
+    with caplog.at_level(logging.ERROR, logger="learning.training"):
+        row = champion_serve(rounds=ROUNDS)
+
+    assert "could not compile" in caplog.text
+    assert not list(compiling.glob("*.partial")) and not list(compiling.glob("*.so"))
+    assert champion_model().version == row.version and champion_model().gap.compiled is None

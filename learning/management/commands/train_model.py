@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -9,7 +10,7 @@ from core.simulation.fleet import FleetConfig, simulate
 from learning.champion import champion_incompatible, champion_model, champion_row
 from learning.management.commands._progress import training_bar
 from learning.prior import SYNTHETIC_SEED
-from learning.training import model_promote, model_train
+from learning.training import model_compile, model_promote, model_train
 
 
 class Command(BaseCommand):
@@ -33,9 +34,18 @@ class Command(BaseCommand):
         # A champion trained for other features or target (an older release's) cannot serve: it counts as none.
         replace = champion is not None and champion_incompatible(champion)
         if opts["if_missing"] and champion is not None and not replace:
-            if champion_model() is None:
+            served = champion_model()
+            if served is None:
                 self.stderr.write(f"The champion {champion.version} cannot be loaded (see the log); not replacing it.")
                 self.stdout.write("A champion is registered; nothing to do.")
+            elif settings.MODEL_COMPILE and served.gap.compiled is None:
+                # Compiled for another machine, or by a release with other compile options: compile it here before
+                # the web processes load it, or they serve with LightGBM's slower predictor.
+                bar, step = training_bar(f"compiling {champion.version}")
+                with bar:
+                    seconds = model_compile(champion, step)
+                done = "could not be compiled (see the log)" if seconds is None else f"compiled in {seconds:.1f} s"
+                self.stdout.write(f"A champion model already serves; its boosters {done}.")
             else:
                 self.stdout.write("A champion model already serves; nothing to do.")
             return
