@@ -333,7 +333,8 @@ def feature_book_for(
     as training builds them (`core.features`). Each is kept per process until its pattern learns another
     outcome (`learning.feature_cache`), so a car and renters already priced cost no query but their patterns'
     (none for the car's when it was read with the car or `pattern` brings it; none for the renters' when `users`
-    brings them).
+    brings them). A car or renter without a pattern has no outcome and gets the empty state, so `users`, when given,
+    must hold the pattern of every renter of `user_ids` that has one.
     """
     ids = sorted({uid for uid in user_ids if uid})
     if users is None:
