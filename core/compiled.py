@@ -142,7 +142,8 @@ def _compiled(jobs: list[tuple[Path, Path]]) -> Iterator[tuple[Path, Path]]:
     queue worker with threads and database connections). A daemonic process (a django-q worker) may not have
     children: it compiles them one after the other itself.
     """
-    workers = min(len(jobs), len(os.sched_getaffinity(0)), COMPILE_PROCESSES)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(len(jobs), usable, COMPILE_PROCESSES)
     if workers <= 1 or multiprocessing.current_process().daemon:
         for text, so in jobs:
             _compile_one(str(text), str(so), COMPILE_OPTIONS)
