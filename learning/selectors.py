@@ -21,7 +21,7 @@ from bookings.models import BatteryReading, ReadingSource, Vehicle
 from bookings.selectors import fleet_clock
 from common.api.fields import iso
 from common.process_cache import keep, kept
-from common.rows import columns_of, model_from_row, placeholders
+from common.rows import columns_of, instances, placeholders
 from core.ema import shrink
 from core.features import HISTORY, CarState, FeatureBook, Outcome, Reading, RenterState
 from core.physics import (
@@ -282,9 +282,7 @@ def user_patterns_for(user_ids: Iterable[str]) -> dict[str, UserPattern]:
     ids = sorted({uid for uid in user_ids if uid})
     if not ids:
         return {}
-    with connection.cursor() as cursor:
-        cursor.execute(_user_patterns_sql(len(ids)), ids)
-        return {p.user_id: p for p in (model_from_row(UserPattern, row) for row in cursor.fetchall())}
+    return {p.user_id: p for p in instances(UserPattern, _user_patterns_sql(len(ids)), ids)}
 
 
 @lru_cache(maxsize=32)
