@@ -89,6 +89,10 @@ class Outcome:
     battery_at_start: float
     battery_at_end: float
     charging_at_end: bool
+    # Whether the car had been seen charging by this return, fleet-wide (any renter's outcome up to this one). None:
+    # the replay's own car state decides, which is the same thing when the replay holds every outcome (training);
+    # serving replays a renter's outcomes alone and reads it from the database (`learning.selectors`).
+    car_chargeable: bool | None = None
 
 
 def _ema(old: float | None, value: float) -> float:
@@ -132,7 +136,8 @@ class CarState:
 class RenterState:
     drive: float | None = None
     drive_var: float = 0.0
-    plug: float | None = None
+    plug: float | None = None  # share of their returns to cars that can charge left plugged in
+    plug_returns: int = 0  # returns to cars that can charge: what `plug` is the share of
     topup: float | None = None  # share of trips that gained charge
     trips: int = 0
 
@@ -234,10 +239,14 @@ def trip_row(
 
 
 def plug_probability(car: CarState, renter: RenterState, fleet_plug: float) -> float:
-    """Chance the car is left plugged in after this renter's trip: the renter's habit, if the car can charge."""
+    """Chance the car is left plugged in after this renter's trip: the renter's habit, if the car can charge.
+
+    `fleet_plug` is the fleet's share of returns left plugged in on cars that can charge, as the renter's habit is
+    theirs (`RenterState.plug`): the question asked here is the renter's, given a car with a charger.
+    """
     if not car.ever_plugged:
         return 0.02 if car.trips >= 5 else fleet_plug * 0.5
-    n = renter.trips
+    n = renter.plug_returns
     habit = fleet_plug if renter.plug is None else (n * renter.plug + 2 * fleet_plug) / (n + 2)
     return min(max(habit, 0.01), 0.99)
 
@@ -305,6 +314,13 @@ class FeatureBook:
         car.last_end, car.last_end_level, car.last_charging = o.end, o.battery_at_end, o.charging_at_end
         if renter is None:
             return
+        chargeable = car.ever_plugged if o.car_chargeable is None else o.car_chargeable
+        if chargeable:
+            # Only a return to a car that can charge says whether this renter plugs in: one left unplugged at a
+            # station without a charger says nothing, and counting it would read an always-plugging renter who
+            # drives such cars a quarter of the time as plugging three returns in four.
+            renter.plug = _share(renter.plug, float(o.charging_at_end), renter.plug_returns + 1)
+            renter.plug_returns += 1
         if not topped_up:
             if renter.drive is None:
                 renter.drive = drain
@@ -313,7 +329,6 @@ class FeatureBook:
                 renter.drive += ALPHA * diff
                 renter.drive_var = (1 - ALPHA) * (renter.drive_var + ALPHA * diff * diff)
         renter.topup = _ema(renter.topup, float(topped_up))
-        renter.plug = _share(renter.plug, float(o.charging_at_end), renter.trips + 1)
         renter.trips += 1
 
 

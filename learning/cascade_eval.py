@@ -47,7 +47,7 @@ class Cascade:
     start_level: float
     trace: list[tuple]
     book: FeatureBook  # the car's and the renters' features at `made_at`
-    fleet_plug: float
+    fleet_plug: float  # the renters' plugging habit on cars that can charge (`FleetPrior.plug_habit`)
     targets: list[tuple[datetime, float, int, bool]]  # (pick-up, actual level, depth, in the holdout)
 
 
@@ -64,9 +64,34 @@ def _rates(car: CarState, fleet_plug: float) -> Rates:
     )
 
 
-def _trip(car: CarState, renter: RenterState, o: Outcome, name: str, fleet_plug: float, rates: Rates) -> Trip:
+def _trip(car: CarState, renter: RenterState, o: Outcome, name: str, fleet_habit: float, rates: Rates) -> Trip:
     drive = rates.drive if renter.drive is None else 0.5 * rates.drive + 0.5 * max(renter.drive, 0.0)
-    return Trip(name, o.start, o.end, drive, rates.drive_std, plug_probability(car, renter, fleet_plug), o.user_id)
+    return Trip(name, o.start, o.end, drive, rates.drive_std, plug_probability(car, renter, fleet_habit), o.user_id)
+
+
+class _FleetHabit:
+    """The share of returns left plugged in on the cars seen charging so far, as `FleetPrior.plug_habit` counts it
+    (every return of such a car, those before its first charge too), kept as the outcomes are replayed."""
+
+    def __init__(self) -> None:
+        self.charges: dict[str, int] = defaultdict(int)
+        self.returns: dict[str, int] = defaultdict(int)
+        self.chargeable: set[str] = set()
+        self.total_charges = self.total_returns = 0
+
+    def observe(self, o: Outcome, car: CarState) -> None:
+        self.charges[o.vehicle_id] += o.charging_at_end
+        self.returns[o.vehicle_id] += 1
+        if o.vehicle_id in self.chargeable:
+            self.total_charges, self.total_returns = self.total_charges + o.charging_at_end, self.total_returns + 1
+        elif car.ever_plugged:
+            self.chargeable.add(o.vehicle_id)
+            self.total_charges += self.charges[o.vehicle_id]
+            self.total_returns += self.returns[o.vehicle_id]
+
+    def value(self) -> float:
+        share = self.total_charges / self.total_returns if self.total_returns else None
+        return shrink(share, self.total_returns, _PLUG, _FLEET_PLUG_STRENGTH)
 
 
 def holdout_cascades(outcomes: list[Outcome], cut_at: datetime, depth: int = DEPTH) -> list[Cascade]:
@@ -78,10 +103,12 @@ def holdout_cascades(outcomes: list[Outcome], cut_at: datetime, depth: int = DEP
     position = {id(o): i for car in by_car.values() for i, o in enumerate(car)}
     book = FeatureBook()
     charges = returns = 0
+    habit = _FleetHabit()
     cascades = []
     for o in ordered:
         book.observe(o)
         charges, returns = charges + o.charging_at_end, returns + 1
+        habit.observe(o, book.car(o.vehicle_id))
         schedule = by_car[o.vehicle_id]
         nxt, cursor = [], o.end
         for later in schedule[position[id(o)] + 1 : position[id(o)] + 1 + depth]:
@@ -97,15 +124,16 @@ def holdout_cascades(outcomes: list[Outcome], cut_at: datetime, depth: int = DEP
             cars={o.vehicle_id: replace(car)}, renters={u: replace(book.renter(u)) for u in {x.user_id for x in nxt}}
         )
         rates = _rates(car, fleet_plug)
+        fleet_habit = habit.value()
         trips = [
-            _trip(car, snapshot.renter(x.user_id), x, f"{o.vehicle_id}:{k}", fleet_plug, rates)
+            _trip(car, snapshot.renter(x.user_id), x, f"{o.vehicle_id}:{k}", fleet_habit, rates)
             for k, x in enumerate(nxt)
         ]
         trace: list[tuple] = []
         state = State(level=o.battery_at_end, at=o.end, charging=o.charging_at_end)
         walk(state, trips, [(t.booking_id, t.start) for t in trips], rates, with_steps=False, trace=trace)
         targets = [(x.start, x.battery_at_start, k + 1, x.start >= cut_at) for k, x in enumerate(nxt)]
-        cascades.append(Cascade(o.vehicle_id, o.end, o.battery_at_end, trace, snapshot, fleet_plug, targets))
+        cascades.append(Cascade(o.vehicle_id, o.end, o.battery_at_end, trace, snapshot, fleet_habit, targets))
     return cascades
 
 

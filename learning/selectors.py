@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Count, F, Q, Sum, Window
+from django.db.models import Avg, Count, Exists, F, OuterRef, Q, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -58,7 +58,10 @@ class FleetPrior:
     charge_std: float = 4.0
     drive: float = DEFAULT_DRIVE
     drive_std: float = 5.0
-    plug_probability: float = 0.3
+    plug_probability: float = 0.3  # share of returns left plugged in, every car (a car not known yet may have none)
+    # Share of returns left plugged in on the cars seen charging: the renters' habit given a charger, which the
+    # model's Monte Carlo draws from (`core.features.plug_probability`).
+    plug_habit: float = 0.3
     cars: int = 0
     drive_per_km: float = DEFAULT_DRIVE_PER_KM
     drive_per_km_std: float = DEFAULT_DRIVE_PER_KM_STD
@@ -83,6 +86,7 @@ def fleet_prior() -> FleetPrior:
         per_km_var=Avg("var_drain_rate_per_km", filter=Q(km_observations__gt=1)),
         charges=Sum("total_charges"),
         bookings=Sum("total_bookings"),
+        chargeable_bookings=Sum("total_bookings", filter=Q(total_charges__gt=0)),
     )
 
     def pick(value: float | None, fallback: float) -> float:
@@ -92,6 +96,7 @@ def fleet_prior() -> FleetPrior:
         return fallback if not var else max(math.sqrt(var), fallback * 0.25)
 
     bookings = figures["bookings"] or 0
+    chargeable = figures["chargeable_bookings"] or 0
     return FleetPrior(
         idle_drain=max(pick(figures["idle"], default.idle_drain), 0.0),
         idle_std=pick_std(figures["idle_var"], default.idle_std),
@@ -101,6 +106,9 @@ def fleet_prior() -> FleetPrior:
         drive_std=pick_std(figures["drive_var"], default.drive_std),
         plug_probability=shrink(
             (figures["charges"] or 0) / bookings if bookings else None, bookings, default.plug_probability, 10.0
+        ),
+        plug_habit=shrink(
+            (figures["charges"] or 0) / chargeable if chargeable else None, chargeable, default.plug_habit, 10.0
         ),
         cars=figures["cars"] or 0,
         drive_per_km=max(pick(figures["per_km"], default.drive_per_km), 0.0),
@@ -301,6 +309,7 @@ def _outcome(row: dict) -> Outcome:
         battery_at_start=row["battery_at_start"],
         battery_at_end=row["battery_at_end"],
         charging_at_end=row["charging_at_end"],
+        car_chargeable=row.get("car_chargeable"),
     )
 
 
@@ -360,12 +369,21 @@ def _car_replayed(vehicle: Vehicle) -> CarState:
 
 
 def _renters_replayed(ids: list[str]) -> dict[str, RenterState]:
-    """Each renter's state after their last HISTORY outcomes on any car (one query)."""
+    """Each renter's state after their last HISTORY outcomes on any car (one query).
+
+    Each outcome carries whether its car had been seen charging by then, by anyone: a renter's plugging habit counts
+    only returns to cars that can charge (`core.features`), and a replay of the renter's outcomes alone would know a
+    car only from this renter's returns, where training knows it from the whole fleet's.
+    """
+    charged_by_then = BookingOutcome.objects.filter(
+        vehicle=OuterRef("vehicle"), charging_at_end=True, ends_at__lte=OuterRef("ends_at")
+    )
     ranked = (
         BookingOutcome.objects.filter(user_id__in=ids)
+        .annotate(car_chargeable=Exists(charged_by_then))
         .annotate(rank=Window(RowNumber(), partition_by=[F("user_id")], order_by=F("ends_at").desc()))
         .filter(rank__lte=HISTORY)
-        .values(*_OUTCOME_FIELDS)
+        .values(*_OUTCOME_FIELDS, "car_chargeable")
     )
     book = FeatureBook()
     for row in sorted(ranked, key=lambda r: r["ends_at"]):

@@ -168,7 +168,7 @@ def _predict_walk(
         trace,
         car_id=vehicle.external_id,
         book=book,
-        fleet_plug=prior.plug_probability,
+        fleet_plug=prior.plug_habit,
         start_std=math.sqrt(state.variance),
     )
     ml_cascade.apply(points, checkpoints)

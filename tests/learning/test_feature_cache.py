@@ -1,11 +1,15 @@
 """The car's and renters' model features are kept per process until they learn another outcome, never served stale."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from bookings.models import Vehicle
+from core.features import Outcome, replay
 from learning import feature_cache
 from learning.feature_cache import feature_states_forget
 from learning.selectors import feature_book_for, user_patterns_for
+from tests.modelling import outcomes_store
 from tests.seed_examples import CREATED, ENDED, STARTED, URL
 
 pytestmark = pytest.mark.django_db
@@ -94,3 +98,28 @@ def test_a_newer_state_replaces_the_older_so_memory_holds_one_per_car_and_renter
     book_now()
 
     assert len(feature_cache._cars) == 1 and len(feature_cache._renters) == 1
+
+
+def test_a_renters_served_habit_is_the_training_replays_when_another_renter_showed_the_car_can_charge():
+    """The renter's outcomes alone would not show that car "B" has a charger (only renter 2 ever plugged it in);
+    serving reads that from the database, so the habit is the one training learns from the whole history."""
+    at = datetime(2026, 3, 2, 8, tzinfo=UTC)
+
+    def outcome(car: str, user: str, day: int, charging: bool) -> Outcome:
+        start = at + timedelta(days=day)
+        return Outcome(car, user, start, start + timedelta(hours=2), 80.0, 60.0, charging)
+
+    history = [
+        outcome("B", "2", 0, True),
+        outcome("A", "1", 1, True),
+        outcome("B", "1", 2, False),  # a car that can charge, left unplugged: counts against renter 1
+        outcome("C", "1", 3, False),  # never charged by anyone: says nothing
+        outcome("C", "2", 4, False),
+    ]
+    outcomes_store(history)
+    trained = replay(history)[2].renter("1")
+
+    served = feature_book_for(vehicle=Vehicle.objects.get(external_id="A"), user_ids=["1"]).renter("1")
+
+    assert served == trained
+    assert served.plug_returns == 2 and served.plug == pytest.approx(0.5) and served.trips == 3

@@ -41,15 +41,43 @@ def test_a_renters_plugging_habit_is_the_share_of_their_returns_left_plugged_in(
     """Not an EMA of the returns: with alpha 0.3 the last return weighs 0.3 whatever came before, and a renter who
     plugged in two returns of these six read 0.32, or 0.51 had the two been the last."""
     plugged = [True, False, False, True, False, False]
-    history = [_outcome(f"c{day}", "u1", day, 80.0, 60.0, charging=c) for day, c in enumerate(plugged)]
+    history = [_outcome("c0", "u0", -1, 80.0, 60.0, charging=True)]  # the car can charge: every return counts
+    history += [_outcome("c0", "u1", day, 80.0, 60.0, charging=c) for day, c in enumerate(plugged)]
 
     _, _, book = replay(history)
     renter = book.renter("u1")
 
     assert renter.plug == pytest.approx(2 / 6)
     car = book.car("c0")
-    car.ever_plugged = True
     assert plug_probability(car, renter, fleet_plug=0.5) == pytest.approx((6 * 2 / 6 + 2 * 0.5) / 8)
+
+
+def test_a_renters_habit_counts_only_returns_to_cars_that_can_charge():
+    """A car left unplugged where it has no charger says nothing of the renter: a renter who always plugs in, and
+    drove a charger-less car one return in four, would read as plugging in three returns in four."""
+    history = [_outcome("other", "u0", 0, 80.0, 60.0, charging=True)]  # someone once charged car "other"
+    cars = ["home", "home", "none", "other", "none"]
+    plugged = [True, True, False, True, False]
+    rides = enumerate(zip(cars, plugged, strict=True), start=1)
+    history += [_outcome(car, "u1", day, 80.0, 60.0, charging=c) for day, (car, c) in rides]
+
+    _, _, book = replay(history)
+    renter = book.renter("u1")
+
+    assert renter.trips == 5
+    assert renter.plug_returns == 3 and renter.plug == pytest.approx(1.0)  # "none" never charged: not counted
+    home = book.car("home")
+    assert plug_probability(home, renter, fleet_plug=0.5) == pytest.approx((3 * 1.0 + 2 * 0.5) / 5)
+
+
+def test_a_return_counts_for_the_habit_when_the_database_says_its_car_can_charge():
+    """Serving replays a renter's outcomes alone, so it learns whether each car can charge from the outcome."""
+    told = Outcome("c9", "u1", T0, T0 + timedelta(hours=2), 80.0, 60.0, False, car_chargeable=True)
+    unknown = Outcome("c8", "u1", T0 + timedelta(days=1), T0 + timedelta(days=1, hours=2), 80.0, 60.0, False)
+
+    _, _, book = replay([told, unknown])
+
+    assert book.renter("u1").plug_returns == 1 and book.renter("u1").plug == 0.0
 
 
 def test_a_reading_inside_a_parked_gap_adds_a_row_from_it_to_the_pick_up():

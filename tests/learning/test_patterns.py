@@ -241,6 +241,19 @@ def test_a_new_car_borrows_the_fleet_average_and_moves_to_its_own_with_bookings(
 
 
 @pytest.mark.django_db
+def test_the_fleets_plugging_habit_is_counted_on_the_cars_seen_charging():
+    """A quarter of the fleet's cars have no charger: their returns, never plugged in, say nothing of the habit the
+    model's Monte Carlo draws for a car that has one."""
+    VehiclePatternFactory(vehicle=VehicleFactory(external_id="home"), total_bookings=30, total_charges=18)
+    VehiclePatternFactory(vehicle=VehicleFactory(external_id="none"), total_bookings=10, total_charges=0)
+
+    prior = fleet_prior()
+
+    assert prior.plug_probability == pytest.approx((18 + 10 * 0.3) / (40 + 10))  # every return, shrunk by 10
+    assert prior.plug_habit == pytest.approx((18 + 10 * 0.3) / (30 + 10))  # the returns to the car with a charger
+
+
+@pytest.mark.django_db
 def test_the_cached_fleet_prior_is_renewed_as_the_fleets_clock_moves_not_only_the_servers(settings):
     """A replayed month arrives in minutes: after FLEET_PRIOR_CACHE_SECONDS of the fleet's time the average is new."""
     settings.FLEET_PRIOR_CACHE_SECONDS = 60
