@@ -144,6 +144,7 @@ def model_info() -> dict:
             "charging_rate_per_hour": round(prior.charge, 3),
             "drain_rate_per_hour": round(prior.drive, 3),
             "plug_in_probability": round(prior.plug_probability, 4),
+            "plug_in_habit": round(prior.plug_habit, 4),  # on the cars seen charging: what renters are shrunk towards
             "cars_with_patterns": prior.cars,
             "base_std": BASE_STD,
         },

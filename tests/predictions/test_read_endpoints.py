@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.factories import VehicleFactory, VehiclePatternFactory
 from tests.seed_examples import CREATED, ENDED, STARTED, URL
 
 pytestmark = pytest.mark.django_db
@@ -47,3 +48,15 @@ def test_model_info_describes_the_serving_model_and_its_accuracy(api, post):
     assert body["statistics"]["bookings"] == 2 and body["statistics"]["vehicles"] == 1
     assert body["accuracy"]["scored_predictions"] == 1
     assert body["accuracy"]["mae"] > 0
+
+
+def test_model_info_gives_the_fleets_plugging_habit_on_the_cars_seen_charging(api):
+    """Two cars, one without a charger: every return counts for the prior of a car not known yet, and only the
+    charger's car's returns for the habit a renter is shrunk towards."""
+    VehiclePatternFactory(vehicle=VehicleFactory(external_id="home"), total_bookings=90, total_charges=60)
+    VehiclePatternFactory(vehicle=VehicleFactory(external_id="none"), total_bookings=30, total_charges=0)
+
+    prior = api.get("/api/v1/model/info").json()["fleet_prior"]
+
+    assert prior["plug_in_probability"] == pytest.approx((60 + 10 * 0.3) / (120 + 10), abs=1e-4)
+    assert prior["plug_in_habit"] == pytest.approx((60 + 10 * 0.3) / (90 + 10), abs=1e-4)
