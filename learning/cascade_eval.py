@@ -69,29 +69,41 @@ def _trip(car: CarState, renter: RenterState, o: Outcome, name: str, fleet_habit
     return Trip(name, o.start, o.end, drive, rates.drive_std, plug_probability(car, renter, fleet_habit), o.user_id)
 
 
-class _FleetHabit:
-    """The share of returns left plugged in on the cars seen charging so far, as `FleetPrior.plug_habit` counts it
-    (every return of such a car, those before its first charge too), kept as the outcomes are replayed."""
+class _FleetPlugging:
+    """The fleet's shares of returns left plugged in, kept as the outcomes are replayed, as `FleetPrior` counts
+    them: over every car (`plug_probability`, a car's prior) and over the cars seen charging so far, every return
+    of such a car, those before its first charge too (`plug_habit`, what a renter's habit is shrunk towards)."""
 
     def __init__(self) -> None:
         self.charges: dict[str, int] = defaultdict(int)
         self.returns: dict[str, int] = defaultdict(int)
         self.chargeable: set[str] = set()
-        self.total_charges = self.total_returns = 0
+        self.all = [0, 0]  # charges, returns
+        self.on_chargeable = [0, 0]
 
     def observe(self, o: Outcome, car: CarState) -> None:
-        self.charges[o.vehicle_id] += o.charging_at_end
+        plugged = int(o.charging_at_end)
+        self.charges[o.vehicle_id] += plugged
         self.returns[o.vehicle_id] += 1
+        self.all[0] += plugged
+        self.all[1] += 1
         if o.vehicle_id in self.chargeable:
-            self.total_charges, self.total_returns = self.total_charges + o.charging_at_end, self.total_returns + 1
+            self.on_chargeable[0] += plugged
+            self.on_chargeable[1] += 1
         elif car.ever_plugged:
             self.chargeable.add(o.vehicle_id)
-            self.total_charges += self.charges[o.vehicle_id]
-            self.total_returns += self.returns[o.vehicle_id]
+            self.on_chargeable[0] += self.charges[o.vehicle_id]
+            self.on_chargeable[1] += self.returns[o.vehicle_id]
 
-    def value(self) -> float:
-        share = self.total_charges / self.total_returns if self.total_returns else None
-        return shrink(share, self.total_returns, _PLUG, _FLEET_PLUG_STRENGTH)
+    def every_car(self) -> float:
+        return self._share(*self.all)
+
+    def cars_that_charge(self) -> float:
+        return self._share(*self.on_chargeable)
+
+    @staticmethod
+    def _share(charges: int, returns: int) -> float:
+        return shrink(charges / returns if returns else None, returns, _PLUG, _FLEET_PLUG_STRENGTH)
 
 
 def holdout_cascades(outcomes: list[Outcome], cut_at: datetime, depth: int = DEPTH) -> list[Cascade]:
@@ -102,13 +114,11 @@ def holdout_cascades(outcomes: list[Outcome], cut_at: datetime, depth: int = DEP
         by_car[o.vehicle_id].append(o)
     position = {id(o): i for car in by_car.values() for i, o in enumerate(car)}
     book = FeatureBook()
-    charges = returns = 0
-    habit = _FleetHabit()
+    plugging = _FleetPlugging()
     cascades = []
     for o in ordered:
         book.observe(o)
-        charges, returns = charges + o.charging_at_end, returns + 1
-        habit.observe(o, book.car(o.vehicle_id))
+        plugging.observe(o, book.car(o.vehicle_id))
         schedule = by_car[o.vehicle_id]
         nxt, cursor = [], o.end
         for later in schedule[position[id(o)] + 1 : position[id(o)] + 1 + depth]:
@@ -118,13 +128,13 @@ def holdout_cascades(outcomes: list[Outcome], cut_at: datetime, depth: int = DEP
             cursor = later.end
         if not any(later.start >= cut_at for later in nxt):
             continue
-        fleet_plug = shrink(charges / returns, returns, _PLUG, _FLEET_PLUG_STRENGTH)
+        fleet_plug = plugging.every_car()
         car = book.car(o.vehicle_id)
         snapshot = FeatureBook(
             cars={o.vehicle_id: replace(car)}, renters={u: replace(book.renter(u)) for u in {x.user_id for x in nxt}}
         )
         rates = _rates(car, fleet_plug)
-        fleet_habit = habit.value()
+        fleet_habit = plugging.cars_that_charge()
         trips = [
             _trip(car, snapshot.renter(x.user_id), x, f"{o.vehicle_id}:{k}", fleet_habit, rates)
             for k, x in enumerate(nxt)
