@@ -51,6 +51,7 @@ from callbacks.models import (
 from common.api.fields import iso
 from common.api.signatures import sign_hex, standard_signature
 from common.queue import queue_on_commit
+from common.rows import insert
 from predictions.bodies import callback_item
 from predictions.models import Prediction
 
@@ -150,8 +151,9 @@ def outbox_write(
         next_attempt_at=now,
         created_at=now,
     )
-    CallbackItem.objects.bulk_create(
-        CallbackItem(outbox=row, booking_external_id=booking_id, sequence=sequence) for booking_id, sequence in items
+    insert(
+        CallbackItem,
+        [CallbackItem(outbox=row, booking_external_id=booking_id, sequence=sequence) for booking_id, sequence in items],
     )
     queue_on_commit(DELIVER_TASK, str(callback_id))
     return row

@@ -25,7 +25,7 @@ from bookings.selectors import booking_by_external_id, bookings_open_before, fle
 from bookings.services import default_duration, reading_record, vehicle_lock
 from common.api.errors import DomainError
 from common.api.fields import iso
-from common.rows import placeholders
+from common.rows import insert, placeholders
 from core import ml_cascade
 from core.physics import FULL, Checkpoint, Rates, State, Trip, clamp, walk
 from core.readiness import Requirement, readiness_assess
@@ -390,7 +390,7 @@ def _store(
     if booking_ids:
         with connection.cursor() as cursor:
             cursor.execute(_superseded_sql(len(booking_ids)), booking_ids)
-    stored = Prediction.objects.bulk_create(rows)
+    stored = insert(Prediction, rows)
     predictions_stored.send(
         sender=Prediction,
         vehicle=vehicle,

@@ -1,0 +1,75 @@
+"""The hand-written insert (common/rows.py) stores what `bulk_create` stores and gives the instances their keys."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.forms.models import model_to_dict
+
+from callbacks.models import CallbackItem
+from common.rows import insert
+from predictions.models import Prediction
+from tests.factories import BookingFactory, CallbackOutboxFactory, PredictionFactory
+
+pytestmark = pytest.mark.django_db
+
+T = datetime(2025, 11, 3, 8, tzinfo=UTC)
+
+
+def unsaved(prefix: str, count: int, booking) -> list[Prediction]:
+    """Predictions of every kind of column: JSON steps, nulls, timestamps, foreign keys."""
+    return [
+        PredictionFactory.build(
+            booking=booking,
+            prediction_id=f"{prefix}-{i}",
+            predicted_battery=50.0 + i,
+            cascade_steps=[{"booking_id": f"B{i}", "level": 40.5 + i, "note": 'quote " and é'}],
+            plug_in_by=(T - timedelta(hours=i)) if i % 2 else None,
+            at_risk=bool(i % 2) if i else None,
+            is_current=False,  # one current prediction a booking: both sets are of one booking
+        )
+        for i in range(count)
+    ]
+
+
+def stored(prefix: str) -> list[dict]:
+    rows = Prediction.objects.filter(prediction_id__startswith=f"{prefix}-").order_by("predicted_battery")
+    return [model_to_dict(p, exclude=["id", "prediction_id"]) for p in rows]
+
+
+@pytest.mark.parametrize("count", [1, 4])
+def test_it_stores_what_bulk_create_stores(count):
+    booking = BookingFactory(scheduled_start=T)
+    by_orm, by_hand = unsaved("orm", count, booking), unsaved("hand", count, booking)
+    Prediction.objects.bulk_create(by_orm)
+
+    returned = insert(Prediction, by_hand)
+
+    assert stored("hand") == stored("orm")
+    assert stored("hand")[0]["cascade_steps"][0]["note"] == 'quote " and é'
+    assert returned == by_hand
+    assert [p.pk for p in by_hand] == list(
+        Prediction.objects.filter(prediction_id__startswith="hand-")
+        .order_by("predicted_battery")
+        .values_list("pk", flat=True)
+    )
+    assert all(not p._state.adding for p in by_hand)
+
+
+def test_rows_beyond_one_statement_go_in_batches_each_getting_its_own_key(monkeypatch):
+    monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: 2)
+    outbox = CallbackOutboxFactory()
+    items = [CallbackItem(outbox=outbox, booking_external_id=f"B{i}", sequence=i) for i in range(5)]
+
+    insert(CallbackItem, items)
+
+    assert {i.pk: (i.booking_external_id, i.sequence) for i in items} == dict(
+        (pk, (booking, sequence))
+        for pk, booking, sequence in CallbackItem.objects.values_list("pk", "booking_external_id", "sequence")
+    )
+    assert len({i.pk for i in items}) == 5
+
+
+def test_nothing_to_insert_runs_no_query(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert insert(Prediction, []) == []
