@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import cache as once
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.cache import cache
@@ -14,7 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, BookingStatus, EventType, InboundEvent, Vehicle
-from common.rows import db_value, instances, select_sql
+from common.rows import db_value, instances, placeholders, select_sql
 
 # The key it had while it was a read of predictions: a running cache keeps working across the deploy.
 FLEET_CLOCK_CACHE_KEY = "predictions:fleet_clock"
@@ -94,12 +95,11 @@ def booking_by_external_id(external_id: str) -> Booking | None:
 
 
 @once
-def _open_bookings_sql() -> str:
+def _open_bookings_sql(bounded: bool) -> str:
     qn = connection.ops.quote_name
-    where = (
-        f"{qn('vehicle_id')} = %s AND {qn('status')} IN (%s, %s) AND {qn('scheduled_start')} < %s "
-        f"AND {qn('external_id')} <> %s"
-    )
+    where = f"{qn('vehicle_id')} = %s AND {qn('status')} IN (%s, %s)"
+    if bounded:
+        where += f" AND {qn('scheduled_start')} < %s AND {qn('external_id')} <> %s"
     return select_sql(Booking, where, f"{qn('scheduled_start')}, {qn('id')}")
 
 
@@ -107,4 +107,40 @@ def bookings_open_before(*, vehicle: Vehicle, before: datetime, exclude: str = "
     """The car's scheduled and active bookings starting before `before`, but `exclude`, by scheduled start."""
     start = db_value(Booking, "scheduled_start", before)
     params = [vehicle.pk, BookingStatus.SCHEDULED.value, BookingStatus.ACTIVE.value, start, exclude]
-    return instances(Booking, _open_bookings_sql(), params)
+    return instances(Booking, _open_bookings_sql(True), params)
+
+
+def bookings_open(*, vehicle: Vehicle) -> list[Booking]:
+    """The car's scheduled and active bookings, by scheduled start (then id): what an event's cascade walks."""
+    params = [vehicle.pk, BookingStatus.SCHEDULED.value, BookingStatus.ACTIVE.value]
+    return instances(Booking, _open_bookings_sql(False), params)
+
+
+@lru_cache(maxsize=64)
+def _bookings_by_ids_sql(count: int) -> str:
+    return select_sql(Booking, f"{connection.ops.quote_name('external_id')} IN ({placeholders(count)})")
+
+
+def bookings_by_external_ids(external_ids: Sequence[str]) -> dict[str, Booking]:
+    """The bookings Laravel calls `external_ids`, by that id (the unknown ones left out)."""
+    ids = sorted(set(external_ids))
+    if not ids:
+        return {}
+    return {b.external_id: b for b in instances(Booking, _bookings_by_ids_sql(len(ids)), ids)}
+
+
+@once
+def _stale_bookings_sql() -> str:
+    qn = connection.ops.quote_name
+    return (
+        f"SELECT {qn('external_id')} FROM {qn(Booking._meta.db_table)} "
+        f"WHERE {qn('vehicle_id')} = %s AND {qn('status')} = %s AND {qn('scheduled_start')} < %s"
+    )
+
+
+def bookings_scheduled_before(*, vehicle: Vehicle, before: datetime) -> list[str]:
+    """The ids of the car's scheduled bookings due to start before `before` (the no-show candidates)."""
+    params = [vehicle.pk, BookingStatus.SCHEDULED.value, db_value(Booking, "scheduled_start", before)]
+    with connection.cursor() as cursor:
+        cursor.execute(_stale_bookings_sql(), params)
+        return [external_id for (external_id,) in cursor.fetchall()]

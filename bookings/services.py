@@ -18,7 +18,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import NOT_STARTED, BatteryReading, Booking, BookingStatus, Vehicle
-from bookings.selectors import bookings_cancelled_before_created, fleet_clock_observe
+from bookings.selectors import (
+    bookings_by_external_ids,
+    bookings_cancelled_before_created,
+    bookings_scheduled_before,
+    fleet_clock_observe,
+)
 from bookings.signals import bookings_marked_no_show
 from common.rows import columns_of, model_from_row
 
@@ -145,7 +150,7 @@ def bookings_upsert_future(*, vehicle: Vehicle, items: Iterable[dict], exclude: 
     if not items:
         return []
     notes: list[str] = []
-    known = {b.external_id: b for b in Booking.objects.filter(external_id__in=[i["booking_id"] for i in items])}
+    known = bookings_by_external_ids([i["booking_id"] for i in items])
     cancelled_early = bookings_cancelled_before_created(
         booking_ids=[i["booking_id"] for i in items if i["booking_id"] not in known]
     )
@@ -203,12 +208,11 @@ def bookings_mark_no_show(*, clock: datetime, vehicle: Vehicle) -> int:
     hours = settings.NO_SHOW_GRACE_HOURS
     if hours <= 0:
         return 0
-    stale = Booking.objects.filter(
-        vehicle=vehicle, status=BookingStatus.SCHEDULED, scheduled_start__lt=clock - timedelta(hours=hours)
-    )
-    ids = list(stale.values_list("external_id", flat=True))
+    before = clock - timedelta(hours=hours)
+    ids = bookings_scheduled_before(vehicle=vehicle, before=before)  # every event asks; few find any
     if not ids:
         return 0
+    stale = Booking.objects.filter(vehicle=vehicle, status=BookingStatus.SCHEDULED, scheduled_start__lt=before)
     marked = stale.filter(external_id__in=ids).update(status=BookingStatus.NO_SHOW, updated_at=timezone.now())
     # Their predictions will not be scored unless a late pick-up comes: the predictions app cancels them, so that
     # retention may remove the superseded ones.

@@ -34,7 +34,7 @@ from bookings.models import (
     ReadingSource,
     Vehicle,
 )
-from bookings.selectors import bookings_cancelled_before_created, fleet_clock
+from bookings.selectors import booking_by_external_id, bookings_cancelled_before_created, fleet_clock
 from bookings.services import bookings_mark_no_show, bookings_upsert_future, reading_record, vehicle_lock
 from bookings.signals import booking_completed, schedule_changed, start_level_observed
 from callbacks.services import callback_enqueue
@@ -154,7 +154,7 @@ def _booking_of_vehicle(*, vehicle: Vehicle, booking_id: str) -> Booking | None:
     A scheduled booking may be moved to another car (Laravel swaps cars before pick-up); an
     active or finished one may not, because its outcome belongs to the car that was driven.
     """
-    booking = Booking.objects.filter(external_id=booking_id).first()
+    booking = booking_by_external_id(booking_id)
     if booking is None:
         return None
     if booking.vehicle_id == vehicle.pk:

@@ -38,4 +38,10 @@ def predictions_issued_by(*, event: InboundEvent) -> list[Prediction]:
 
     They are inserted in one batch in the cascade's order (by scheduled start), so their ids keep it.
     """
-    return list(Prediction.objects.filter(trigger_event=event).order_by("id"))
+    return instances(Prediction, _issued_sql(), [event.pk])
+
+
+@once
+def _issued_sql() -> str:
+    qn = connection.ops.quote_name
+    return select_sql(Prediction, f"{qn('trigger_event_id')} = %s", qn("id"))

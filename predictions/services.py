@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
-from bookings.selectors import booking_by_external_id, bookings_open_before, fleet_clock
+from bookings.selectors import booking_by_external_id, bookings_open, bookings_open_before, fleet_clock
 from bookings.services import default_duration, reading_record, vehicle_lock
 from common.api.errors import DomainError
 from common.api.fields import iso
@@ -586,11 +586,7 @@ def predictions_cascade(
     batch insert. Call while holding the vehicle lock.
     """
     now = timezone.now()
-    bookings = list(
-        Booking.objects.filter(vehicle=vehicle, status__in=[BookingStatus.SCHEDULED, BookingStatus.ACTIVE]).order_by(
-            "scheduled_start", "id"
-        )
-    )
+    bookings = bookings_open(vehicle=vehicle)
     targets = [
         b for b in bookings if b.status == BookingStatus.SCHEDULED and (pivot is None or b.scheduled_start >= pivot)
     ]

@@ -6,9 +6,22 @@ import pytest
 from django.forms.models import model_to_dict
 
 from bookings.models import BatteryReading, Booking, BookingStatus
-from bookings.selectors import booking_by_external_id, bookings_open_before
-from predictions.selectors import reading_latest
-from tests.factories import BatteryReadingFactory, BookingFactory, VehicleFactory
+from bookings.selectors import (
+    booking_by_external_id,
+    bookings_by_external_ids,
+    bookings_open,
+    bookings_open_before,
+    bookings_scheduled_before,
+)
+from predictions.models import Prediction
+from predictions.selectors import predictions_issued_by, reading_latest
+from tests.factories import (
+    BatteryReadingFactory,
+    BookingFactory,
+    InboundEventFactory,
+    PredictionFactory,
+    VehicleFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -68,3 +81,43 @@ def test_the_cars_latest_reading_at_or_before_a_moment_in_any_offset(car, hours)
     found = reading_latest(vehicle=car, at_or_before=at)
 
     assert rows([found] if found else []) == rows(expected[:1])
+
+
+def test_the_cars_open_bookings_are_what_an_events_cascade_walked(car):
+    expected = Booking.objects.filter(vehicle=car, status__in=[BookingStatus.SCHEDULED, BookingStatus.ACTIVE])
+
+    assert rows(bookings_open(vehicle=car)) == rows(expected.order_by("scheduled_start", "id"))
+    assert [b.external_id for b in bookings_open(vehicle=car)][:2] == ["B0", "B1"]
+
+
+@pytest.mark.parametrize("ids", [[], ["B0"], ["B2", "TIE", "OTHER", "nope", "B2"]])
+def test_bookings_by_their_ids(car, ids):
+    expected = {b.external_id: b for b in Booking.objects.filter(external_id__in=ids)}
+
+    found = bookings_by_external_ids(ids)
+
+    assert sorted(found) == sorted(expected)
+    assert rows(found[k] for k in sorted(found)) == rows(expected[k] for k in sorted(expected))
+
+
+@pytest.mark.parametrize("hours", [0, 2, 2.5, 9])
+def test_the_cars_scheduled_bookings_due_before_a_moment_in_any_offset(car, hours):
+    before = (T + timedelta(hours=hours)).astimezone(PLUS_TWO)
+    expected = Booking.objects.filter(vehicle=car, status=BookingStatus.SCHEDULED, scheduled_start__lt=before)
+
+    found = bookings_scheduled_before(vehicle=car, before=before)
+
+    assert sorted(found) == sorted(expected.values_list("external_id", flat=True))
+
+
+def test_the_predictions_an_event_issued_in_their_order(car):
+    event, other = InboundEventFactory(vehicle=car), InboundEventFactory(vehicle=car)
+    bookings = list(Booking.objects.filter(vehicle=car).order_by("-scheduled_start"))
+    for k, booking in enumerate(bookings):
+        PredictionFactory(booking=booking, trigger_event=event if k % 3 else other, is_current=False)
+    expected = Prediction.objects.filter(trigger_event=event).order_by("id")
+
+    found = predictions_issued_by(event=event)
+
+    assert len(found) >= 2
+    assert rows(found) == rows(expected)
