@@ -40,6 +40,7 @@ from bookings.signals import booking_completed, schedule_changed, start_level_ob
 from callbacks.services import callback_enqueue
 from common.api.errors import DomainError
 from common.api.fields import iso
+from common.rows import insert
 from events.responses import StartLearned, event_response, start_learned
 from learning.selectors import pattern_pickup_lessons
 from predictions.selectors import predictions_issued_by
@@ -427,12 +428,13 @@ def event_ingest(
             "body_hash": digest,
             "body": body,
         }
+        event = InboundEvent(**fields)
         if key is None:
-            event = InboundEvent.objects.create(**fields)
+            insert(InboundEvent, [event])
         else:
             try:
                 with transaction.atomic():  # a savepoint: the same key may be committing for another car now
-                    event = InboundEvent.objects.create(**fields)
+                    insert(InboundEvent, [event])
             except IntegrityError:
                 existing = _replay_by_header(event_type=event_type, key=header_key, digest=digest)
                 if existing is None:  # not a key clash after all: let the caller see the real error
