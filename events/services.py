@@ -18,10 +18,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache as once
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import (
@@ -40,7 +41,7 @@ from bookings.signals import booking_completed, schedule_changed, start_level_ob
 from callbacks.services import callback_enqueue
 from common.api.errors import DomainError
 from common.api.fields import iso
-from common.rows import insert
+from common.rows import insert, instances, select_sql
 from events.responses import StartLearned, event_response, start_learned
 from learning.selectors import pattern_pickup_lessons
 from predictions.selectors import predictions_issued_by
@@ -91,15 +92,38 @@ def _header_key_scoped(event_type: str, key: HeaderKey) -> str:
     return f"{event_type}:hdr:{key.value}"
 
 
+# Every event asks one of these (SQL built once: the ORM compiled them on every event).
+@once
+def _keyed_sql() -> str:
+    return select_sql(InboundEvent, f"{connection.ops.quote_name('idempotency_key')} = %s")
+
+
+@once
+def _same_body_sql() -> str:
+    qn = connection.ops.quote_name
+    where = (
+        f"{qn('event_type')} = %s AND {qn('booking_external_id')} = %s "
+        f"AND ({qn('body_hash')} = %s OR ({qn('body_hash')} = '' AND {qn('idempotency_key')} = %s))"
+    )
+    return select_sql(InboundEvent, where, f"{qn('id')} DESC") + " LIMIT 1"
+
+
+@once
+def _newest_of_car_sql() -> str:
+    qn = connection.ops.quote_name
+    return select_sql(InboundEvent, f"{qn('vehicle_id')} = %s", f"{qn('id')} DESC") + " LIMIT 1"
+
+
 def _replay_by_header(*, event_type: str, key: HeaderKey, digest: str) -> InboundEvent | None:
     """The event first delivered with this key, or None; the same key with another body is refused (422).
 
     Like Stripe and the IETF Idempotency-Key draft: a key names one request. Applying a second body under it
     would answer with the first one's response and silently drop the second, so nothing is applied.
     """
-    existing = InboundEvent.objects.filter(idempotency_key=_header_key_scoped(event_type, key)).first()
-    if existing is None:
+    found = instances(InboundEvent, _keyed_sql(), [_header_key_scoped(event_type, key)])
+    if not found:
         return None
+    existing = found[0]
     stored = _stored_digest(existing)
     if stored and stored != digest:  # unknown (an old row whose body retention emptied): taken as the same
         raise DomainError(
@@ -130,15 +154,11 @@ def _replay_by_body(
     applied again otherwise. Applying is always safe for learning, because statuses only move forward.
     """
     if event_type != EventType.MODIFIED:
-        return (
-            InboundEvent.objects.filter(event_type=event_type, booking_external_id=booking_id)
-            .filter(
-                Q(body_hash=digest) | Q(body_hash="", idempotency_key=_legacy_body_key(event_type, booking_id, body))
-            )
-            .order_by("-id")
-            .first()
-        )
-    newest = InboundEvent.objects.filter(vehicle=vehicle).order_by("-id").first()
+        legacy = _legacy_body_key(event_type, booking_id, body)
+        found = instances(InboundEvent, _same_body_sql(), [event_type, booking_id, digest, legacy])
+        return found[0] if found else None
+    found = instances(InboundEvent, _newest_of_car_sql(), [vehicle.pk])
+    newest = found[0] if found else None
     if (
         newest is not None
         and newest.event_type == event_type

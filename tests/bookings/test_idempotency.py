@@ -191,3 +191,22 @@ def test_a_key_with_control_characters_is_refused(post):
     assert response.status_code == 400
     assert list(response.json()["fields"]) == ["Idempotency-Key"]
     assert not Booking.objects.filter(external_id="A").exists()
+
+
+def test_an_event_stored_before_body_hashes_is_still_recognised_when_retried(post):
+    """Rows from before `body_hash` existed carry only the key their body was stored under: still a replay."""
+    post(URL["created"], CREATED)
+    post(URL["started"], STARTED)
+    first = post(URL["ended"], ENDED)
+    stored = InboundEvent.objects.get(event_type="booking.ended")
+    legacy = services._legacy_body_key("booking.ended", ENDED["booking_id"], ENDED)
+    InboundEvent.objects.filter(pk=stored.pk).update(body_hash="", idempotency_key=legacy)
+
+    retry = post(URL["ended"], ENDED)
+    other = post(URL["ended"], {**ENDED, "battery_at_end": ENDED["battery_at_end"] - 1})
+
+    assert retry["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json()
+    assert InboundEvent.objects.get(pk=stored.pk).duplicates == 1
+    assert other.get("Idempotent-Replayed") is None  # another body under no key is a new delivery
+    assert InboundEvent.objects.filter(event_type="booking.ended").count() == 2
