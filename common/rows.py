@@ -10,12 +10,16 @@ applies (a datetime on SQLite, a JSON document), then `Model.from_db`.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
+from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connection
 from django.db.models import Model
+from psycopg.types.json import Json, Jsonb
 
 
 @cache
@@ -95,14 +99,55 @@ def _insert_sql(model: type[Model], count: int) -> str:
     )
 
 
-def insert(model: type[Model], objs: Sequence[Model]) -> list[Model]:
-    """Insert `objs` (new instances of `model`) as `bulk_create` does, with SQL built once per row count.
+@lru_cache(maxsize=32)
+def _insert_json_sql(model: type[Model]) -> str:
+    """INSERT of any number of rows of `model` from one JSON array of objects keyed by column, RETURNING their keys.
 
-    Why: on Postgres the ORM compiled the prediction insert on every event and sent each of its columns as an
-    array for `UNNEST`, which psycopg builds element by element in Python (docs/performance.md). The values are
-    prepared as the ORM prepares them (`pre_save`, then `get_db_prep_save`); the keys the database gave come back
-    with `RETURNING` and are set on `objs`, which are returned. Where a backend cannot return them, or a value is
-    an expression, `bulk_create` inserts instead.
+    Postgres only (`json_populate_recordset` over the table's own row type): one parameter, whatever the row count.
+    """
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    columns = ", ".join(qn(field.column) for field in _insert_fields(model))
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json) "
+        f"RETURNING {qn(model._meta.pk.column)}"
+    )
+
+
+def _as_json(fields: list[Any], values: list[list[Any]]) -> str | None:
+    """The rows as the JSON array `_insert_json_sql` reads, or None when a value has no exact JSON form."""
+    columns = [field.column for field in fields]
+    rows = []
+    for row in values:
+        document = {}
+        for column, value in zip(columns, row, strict=True):
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, float) and not math.isfinite(value):
+                return None
+            elif isinstance(value, Json | Jsonb):  # how a JSON column's document is passed
+                value = value.obj
+            elif value is not None and not isinstance(value, str | int | float):
+                return None
+            document[column] = value
+        rows.append(document)
+    try:
+        return json.dumps(rows, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def insert(model: type[Model], objs: Sequence[Model]) -> list[Model]:
+    """Insert `objs` (new instances of `model`) as `bulk_create` does, with SQL built once.
+
+    Why: the ORM compiled the prediction insert on every event, and on Postgres sent each of its 27 columns as an
+    array for `UNNEST`, which psycopg builds element by element in Python; a `VALUES` list instead has 27
+    parameters a row, and psycopg parses a statement of more than 50 parameters again on every call
+    (docs/performance.md). So on Postgres several rows go as one JSON parameter (`_insert_json_sql`), and one row,
+    or rows on SQLite, as `VALUES` built once per row count. The values are prepared as the ORM prepares them
+    (`pre_save`, then `get_db_prep_save`); the keys the database gave come back with `RETURNING` and are set on
+    `objs`, which are returned. Where a backend cannot return them, or a value is an expression, `bulk_create`
+    inserts instead.
     """
     objs = list(objs)
     if not objs:
@@ -113,12 +158,23 @@ def insert(model: type[Model], objs: Sequence[Model]) -> list[Model]:
         hasattr(value, "as_sql") for row in values for value in row
     ):
         return model.objects.bulk_create(objs)
-    batch = max(connection.ops.bulk_batch_size(fields, objs), 1)
+    document = _as_json(fields, values) if connection.vendor == "postgresql" and len(objs) > 1 else None
+    if document is not None:
+        statements = [(_insert_json_sql(model), [document], objs)]
+    else:
+        batch = max(connection.ops.bulk_batch_size(fields, objs), 1)
+        statements = [
+            (
+                _insert_sql(model, len(objs[first : first + batch])),
+                [value for row in values[first : first + batch] for value in row],
+                objs[first : first + batch],
+            )
+            for first in range(0, len(objs), batch)
+        ]
     with connection.cursor() as cursor:
-        for first in range(0, len(objs), batch):
-            chunk = values[first : first + batch]
-            cursor.execute(_insert_sql(model, len(chunk)), [value for row in chunk for value in row])
-            for obj, (key,) in zip(objs[first : first + batch], cursor.fetchall(), strict=True):
+        for sql, params, chunk in statements:
+            cursor.execute(sql, params)
+            for obj, (key,) in zip(chunk, cursor.fetchall(), strict=True):
                 obj.pk = key
                 obj._state.adding, obj._state.db = False, connection.alias
     return objs

@@ -1,10 +1,12 @@
 """The hand-written insert (common/rows.py) stores what `bulk_create` stores and gives the instances their keys."""
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
 
 from callbacks.models import CallbackItem
 from common.rows import insert
@@ -73,3 +75,28 @@ def test_rows_beyond_one_statement_go_in_batches_each_getting_its_own_key(monkey
 def test_nothing_to_insert_runs_no_query(django_assert_num_queries):
     with django_assert_num_queries(0):
         assert insert(Prediction, []) == []
+
+
+def test_a_value_json_cannot_carry_exactly_is_stored_as_bulk_create_stores_it():
+    booking = BookingFactory(scheduled_start=T)
+    by_orm, by_hand = unsaved("orm", 3, booking), unsaved("hand", 3, booking)
+    for p in (by_orm[1], by_hand[1]):
+        p.confidence_upper = math.inf
+    Prediction.objects.bulk_create(by_orm)
+
+    insert(Prediction, by_hand)
+
+    assert stored("hand") == stored("orm")
+    assert stored("hand")[1]["confidence_upper"] == math.inf
+
+
+@pytest.mark.postgres
+def test_on_postgres_many_rows_go_in_one_statement_of_one_parameter():
+    """More than 50 parameters and psycopg would parse the statement again on every call."""
+    booking = BookingFactory(scheduled_start=T)
+    with CaptureQueriesContext(connection) as captured:
+        insert(Prediction, unsaved("hand", 10, booking))
+
+    [query] = captured.captured_queries
+    assert "json_populate_recordset" in query["sql"]
+    assert Prediction.objects.filter(prediction_id__startswith="hand-").count() == 10
