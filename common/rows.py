@@ -18,7 +18,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import JSONField, Model
 from psycopg.types.json import Json, Jsonb
 
 
@@ -99,6 +99,12 @@ def _insert_sql(model: type[Model], count: int) -> str:
     )
 
 
+@cache
+def _custom_json(model: type[Model]) -> bool:
+    """Whether a JSON column of `model` has an encoder of its own, which the JSON document would bypass."""
+    return any(isinstance(field, JSONField) and field.encoder is not None for field in _insert_fields(model))
+
+
 @lru_cache(maxsize=32)
 def _insert_json_sql(model: type[Model]) -> str:
     """INSERT of any number of rows of `model` from one JSON array of objects keyed by column, RETURNING their keys.
@@ -126,6 +132,8 @@ def _as_json(fields: list[Any], values: list[list[Any]]) -> str | None:
             elif isinstance(value, float) and not math.isfinite(value):
                 return None
             elif isinstance(value, Json | Jsonb):  # how a JSON column's document is passed
+                if value.obj is None:  # JSON's null, which the document could not tell from SQL's NULL
+                    return None
                 value = value.obj
             elif value is not None and not isinstance(value, str | int | float):
                 return None
@@ -146,19 +154,24 @@ def insert(model: type[Model], objs: Sequence[Model]) -> list[Model]:
     (docs/performance.md). So on Postgres several rows go as one JSON parameter (`_insert_json_sql`), and one row,
     or rows on SQLite, as `VALUES` built once per row count. The values are prepared as the ORM prepares them
     (`pre_save`, then `get_db_prep_save`); the keys the database gave come back with `RETURNING` and are set on
-    `objs`, which are returned. Where a backend cannot return them, or a value is an expression, `bulk_create`
-    inserts instead.
+    `objs`, which are returned. Where a backend cannot return them, each is saved; where a value is an expression,
+    `bulk_create` inserts them.
     """
     objs = list(objs)
     if not objs:
         return objs
+    if not connection.features.can_return_rows_from_bulk_insert:  # an old SQLite: one save each still sets the key
+        for obj in objs:
+            obj.save(force_insert=True)
+        return objs
+    for obj in objs:  # as save() and bulk_create() do: an unsaved related object is an error, not a NULL key
+        obj._prepare_related_fields_for_save(operation_name="insert")
     fields = _insert_fields(model)
     values = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objs]
-    if not connection.features.can_return_rows_from_bulk_insert or any(
-        hasattr(value, "as_sql") for row in values for value in row
-    ):
+    if any(hasattr(value, "as_sql") for row in values for value in row):
         return model.objects.bulk_create(objs)
-    document = _as_json(fields, values) if connection.vendor == "postgresql" and len(objs) > 1 else None
+    as_json = connection.vendor == "postgresql" and len(objs) > 1 and not _custom_json(model)
+    document = _as_json(fields, values) if as_json else None
     if document is not None:
         statements = [(_insert_json_sql(model), [document], objs)]
     else:

@@ -5,9 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import JSONField, Value
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 
+from bookings.models import BatteryReading, Vehicle
 from callbacks.models import CallbackItem
 from common.rows import insert
 from predictions.models import Prediction
@@ -100,3 +102,22 @@ def test_on_postgres_many_rows_go_in_one_statement_of_one_parameter():
     [query] = captured.captured_queries
     assert "json_populate_recordset" in query["sql"]
     assert Prediction.objects.filter(prediction_id__startswith="hand-").count() == 10
+
+
+def test_a_json_null_is_stored_as_json_null_not_as_a_missing_value():
+    booking = BookingFactory(scheduled_start=T)
+    rows = unsaved("hand", 3, booking)
+    for p in rows:
+        p.cascade_steps = Value(None, JSONField())
+
+    insert(Prediction, rows)
+
+    assert Prediction.objects.filter(prediction_id__startswith="hand-", cascade_steps=None).count() == 3
+
+
+def test_an_unsaved_related_object_is_refused_as_save_refuses_it():
+    unsaved_car = Vehicle(external_id="never-saved")
+
+    with pytest.raises(ValueError, match="unsaved related object"):
+        insert(BatteryReading, [BatteryReading(vehicle=unsaved_car, level=50.0, recorded_at=T, source="predict")])
+    assert not BatteryReading.objects.exists()
