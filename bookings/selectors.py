@@ -15,7 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, BookingStatus, EventType, InboundEvent, Vehicle
-from common.rows import db_value, instances, placeholders, select_sql
+from common.rows import db_value, instance, instances, placeholders, select_sql
 
 # The key it had while it was a read of predictions: a running cache keeps working across the deploy.
 FLEET_CLOCK_CACHE_KEY = "predictions:fleet_clock"
@@ -90,8 +90,7 @@ def _booking_sql() -> str:
 
 def booking_by_external_id(external_id: str) -> Booking | None:
     """The booking Laravel calls `external_id` (unique), or None."""
-    found = instances(Booking, _booking_sql(), [external_id])
-    return found[0] if found else None
+    return instance(Booking, _booking_sql(), [external_id])
 
 
 @once

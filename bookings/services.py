@@ -210,12 +210,12 @@ def bookings_mark_no_show(*, clock: datetime, vehicle: Vehicle) -> int:
     hours = settings.NO_SHOW_GRACE_HOURS
     if hours <= 0:
         return 0
-    before = clock - timedelta(hours=hours)
-    ids = bookings_scheduled_before(vehicle=vehicle, before=before)  # every event asks; few find any
+    ids = bookings_scheduled_before(vehicle=vehicle, before=clock - timedelta(hours=hours))  # every event asks
     if not ids:
         return 0
-    stale = Booking.objects.filter(vehicle=vehicle, status=BookingStatus.SCHEDULED, scheduled_start__lt=before)
-    marked = stale.filter(external_id__in=ids).update(status=BookingStatus.NO_SHOW, updated_at=timezone.now())
+    # The car's lock is held, so these are still scheduled and still due: only their ids need naming.
+    stale = Booking.objects.filter(vehicle=vehicle, status=BookingStatus.SCHEDULED, external_id__in=ids)
+    marked = stale.update(status=BookingStatus.NO_SHOW, updated_at=timezone.now())
     # Their predictions will not be scored unless a late pick-up comes: the predictions app cancels them, so that
     # retention may remove the superseded ones.
     bookings_marked_no_show.send(sender=Booking, booking_ids=ids)

@@ -81,6 +81,12 @@ def instances(model: type[Model], sql: str, params: Sequence[Any]) -> list[Model
         return [model_from_row(model, row) for row in cursor.fetchall()]
 
 
+def instance(model: type[Model], sql: str, params: Sequence[Any]) -> Model | None:
+    """The first row of a SELECT of `columns_of(model)` as an instance of `model`, or None when there is none."""
+    found = instances(model, sql, params)
+    return found[0] if found else None
+
+
 @cache
 def _insert_fields(model: type[Model]) -> list[Any]:
     """The columns an INSERT of `model` writes: every concrete one but an auto-incremented key."""

@@ -41,7 +41,7 @@ from bookings.signals import booking_completed, schedule_changed, start_level_ob
 from callbacks.services import callback_enqueue
 from common.api.errors import DomainError
 from common.api.fields import iso
-from common.rows import insert, instances, select_sql
+from common.rows import insert, instance, select_sql
 from events.responses import StartLearned, event_response, start_learned
 from learning.selectors import pattern_pickup_lessons
 from predictions.selectors import predictions_issued_by
@@ -120,10 +120,9 @@ def _replay_by_header(*, event_type: str, key: HeaderKey, digest: str) -> Inboun
     Like Stripe and the IETF Idempotency-Key draft: a key names one request. Applying a second body under it
     would answer with the first one's response and silently drop the second, so nothing is applied.
     """
-    found = instances(InboundEvent, _keyed_sql(), [_header_key_scoped(event_type, key)])
-    if not found:
+    existing = instance(InboundEvent, _keyed_sql(), [_header_key_scoped(event_type, key)])
+    if existing is None:
         return None
-    existing = found[0]
     stored = _stored_digest(existing)
     if stored and stored != digest:  # unknown (an old row whose body retention emptied): taken as the same
         raise DomainError(
@@ -155,10 +154,8 @@ def _replay_by_body(
     """
     if event_type != EventType.MODIFIED:
         legacy = _legacy_body_key(event_type, booking_id, body)
-        found = instances(InboundEvent, _same_body_sql(), [event_type, booking_id, digest, legacy])
-        return found[0] if found else None
-    found = instances(InboundEvent, _newest_of_car_sql(), [vehicle.pk])
-    newest = found[0] if found else None
+        return instance(InboundEvent, _same_body_sql(), [event_type, booking_id, digest, legacy])
+    newest = instance(InboundEvent, _newest_of_car_sql(), [vehicle.pk])
     if (
         newest is not None
         and newest.event_type == event_type

@@ -21,7 +21,7 @@ from bookings.models import BatteryReading, ReadingSource, Vehicle
 from bookings.selectors import fleet_clock
 from common.api.fields import iso
 from common.process_cache import keep, kept
-from common.rows import columns_of, instances, placeholders, select_sql
+from common.rows import columns_of, instance, instances, placeholders, select_sql
 from core.ema import shrink
 from core.features import HISTORY, CarState, FeatureBook, Outcome, Reading, RenterState
 from core.physics import (
@@ -267,8 +267,7 @@ def vehicle_pattern_for(vehicle: Vehicle) -> VehiclePattern | None:
     relation = Vehicle.pattern.related
     if relation.is_cached(vehicle):
         return relation.get_cached_value(vehicle)
-    found = instances(VehiclePattern, _vehicle_pattern_sql(), [vehicle.pk])  # every event's cascade reads it
-    return found[0] if found else None
+    return instance(VehiclePattern, _vehicle_pattern_sql(), [vehicle.pk])  # every event's cascade reads it
 
 
 @lru_cache(maxsize=1)

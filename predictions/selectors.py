@@ -8,7 +8,7 @@ from functools import cache as once
 from django.db import connection
 
 from bookings.models import BatteryReading, InboundEvent, Vehicle
-from common.rows import db_value, instances, select_sql
+from common.rows import db_value, instance, instances, select_sql
 from predictions.models import Prediction
 
 
@@ -29,8 +29,7 @@ def reading_latest(*, vehicle: Vehicle, at_or_before: datetime | None = None) ->
     params = [vehicle.pk]
     if at_or_before is not None:
         params.append(db_value(BatteryReading, "recorded_at", at_or_before))
-    found = instances(BatteryReading, _reading_sql(at_or_before is not None), params)
-    return found[0] if found else None
+    return instance(BatteryReading, _reading_sql(at_or_before is not None), params)
 
 
 def predictions_issued_by(*, event: InboundEvent) -> list[Prediction]:
