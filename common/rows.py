@@ -59,6 +59,21 @@ def parameter_rows(names: Sequence[str], count: int) -> str:
     return " UNION ALL ".join(["SELECT " + ", ".join(f"%s AS {name}" for name in names)] * count)
 
 
+@lru_cache(maxsize=256)
+def keyed_sql(model: type[Model], key: str, count: int, *, lock: bool = False, select: str = "") -> str:
+    """SELECT `select` (every column, `columns_of(model)`, when empty) of `model`'s rows whose column `key` is one of
+    `count` parameters, in `key` order; with `lock`, FOR UPDATE where the backend locks rows (SQLite's one writer
+    needs no row locks). Built once per count: rows locked in key order cannot deadlock with others doing the same.
+    """
+    qn = connection.ops.quote_name
+    columns = select or columns_of(model)
+    tail = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {columns} FROM {qn(model._meta.db_table)} WHERE {qn(key)} IN ({placeholders(count)}) "
+        f"ORDER BY {qn(key)}{tail}"
+    )
+
+
 def model_from_row(model: type[Model], values: Sequence[Any]) -> Model:
     """An instance of `model` from its concrete columns (`columns_of`) as a cursor returned them."""
     converted = []
@@ -103,6 +118,42 @@ def _insert_sql(model: type[Model], count: int) -> str:
         f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {placeholders(count, len(fields))} "
         f"RETURNING {qn(model._meta.pk.column)}"
     )
+
+
+@lru_cache(maxsize=256)
+def _insert_missing_sql(model: type[Model], count: int) -> str:
+    """INSERT of `count` rows of `model` that skips each row a unique constraint already holds, built once per count."""
+    qn = connection.ops.quote_name
+    fields = _insert_fields(model)
+    columns = ", ".join(qn(field.column) for field in fields)
+    return (
+        f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {placeholders(count, len(fields))} "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
+def insert_missing(model: type[Model], objs: Sequence[Model]) -> None:
+    """Insert those of `objs` that no unique constraint of `model` already holds, as `bulk_create(...,
+    ignore_conflicts=True)` does, with SQL built once per row count.
+
+    Why: a scored pick-up makes sure its calibration and score rows exist before it locks them, and the ORM
+    compiled that insert (on Postgres with every column as an `UNNEST` array) on every pick-up (docs/performance.md).
+    The values are prepared as `insert` prepares them; no key comes back (read the rows afterwards). For the rows
+    of small tables keyed by a name, where a statement of over 50 parameters is rare.
+    """
+    objs = list(objs)
+    if not objs:
+        return
+    fields = _insert_fields(model)
+    values = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objs]
+    if any(hasattr(value, "as_sql") for row in values for value in row):
+        model.objects.bulk_create(objs, ignore_conflicts=True)
+        return
+    batch = max(connection.ops.bulk_batch_size(fields, objs), 1)
+    with connection.cursor() as cursor:
+        for first in range(0, len(objs), batch):
+            rows = values[first : first + batch]
+            cursor.execute(_insert_missing_sql(model, len(rows)), [value for row in rows for value in row])
 
 
 @cache

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from bookings.models import Booking, EventType, InboundEvent
 from common.api.fields import iso
-from learning.models import BookingOutcome, VehiclePattern, confidence_for
-from learning.selectors import pattern_pickup_lessons
+from learning.models import confidence_for
+from learning.selectors import outcome_of, pattern_pickup_lessons, vehicle_pattern_stored
 from predictions.bodies import affected_item, interval_body, readiness_body
 from predictions.models import Prediction
-from predictions.selectors import prediction_current
+from predictions.selectors import prediction_current_error
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,7 @@ def start_learned(*, booking: Booking, lessons_before: int) -> StartLearned:
 
     `lessons_before` is `pattern_pickup_lessons` of the car read before the pick-up was sent to them.
     """
-    current = prediction_current(booking_id=booking.external_id)
-    error = current.prediction_error if current is not None else None
+    error = prediction_current_error(booking_id=booking.external_id)
     return StartLearned(
         prediction_error=None if error is None else round(error, 2),
         patterns_updated=pattern_pickup_lessons(vehicle=booking.vehicle) > lessons_before,
@@ -82,8 +81,8 @@ def event_response(
         body["prediction_error"] = start.prediction_error if start else None
         body["patterns_updated"] = bool(start and start.patterns_updated)
     elif kind == EventType.ENDED:
-        pattern = VehiclePattern.objects.filter(vehicle_id=event.vehicle_id).first()
-        outcome = BookingOutcome.objects.filter(booking=booking).first() if applied else None
+        pattern = vehicle_pattern_stored(vehicle_id=event.vehicle_id)
+        outcome = outcome_of(booking_id=booking.pk) if applied and booking is not None else None
         avg = pattern.avg_drain_rate_per_hour if pattern else None
         total = pattern.total_bookings if pattern else 0
         body.update(

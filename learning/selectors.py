@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import Avg, Count, Exists, F, OuterRef, Q, Sum, Window
+from django.db.models import Avg, Exists, F, OuterRef, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -74,20 +74,9 @@ def fleet_prior() -> FleetPrior:
     """Average the learned car patterns, each rate over the cars that observed it (one query), and the slow end of
     their charging rates (a second)."""
     default = FleetPrior()
-    figures = VehiclePattern.objects.aggregate(
-        cars=Count("id"),
-        idle=Avg("avg_idle_drain_per_hour", filter=Q(idle_observations__gt=0)),
-        idle_var=Avg("var_idle_drain_per_hour", filter=Q(idle_observations__gt=1)),
-        charge=Avg("avg_charging_rate_per_hour", filter=Q(charge_observations__gt=0)),
-        charge_var=Avg("var_charging_rate_per_hour", filter=Q(charge_observations__gt=1)),
-        drive=Avg("avg_drain_rate_per_hour", filter=Q(drive_observations__gt=0)),
-        drive_var=Avg("var_drain_rate_per_hour", filter=Q(drive_observations__gt=1)),
-        per_km=Avg("avg_drain_rate_per_km", filter=Q(km_observations__gt=0)),
-        per_km_var=Avg("var_drain_rate_per_km", filter=Q(km_observations__gt=1)),
-        charges=Sum("total_charges"),
-        bookings=Sum("total_bookings"),
-        chargeable_bookings=Sum("total_bookings", filter=Q(total_charges__gt=0)),
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_fleet_figures_sql())
+        figures = dict(zip((name for name, *_ in _FLEET_FIGURES), cursor.fetchone(), strict=True))
 
     def pick(value: float | None, fallback: float) -> float:
         return fallback if value is None else value
@@ -117,14 +106,54 @@ def fleet_prior() -> FleetPrior:
     )
 
 
+# The fleet's figures `fleet_prior` reads, one aggregate each: (name, function, column, only where this column > this).
+_FLEET_FIGURES = (
+    ("cars", "COUNT", "id", None),
+    ("idle", "AVG", "avg_idle_drain_per_hour", ("idle_observations", 0)),
+    ("idle_var", "AVG", "var_idle_drain_per_hour", ("idle_observations", 1)),
+    ("charge", "AVG", "avg_charging_rate_per_hour", ("charge_observations", 0)),
+    ("charge_var", "AVG", "var_charging_rate_per_hour", ("charge_observations", 1)),
+    ("drive", "AVG", "avg_drain_rate_per_hour", ("drive_observations", 0)),
+    ("drive_var", "AVG", "var_drain_rate_per_hour", ("drive_observations", 1)),
+    ("per_km", "AVG", "avg_drain_rate_per_km", ("km_observations", 0)),
+    ("per_km_var", "AVG", "var_drain_rate_per_km", ("km_observations", 1)),
+    ("charges", "SUM", "total_charges", None),
+    ("bookings", "SUM", "total_bookings", None),
+    ("chargeable_bookings", "SUM", "total_bookings", ("total_charges", 0)),
+)
+
+
+@lru_cache(maxsize=1)
+def _fleet_figures_sql() -> str:
+    """`_FLEET_FIGURES` in one statement built once. A replay runs the fleet's clock faster than the prior's keep
+    (`fleet_prior_cached`), and the ORM's twelve filtered aggregates were then compiled on every event."""
+    qn = connection.ops.quote_name
+    figures = []
+    for _, function, column, only in _FLEET_FIGURES:
+        value = qn(column) if only is None else f"CASE WHEN {qn(only[0])} > {int(only[1])} THEN {qn(column)} END"
+        figures.append(f"{function}({value})")
+    return f"SELECT {', '.join(figures)} FROM {qn(VehiclePattern._meta.db_table)}"
+
+
 def _charge_rates_low(default: float) -> float:
     """The (1 - READINESS_RISK_THRESHOLD) quantile of the learned charging rates of the cars seen charging."""
-    rates = VehiclePattern.objects.filter(charge_observations__gt=0, avg_charging_rate_per_hour__isnull=False)
-    values = list(rates.values_list("avg_charging_rate_per_hour", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(_charge_rates_sql())
+        values = [rate for (rate,) in cursor.fetchall()]
     if not values:
         return default
     share = min(max(1.0 - settings.READINESS_RISK_THRESHOLD, 0.0), 1.0)
     return max(float(np.quantile(values, share)), MIN_CHARGE_RATE)
+
+
+@lru_cache(maxsize=1)
+def _charge_rates_sql() -> str:
+    qn = connection.ops.quote_name
+    rate = qn("avg_charging_rate_per_hour")
+    return (
+        f"SELECT {rate} FROM {qn(VehiclePattern._meta.db_table)} "
+        f"WHERE {qn('charge_observations')} > 0 AND {rate} IS NOT NULL"
+    )
 
 
 def fleet_return_battery(default: float = 60.0) -> float:
@@ -275,18 +304,43 @@ def _vehicle_pattern_sql() -> str:
     return select_sql(VehiclePattern, f"{connection.ops.quote_name('vehicle_id')} = %s")
 
 
+def vehicle_pattern_stored(*, vehicle_id: int) -> VehiclePattern | None:
+    """The car's pattern as stored now, never a copy read with the car: `booking.ended`'s answer reads what the
+    outcome just taught it (SQL built once)."""
+    return instance(VehiclePattern, _vehicle_pattern_sql(), [vehicle_id])
+
+
+def outcome_of(*, booking_id: int) -> BookingOutcome | None:
+    """The booking's recorded outcome, if any (SQL built once)."""
+    return instance(BookingOutcome, _outcome_sql(), [booking_id])
+
+
+@lru_cache(maxsize=1)
+def _outcome_sql() -> str:
+    return select_sql(BookingOutcome, f"{connection.ops.quote_name('booking_id')} = %s")
+
+
 def pattern_pickup_lessons(*, vehicle: Vehicle) -> int:
     """How many times the car's pattern has learned from a pick-up: parked gaps learned plus error corrections.
 
     Read before and after a pick-up is learned from, it tells whether that pick-up moved the pattern (one query;
     never from the car's cached pattern, which the cascade reads).
     """
-    counts = (
-        VehiclePattern.objects.filter(vehicle=vehicle)
-        .values_list("idle_observations", "charge_observations", "error_corrections")
-        .first()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_pickup_lessons_sql(), [vehicle.pk])
+        counts = cursor.fetchone()
     return sum(counts) if counts else 0
+
+
+@lru_cache(maxsize=1)
+def _pickup_lessons_sql() -> str:
+    """`pattern_pickup_lessons`' counts, SQL built once: it is read twice on every pick-up."""
+    qn = connection.ops.quote_name
+    counts = ", ".join(qn(name) for name in ("idle_observations", "charge_observations", "error_corrections"))
+    return (
+        f"SELECT {counts} FROM {qn(VehiclePattern._meta.db_table)} WHERE {qn('vehicle_id')} = %s "
+        f"ORDER BY {qn('id')} LIMIT 1"
+    )
 
 
 def user_patterns_for(user_ids: Iterable[str]) -> dict[str, UserPattern]:

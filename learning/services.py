@@ -10,8 +10,12 @@ becomes active.
 from __future__ import annotations
 
 import logging
+from functools import cache as once
+
+from django.db import connection
 
 from bookings.models import BatteryReading, Booking, ReadingSource, Vehicle
+from common.rows import db_value, instance, select_sql
 from core.ema import (
     BASELINE_ALPHA,
     FOUND_CHARGED_GAIN,
@@ -20,6 +24,7 @@ from core.ema import (
     ema_update,
 )
 from learning.models import BookingOutcome, UserPattern, VehiclePattern
+from learning.selectors import vehicle_pattern_stored
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +36,12 @@ MIN_TRIP_KM = 0.5
 
 
 def vehicle_pattern_for_update(*, vehicle: Vehicle) -> VehiclePattern:
-    """The car's pattern row, created on first use. Call while holding the vehicle lock."""
-    pattern, _ = VehiclePattern.objects.get_or_create(vehicle=vehicle)
+    """The car's pattern row, created on first use. Call while holding the vehicle lock: it serializes the writes of
+    this row, so the row is read as stored (SQL built once) and created only when there is none."""
+    pattern = vehicle_pattern_stored(vehicle_id=vehicle.pk)
+    if pattern is None:
+        pattern, _ = VehiclePattern.objects.get_or_create(vehicle=vehicle)
+    pattern.vehicle = vehicle
     return pattern
 
 
@@ -89,22 +98,35 @@ def _learn_gap(pattern: VehiclePattern, *, start: float, end: float, hours: floa
 
 
 def _trip_between(*, vehicle: Vehicle, after, before, exclude: Booking) -> bool:
+    """Whether another booking of the car was picked up strictly between `after` and `before` (SQL built once, as the
+    pick-up's other reads)."""
+    times = [db_value(Booking, "actual_start", moment) for moment in (after, before)]
+    with connection.cursor() as cursor:
+        cursor.execute(_trip_between_sql(), [vehicle.pk, *times, exclude.pk])
+        return cursor.fetchone() is not None
+
+
+@once
+def _trip_between_sql() -> str:
+    qn = connection.ops.quote_name
+    start = qn("actual_start")
     return (
-        Booking.objects.filter(vehicle=vehicle, actual_start__gt=after, actual_start__lt=before)
-        .exclude(pk=exclude.pk)
-        .exists()
+        f"SELECT 1 FROM {qn(Booking._meta.db_table)} WHERE {qn('vehicle_id')} = %s AND {start} > %s "
+        f"AND {start} < %s AND NOT ({qn('id')} = %s) LIMIT 1"
     )
 
 
 def _return_before(reading: BatteryReading) -> BatteryReading | None:
     """The car's last return before `reading`: where the parked gap that ends at this pick-up began."""
-    return (
-        BatteryReading.objects.filter(
-            vehicle_id=reading.vehicle_id, recorded_at__lt=reading.recorded_at, source=ReadingSource.BOOKING_ENDED
-        )
-        .order_by("-recorded_at", "-id")
-        .first()
-    )
+    at = db_value(BatteryReading, "recorded_at", reading.recorded_at)
+    return instance(BatteryReading, _return_before_sql(), [reading.vehicle_id, at, ReadingSource.BOOKING_ENDED])
+
+
+@once
+def _return_before_sql() -> str:
+    qn = connection.ops.quote_name
+    where = f"{qn('vehicle_id')} = %s AND {qn('recorded_at')} < %s AND {qn('source')} = %s"
+    return select_sql(BatteryReading, where, f"{qn('recorded_at')} DESC, {qn('id')} DESC") + " LIMIT 1"
 
 
 def _hours_since_previous(reading: BatteryReading) -> float | None:

@@ -42,7 +42,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from common.process_cache import forget, kept_or_computed
-from common.rows import parameter_rows
+from common.rows import insert_missing, instances, keyed_sql, parameter_rows
 from core.readiness import PIT_BINS, LevelDistribution, PitCalibration
 from predictions.models import IntervalCalibration, ReadinessCalibration
 
@@ -130,17 +130,18 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
     # point, which only a bug causes, could leave its margins cached for CALIBRATION_CACHE_SECONDS.)
     forget(MARGINS_CACHE_KEY)
     transaction.on_commit(lambda: forget(MARGINS_CACHE_KEY))
-    missing = set(counts) - set(IntervalCalibration.objects.filter(key__in=counts).values_list("key", flat=True))
-    if missing:
-        known = calibration_margins()
-        starts = {key: margins_borrowed(known, key) or (0.0, 0.0) for key in missing}
-        IntervalCalibration.objects.bulk_create(
-            [IntervalCalibration(key=k, margin_lower=starts[k][0], margin_upper=starts[k][1]) for k in sorted(missing)],
-            ignore_conflicts=True,
-        )
     keys = sorted(counts)
-    if len(keys) > 1:  # one statement for every kind, its rows locked in key order first so that none deadlocks
-        list(IntervalCalibration.objects.select_for_update().filter(key__in=keys).order_by("key").values_list("pk"))
+    with connection.cursor() as cursor:
+        cursor.execute(keyed_sql(IntervalCalibration, "key", len(keys), select="key"), keys)
+        missing = set(keys) - {key for (key,) in cursor.fetchall()}
+        if missing:
+            known = calibration_margins()
+            starts = {key: margins_borrowed(known, key) or (0.0, 0.0) for key in missing}
+            rows = [IntervalCalibration(key=k, margin_lower=starts[k][0], margin_upper=starts[k][1]) for k in missing]
+            insert_missing(IntervalCalibration, sorted(rows, key=lambda row: row.key))
+        if len(keys) > 1 and connection.features.has_select_for_update:
+            # one statement for every kind, its rows locked in key order first so that none deadlocks
+            cursor.execute(keyed_sql(IntervalCalibration, "key", len(keys), lock=True, select="id"), keys)
     low, high = MARGIN_LIMITS
     moves = []
     for k in keys:  # per kind: the lower margin's step, the upper's, predictions, below, above
@@ -244,10 +245,8 @@ def readiness_calibration_learn(
     # Every key's row exists before any is locked (one insert that skips those that do, in key order), then all
     # are locked in key order: creating a row while holding locks on others could deadlock with a transaction
     # doing the same the other way round.
-    ReadinessCalibration.objects.bulk_create(
-        [ReadinessCalibration(key=k, counts=[0.0] * PIT_BINS) for k in keys], ignore_conflicts=True
-    )
-    rows = list(ReadinessCalibration.objects.select_for_update().filter(key__in=keys).order_by("key"))
+    insert_missing(ReadinessCalibration, [ReadinessCalibration(key=k, counts=[0.0] * PIT_BINS) for k in keys])
+    rows = instances(ReadinessCalibration, keyed_sql(ReadinessCalibration, "key", len(keys), lock=True), keys)
     for row in rows:
         counts = [c * PIT_DECAY for c in row.counts] if len(row.counts) == PIT_BINS else [0.0] * PIT_BINS
         pits = per_key[row.key]

@@ -17,6 +17,26 @@ def prediction_current(*, booking_id: str) -> Prediction | None:
     return Prediction.objects.filter(booking_external_id=booking_id, is_current=True).select_related("vehicle").first()
 
 
+def prediction_current_error(*, booking_id: str) -> float | None:
+    """The error scoring stored on the booking's current prediction; None without one or before its pick-up.
+
+    SQL built once: the pick-up's answer reads it back on every `booking.started`."""
+    with connection.cursor() as cursor:
+        cursor.execute(_current_error_sql(), [booking_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+@once
+def _current_error_sql() -> str:
+    qn = connection.ops.quote_name
+    return (
+        f"SELECT {qn('prediction_error')} FROM {qn(Prediction._meta.db_table)} "
+        f"WHERE {qn('booking_external_id')} = %s AND {qn('is_current')} "
+        f"ORDER BY {qn('predicted_at')} DESC, {qn('id')} DESC LIMIT 1"
+    )
+
+
 @once
 def _reading_sql(bounded: bool) -> str:
     qn = connection.ops.quote_name

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache as once
 from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent, ReadingSource, Vehicle
@@ -25,7 +26,7 @@ from bookings.selectors import booking_by_external_id, bookings_open, bookings_o
 from bookings.services import default_duration, reading_record, vehicle_lock
 from common.api.errors import DomainError
 from common.api.fields import iso
-from common.rows import insert, placeholders
+from common.rows import db_value, insert, placeholders
 from core import ml_cascade
 from core.physics import FULL, Checkpoint, Rates, State, Trip, clamp, walk
 from core.readiness import Requirement, readiness_assess
@@ -657,21 +658,9 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
     The current prediction (the latest before pick-up) is what Laravel showed, so it is the one
     counted in the daily accuracy metrics.
     """
-    unscored = Prediction.objects.filter(booking_external_id=booking.external_id, actual_battery__isnull=True)
-    rows = list(  # one read for both learners and the daily metrics
-        unscored.values_list(
-            "calibration_key",
-            "predicted_battery",
-            "confidence_lower",
-            "confidence_upper",
-            "status",
-            "is_current",
-            "model_version",
-            "prediction_method",
-            *SCORED_COLUMNS,
-            named=True,
-        )
-    )
+    with connection.cursor() as cursor:  # one read for both learners and the daily metrics
+        cursor.execute(_unscored_sql(), [booking.external_id])
+        rows = [_Unscored(*row) for row in cursor.fetchall()]
     current = _current_of(booking, rows)
     calibration_learn(
         scored=[(r.calibration_key, r.confidence_lower, r.confidence_upper) for r in rows],
@@ -696,16 +685,52 @@ def predictions_score(*, booking: Booking, actual: float, at_day) -> float | Non
         actual=actual,
         at=timezone.now(),
     )
-    unscored.update(
-        actual_battery=actual,
-        prediction_error=actual - F("predicted_battery"),
-        status=PredictionStatus.COMPLETED,
-    )
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.execute(_scored_sql(), [actual, actual, PredictionStatus.COMPLETED, booking.external_id])
     if current is None:
         return None
     error = actual - current.predicted_battery
     accuracy_record(prediction=current, actual=actual, day=at_day)
     return error
+
+
+_UNSCORED_COLUMNS = (
+    "calibration_key",
+    "predicted_battery",
+    "confidence_lower",
+    "confidence_upper",
+    "status",
+    "is_current",
+    "model_version",
+    "prediction_method",
+    *SCORED_COLUMNS,
+)
+_Unscored = namedtuple("_Unscored", _UNSCORED_COLUMNS)
+
+
+@once
+def _unscored_sql() -> str:
+    """A booking's predictions not scored yet, the columns scoring reads, in the model's order (newest first): SQL
+    built once, as the pick-up's other statements (docs/performance.md)."""
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(Prediction._meta.get_field(name).column) for name in _UNSCORED_COLUMNS)
+    return (
+        f"SELECT {columns} FROM {qn(Prediction._meta.db_table)} "
+        f"WHERE {qn('booking_external_id')} = %s AND {qn('actual_battery')} IS NULL "
+        f"ORDER BY {qn('predicted_at')} DESC, {qn('id')} DESC"
+    )
+
+
+@once
+def _scored_sql() -> str:
+    """Fill the actual level, the error and the completed status into a booking's predictions not scored yet."""
+    qn = connection.ops.quote_name
+    return (
+        f"UPDATE {qn(Prediction._meta.db_table)} SET {qn('actual_battery')} = %s, "
+        f"{qn('prediction_error')} = %s - {qn('predicted_battery')}, {qn('status')} = %s "
+        f"WHERE {qn('booking_external_id')} = %s AND {qn('actual_battery')} IS NULL"
+    )
 
 
 def _current_of(booking: Booking, rows: list) -> Prediction | None:
@@ -723,15 +748,28 @@ def _current_of(booking: Booking, rows: list) -> Prediction | None:
 
 
 def accuracy_record(*, prediction: Prediction, actual: float, day) -> None:
+    """Add one scored prediction to its day's row of its model and method, creating the row on the day's first."""
     error = actual - prediction.predicted_battery
-    try:
-        metric, _ = AccuracyMetric.objects.get_or_create(
-            date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
-        )
-    except IntegrityError:
-        metric = AccuracyMetric.objects.get(
-            date=day, model_version=prediction.model_version, prediction_method=prediction.prediction_method
-        )
     inside = prediction.confidence_lower <= actual <= prediction.confidence_upper
     increments = AccuracyMetric.increments(error, inside)
-    AccuracyMetric.objects.filter(pk=metric.pk).update(**{name: F(name) + value for name, value in increments.items()})
+    keys = [db_value(AccuracyMetric, "date", day), prediction.model_version, prediction.prediction_method]
+    with connection.cursor() as cursor:
+        cursor.execute(_accuracy_added_sql(tuple(increments)), [*keys, *increments.values()])
+
+
+@lru_cache(maxsize=4)
+def _accuracy_added_sql(names: tuple[str, ...]) -> str:
+    """One statement, atomic: the day's row created with one prediction's increments (`names`), or those added to it.
+
+    The ORM's get_or_create, then an UPDATE of F expressions, were up to three statements compiled on every pick-up;
+    the unique (date, model, method) constraint is the conflict that makes it an addition.
+    """
+    qn = connection.ops.quote_name
+    table = qn(AccuracyMetric._meta.db_table)
+    keys = ("date", "model_version", "prediction_method")
+    columns = ", ".join(qn(name) for name in (*keys, *names))
+    added = ", ".join(f"{qn(name)} = {table}.{qn(name)} + excluded.{qn(name)}" for name in names)
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({placeholders(len(keys) + len(names))}) "
+        f"ON CONFLICT ({', '.join(qn(key) for key in keys)}) DO UPDATE SET {added}"
+    )

@@ -53,7 +53,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from common.process_cache import forget, kept_or_computed
-from common.rows import parameter_rows, placeholders
+from common.rows import insert_missing, parameter_rows, placeholders
 from predictions.calibration import lead_time_label
 from predictions.models import PredictorScore
 
@@ -213,9 +213,7 @@ def _scores_add(added: dict[tuple[str, str], float], at) -> None:
     keys = sorted(added)
     pairs = [value for key in keys for value in key]
     with transaction.atomic():
-        PredictorScore.objects.bulk_create(
-            [PredictorScore(kind=k, candidate=c) for k, c in keys], ignore_conflicts=True
-        )
+        insert_missing(PredictorScore, [PredictorScore(kind=k, candidate=c) for k, c in keys])
         with connection.cursor() as cursor:
             if connection.features.has_select_for_update:  # SQLite's one writer needs no row locks
                 cursor.execute(_scores_locked_sql(len(keys)), pairs)

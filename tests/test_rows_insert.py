@@ -11,8 +11,9 @@ from django.test.utils import CaptureQueriesContext
 
 from bookings.models import BatteryReading, Vehicle
 from callbacks.models import CallbackItem
-from common.rows import insert
-from predictions.models import Prediction
+from common.rows import insert, insert_missing, keyed_sql
+from core.readiness import PIT_BINS
+from predictions.models import IntervalCalibration, Prediction, PredictorScore, ReadinessCalibration
 from tests.factories import BookingFactory, CallbackOutboxFactory, PredictionFactory
 
 pytestmark = pytest.mark.django_db
@@ -121,3 +122,47 @@ def test_an_unsaved_related_object_is_refused_as_save_refuses_it():
     with pytest.raises(ValueError, match="unsaved related object"):
         insert(BatteryReading, [BatteryReading(vehicle=unsaved_car, level=50.0, recorded_at=T, source="predict")])
     assert not BatteryReading.objects.exists()
+
+
+def test_insert_missing_adds_the_new_rows_and_leaves_the_existing_ones_as_they_are():
+    ReadinessCalibration.objects.create(key="<6h", counts=[1.0] * PIT_BINS, bookings=3.0)
+
+    insert_missing(
+        ReadinessCalibration,
+        [ReadinessCalibration(key=k, counts=[0.0] * PIT_BINS) for k in ("<6h", "6-24h", "<6h|charging")],
+    )
+
+    rows = {r.key: (r.counts, r.bookings) for r in ReadinessCalibration.objects.all()}
+    assert rows == {
+        "<6h": ([1.0] * PIT_BINS, 3.0),  # kept, not overwritten
+        "6-24h": ([0.0] * PIT_BINS, 0.0),
+        "<6h|charging": ([0.0] * PIT_BINS, 0.0),
+    }
+
+
+def test_insert_missing_stores_what_bulk_create_with_ignore_conflicts_stores():
+    PredictorScore.objects.create(kind="<6h|own|parked", candidate="model", weight=2.0, sum_abs_error=4.0)
+    wanted = [("<6h|own|parked", "model"), ("<6h|own|parked", "pattern"), ("<6h", "persistence")]
+
+    insert_missing(PredictorScore, [PredictorScore(kind=k, candidate=c) for k, c in wanted])
+    by_hand = sorted(model_to_dict(s, exclude=["id"]).items() for s in PredictorScore.objects.all())
+    PredictorScore.objects.all().delete()
+    PredictorScore.objects.create(kind="<6h|own|parked", candidate="model", weight=2.0, sum_abs_error=4.0)
+    PredictorScore.objects.bulk_create([PredictorScore(kind=k, candidate=c) for k, c in wanted], ignore_conflicts=True)
+    by_orm = sorted(model_to_dict(s, exclude=["id"]).items() for s in PredictorScore.objects.all())
+
+    assert by_hand == by_orm
+    assert len(by_hand) == 3
+
+
+def test_keyed_rows_come_in_key_order_and_are_locked_only_where_the_backend_locks_rows():
+    for key in ("b", "c", "a"):
+        IntervalCalibration.objects.create(key=key)
+
+    sql = keyed_sql(IntervalCalibration, "key", 2, lock=True, select="key")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ["c", "a"])
+        found = [key for (key,) in cursor.fetchall()]
+
+    assert found == ["a", "c"]
+    assert sql.endswith("FOR UPDATE") == (connection.vendor == "postgresql")

@@ -3,7 +3,7 @@
 import pytest
 
 from bookings.models import BatteryReading, Booking, BookingStatus, InboundEvent
-from learning.models import BookingOutcome, UserPattern, VehiclePattern
+from learning.models import AccuracyMetric, BookingOutcome, UserPattern, VehiclePattern
 from predictions.models import Prediction, PredictionStatus
 from tests.seed_examples import AFFECTED_KEYS, CANCELLED, CREATED, ENDED, MODIFIED, STARTED, URL
 
@@ -158,3 +158,44 @@ def test_vehicle_ids_as_numbers_and_strings_are_the_same_car(post):
 
     assert Booking.objects.get(external_id="BK123456").vehicle.external_id == "78"
     assert Booking.objects.values("vehicle").distinct().count() == 1
+
+
+def test_pick_ups_add_their_errors_to_one_row_per_day_model_and_method(post):
+    """Each pick-up's current prediction adds its error to the day's row (created by the day's first pick-up)."""
+    picked = []
+    for n, (car, hour) in enumerate([(78, 19), (79, 20)]):
+        booking, actual = f"BK-DAY-{n}", 40.0 + 30 * n
+        starts = f"2025-11-03T{hour}:00:00Z"
+        created = {
+            **CREATED,
+            "booking_id": booking,
+            "vehicle_id": car,
+            "starts_at": starts,
+            "ends_at": "2025-11-03T22:00:00Z",
+        }
+        assert post(URL["created"], created).status_code == 200
+        current = Prediction.objects.get(booking_external_id=booking, is_current=True)
+        started = {
+            "booking_id": booking,
+            "vehicle_id": car,
+            "actual_battery_at_start": actual,
+            "actual_started_at": starts,
+        }
+        assert post(URL["started"], started).status_code == 200
+        inside = current.confidence_lower <= actual <= current.confidence_upper
+        picked.append((current, AccuracyMetric.increments(actual - current.predicted_battery, inside)))
+
+    (row,) = AccuracyMetric.objects.all()
+    first = picked[0][0]
+    assert (str(row.date), row.model_version, row.prediction_method) == (
+        "2025-11-03",
+        first.model_version,
+        first.prediction_method,
+    )
+    assert (picked[1][0].model_version, picked[1][0].prediction_method) == (
+        first.model_version,
+        first.prediction_method,
+    )
+    for name in picked[0][1]:
+        assert getattr(row, name) == pytest.approx(picked[0][1][name] + picked[1][1][name]), name
+    assert row.count == 2
