@@ -132,14 +132,20 @@ def _insert_missing_sql(model: type[Model], count: int) -> str:
     )
 
 
+@lru_cache(maxsize=32)
+def _insert_missing_json_sql(model: type[Model]) -> str:
+    """`_insert_json_sql` that skips each row a unique constraint already holds, and returns nothing."""
+    return _insert_json_sql(model).rpartition(" RETURNING ")[0] + " ON CONFLICT DO NOTHING"
+
+
 def insert_missing(model: type[Model], objs: Sequence[Model]) -> None:
     """Insert those of `objs` that no unique constraint of `model` already holds, as `bulk_create(...,
     ignore_conflicts=True)` does, with SQL built once per row count.
 
     Why: a scored pick-up makes sure its calibration and score rows exist before it locks them, and the ORM
     compiled that insert (on Postgres with every column as an `UNNEST` array) on every pick-up (docs/performance.md).
-    The values are prepared as `insert` prepares them; no key comes back (read the rows afterwards). For the rows
-    of small tables keyed by a name, where a statement of over 50 parameters is rare.
+    The values are prepared as `insert` prepares them, and sent as `insert` sends them: several rows on Postgres as
+    one JSON parameter, else a `VALUES` list built once per count. No key comes back (read the rows afterwards).
     """
     objs = list(objs)
     if not objs:
@@ -149,8 +155,13 @@ def insert_missing(model: type[Model], objs: Sequence[Model]) -> None:
     if any(hasattr(value, "as_sql") for row in values for value in row):
         model.objects.bulk_create(objs, ignore_conflicts=True)
         return
+    as_json = connection.vendor == "postgresql" and len(objs) > 1 and not _custom_json(model)
+    document = _as_json(fields, values) if as_json else None
     batch = max(connection.ops.bulk_batch_size(fields, objs), 1)
     with connection.cursor() as cursor:
+        if document is not None:
+            cursor.execute(_insert_missing_json_sql(model), [document])
+            return
         for first in range(0, len(objs), batch):
             rows = values[first : first + batch]
             cursor.execute(_insert_missing_sql(model, len(rows)), [value for row in rows for value in row])

@@ -42,6 +42,7 @@ ones, whose errors differ tenfold, so a handful of the kind's own bookings shoul
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -53,7 +54,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from common.process_cache import forget, kept_or_computed
-from common.rows import insert_missing, parameter_rows, placeholders
+from common.rows import insert_missing, parameter_rows
 from predictions.calibration import lead_time_label
 from predictions.models import PredictorScore
 
@@ -208,46 +209,81 @@ def booking_errors(
     return {key: sum(values) / len(values) for key, values in errors.items()}
 
 
+class _ScoresMissing(Exception):
+    """Some (kind, candidate) row to add to does not exist yet: `_scores_add` creates them first."""
+
+
 def _scores_add(added: dict[tuple[str, str], float], at) -> None:
-    """One insert of the missing rows, the rows locked in key order, one update of all of them."""
+    """The rows locked in key order and moved in one update; when one is missing, that is undone and done again
+    after one insert of the missing rows.
+
+    A booking's predictions span many kinds, so this is often a hundred (kind, candidate) rows: on Postgres the keys
+    and errors go as one JSON parameter (statements of one shape whatever the count, which psycopg parses once and
+    the server plans quickly), elsewhere as parameter lists built once per count. The rows exist after a fleet's
+    first pick-ups of each kind (only a promotion deletes some), so the insert, which comes before any lock so
+    that two writers cannot deadlock, is left out until a row is found missing.
+    """
     keys = sorted(added)
-    pairs = [value for key in keys for value in key]
-    with transaction.atomic():
-        insert_missing(PredictorScore, [PredictorScore(kind=k, candidate=c) for k, c in keys])
-        with connection.cursor() as cursor:
-            if connection.features.has_select_for_update:  # SQLite's one writer needs no row locks
-                cursor.execute(_scores_locked_sql(len(keys)), pairs)
-            moved = [value for key in keys for value in (*key, added[key])]
-            cursor.execute(
-                _scores_moved_sql(len(keys)), [DECAY, DECAY, connection.ops.adapt_datetimefield_value(at), *moved]
-            )
+    try:
+        _scores_write(added, keys, at, create=False)
+    except _ScoresMissing:
+        _scores_write(added, keys, at, create=True)
     forget(SCORES_CACHE_KEY)
 
 
-@lru_cache(maxsize=32)
-def _scores_locked_sql(count: int) -> str:
-    """Lock `count` (kind, candidate) rows in key order, built once per count (the ORM's OR of pairs, compiled on every
-    pick-up, was about a twentieth of an event's CPU)."""
+def _scores_write(added: dict[tuple[str, str], float], keys: list[tuple[str, str]], at, *, create: bool) -> None:
+    """Move the rows of `keys` by `added`; raise `_ScoresMissing` (undoing it) if one is missing and not `create`d."""
+    when = connection.ops.adapt_datetimefield_value(at)
+    with transaction.atomic():
+        if create:
+            insert_missing(PredictorScore, [PredictorScore(kind=k, candidate=c) for k, c in keys])
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                document = json.dumps([{"k": k, "c": c, "e": added[(k, c)]} for k, c in keys])
+                cursor.execute(_scores_locked_json_sql(), [document])
+                if len(cursor.fetchall()) < len(keys) and not create:
+                    raise _ScoresMissing
+                cursor.execute(_scores_moved_json_sql(), [DECAY, DECAY, when, document])
+            else:  # SQLite's one writer needs no row locks
+                moved = [value for key in keys for value in (*key, added[key])]
+                cursor.execute(_scores_moved_sql(len(keys)), [DECAY, DECAY, when, *moved])
+                if cursor.rowcount < len(keys) and not create:
+                    raise _ScoresMissing
+
+
+@lru_cache(maxsize=1)
+def _scores_locked_json_sql() -> str:
+    """Lock the (kind, candidate) rows of a JSON array of {k, c} in key order (Postgres)."""
     qn = connection.ops.quote_name
     kind, candidate = qn("kind"), qn("candidate")
     return (
-        f"SELECT {qn('id')} FROM {qn(PredictorScore._meta.db_table)} "
-        f"WHERE ({kind}, {candidate}) IN ({placeholders(count, width=2)}) "
+        f"SELECT {qn('id')} FROM {qn(PredictorScore._meta.db_table)} WHERE ({kind}, {candidate}) IN "
+        f"(SELECT x.k, x.c FROM json_to_recordset(%s::json) AS x(k text, c text)) "
         f"ORDER BY {kind}, {candidate} FOR UPDATE"
     )
+
+
+@lru_cache(maxsize=1)
+def _scores_moved_json_sql() -> str:
+    """`_scores_moved_sql` with the rows' errors from a JSON array of {k, c, e} (Postgres)."""
+    return _scores_update_sql("json_to_recordset(%s::json) AS s(k text, c text, e double precision)")
 
 
 @lru_cache(maxsize=32)
 def _scores_moved_sql(count: int) -> str:
     """Decay `count` rows and add each its own error, in one UPDATE of the rows' own columns, built once per count."""
+    return _scores_update_sql(f"({parameter_rows(('k', 'c', 'e'), count)}) AS s")
+
+
+def _scores_update_sql(source: str) -> str:
+    """Decay the rows named in `source` (a derived table `s` of k, c, e) and add each its own error."""
     qn = connection.ops.quote_name
     table = qn(PredictorScore._meta.db_table)
-    added = parameter_rows(("k", "c", "e"), count)
     weight, error, bookings = qn("weight"), qn("sum_abs_error"), qn("bookings")
     return (
         f"UPDATE {table} SET {weight} = {weight} * %s + 1.0, {error} = {error} * %s + s.e, "
         f"{bookings} = {bookings} + 1, {qn('updated_at')} = %s "
-        f"FROM ({added}) AS s WHERE {table}.{qn('kind')} = s.k AND {table}.{qn('candidate')} = s.c"
+        f"FROM {source} WHERE {table}.{qn('kind')} = s.k AND {table}.{qn('candidate')} = s.c"
     )
 
 

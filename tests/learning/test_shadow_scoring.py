@@ -7,6 +7,8 @@ from collections import defaultdict
 from datetime import UTC, date, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from core.simulation.fleet import FleetConfig, simulate
 from learning.training import model_promote, model_train
@@ -360,6 +362,24 @@ def test_a_pick_up_decays_the_scores_it_adds_to_and_creates_the_missing_ones(dja
     assert {k for k, c in scores if c == "persistence"} == {"6-24h|own|parked", "6-24h", "*"}
     median = scores[("6-24h|own|parked", "median")]  # the mean of two: 43.5 and 44.5, 6.5 and 5.5 off
     assert (median.sum_abs_error, median.bookings) == (pytest.approx(6.0), 1)
+
+
+@pytest.mark.django_db
+def test_a_pick_up_whose_score_rows_exist_moves_them_without_inserting(django_capture_on_commit_callbacks):
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    scored = [("6-24h|own|parked", None, 47.0, 40.0)]
+    with django_capture_on_commit_callbacks(execute=True):
+        shadow_learn(scored=scored, actual=50.0, at=at)  # creates the rows
+
+    with CaptureQueriesContext(connection) as second, django_capture_on_commit_callbacks(execute=True):
+        shadow_learn(scored=scored, actual=44.0, at=at)
+
+    assert not [q for q in second.captured_queries if q["sql"].lstrip().upper().startswith("INSERT")]
+    scores = {(s.kind, s.candidate): s for s in PredictorScore.objects.all()}
+    assert len(scores) == 3 * 3  # three levels of the kind, pattern / persistence / median
+    pattern = scores[("6-24h", "pattern")]
+    assert (pattern.weight, pattern.bookings) == (pytest.approx(DECAY + 1), 2)
+    assert pattern.sum_abs_error == pytest.approx(3.0 * DECAY + 3.0)  # |50 - 47|, then |44 - 47|
 
 
 @pytest.mark.parametrize(
