@@ -23,6 +23,12 @@ Each round, for each side (the order alternates)
     Around every run, the CPU time (user and system, from /proc) of the side's gunicorn workers and of Postgres,
     per request answered: what a call costs the machine, the figure that sizes a deployment.
 
+After the rounds
+    paired     the next --paired calls of the stream, one at a time, each sent to both sides back to back (which
+               side first alternates): each side's p50 per kind of event, and the median of the calls' own ratios
+               (after / before). The two answers of a call are milliseconds apart, so the machine's weather, which
+               moves whole runs by a fifth here, mostly cancels; this is the figure for an event's latency.
+
 Run it
     .venv/bin/python -m bench.ab --before 3dc9c5e             # this tree against commit 3dc9c5e (about 15 minutes)
     .venv/bin/python -m bench.ab --before HEAD~3 --rounds 3 --seconds 5
@@ -62,7 +68,19 @@ from bench.common import (
     text_table,
     write_json,
 )
-from bench.serving import Fleet, Run, Sequential, Wrk, fleet_build, history_send, predict_body, serve, worker_pids
+from bench.serving import (
+    Fleet,
+    Run,
+    Sequential,
+    Wrk,
+    event_name,
+    fleet_build,
+    history_send,
+    predict_body,
+    serve,
+    worker_pids,
+)
+from core.simulation.fleet import Call
 
 MEASURES = ("health", "predict", "fixed", "events")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -81,13 +99,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seed", type=int, default=42, help="simulator seed of the fleet and the bodies (default 42)")
     add("--history-days", type=int, default=2, help="days of the stream sent untimed first (default 2)")
     add("--connections", type=int, default=64, help="wrk connections of the fixed-rate runs (default 64)")
+    add("--paired", type=int, default=400, help="stream calls sent to both sides back to back at the end (default 400)")
     add("--output", type=Path, default=RESULTS / "ab.json", help="JSON results file")
     config = parser.parse_args(argv)
     if min(config.rounds, config.seconds, config.workers) < 1 or min(config.rate, config.event_rate) <= 0:
         parser.error("--rounds, --seconds, --workers, --rate and --event-rate must be positive")
-    # What bench.serving's fleet needs to know to simulate a stream long enough for every round's events.
+    if config.paired < 0:
+        parser.error("--paired must be 0 or more")
+    # What bench.serving's fleet needs to know to simulate a stream long enough for every round's events and the
+    # paired calls.
     config.phases, config.calls = ("events",), 0
-    config.event_seconds = config.rounds * config.seconds
+    config.event_seconds = config.rounds * config.seconds + math.ceil(config.paired / config.event_rate)
     config.soak_rate = config.soak_minutes = 0
     config.no_model, config.gunicorn = False, ""  # what bench.serving's `serve` asks: the champion, as shipped
     return config
@@ -102,6 +124,7 @@ class Side:
     api_key: str = ""
     served: dict[str, Any] = field(default_factory=dict)
     wrk: Wrk | None = None
+    client: Sequential | None = None
     runs: dict[str, list[Run]] = field(default_factory=lambda: {m: [] for m in MEASURES})
 
 
@@ -125,7 +148,8 @@ def side_start(side: Side, config: argparse.Namespace, fleet: Fleet, workdir: Pa
     side.server, side.api_key, side.served = serve(
         config, workdir / side.name, database_url=side.database_url, root=side.root
     )
-    history_send(Sequential(side.server.port, side.api_key), fleet)
+    side.client = Sequential(side.server.port, side.api_key)
+    history_send(side.client, fleet)
     side.wrk = Wrk(side.server, side.api_key, workdir / side.name)
     print(f"{side.name}: {side.root} ready in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -232,13 +256,59 @@ def report(before: Side, after: Side) -> list[dict[str, Any]]:
     return rows
 
 
+def paired_run(sides: tuple[Side, Side], fleet: Fleet, calls: list[Call]) -> None:
+    """Send each call to both sides back to back, the first side alternating, each timed under its kind."""
+    for i, call in enumerate(calls):
+        name = "predict (the stream's)" if call.kind == "predict" else event_name(call.kind)
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            assert side.client is not None
+            side.client.endpoint(name)
+            side.client.call(name, "POST", call.path, fleet.body(call))
+
+
+def paired_report(before: Side, after: Side) -> list[dict[str, Any]]:
+    """Per kind: each side's p50 and the median of the calls' own after / before ratios."""
+    assert before.client is not None and after.client is not None
+    rows, table = [], [["paired calls", "calls", "before p50 ms", "after p50 ms", "median of the calls' ratios"]]
+    kinds = list(before.client.endpoints)
+    pairs = {
+        k: list(zip(before.client.endpoints[k].timings, after.client.endpoints[k].timings, strict=True)) for k in kinds
+    }
+    events = [p for k in kinds if k.startswith("POST /api/v1/events/") for p in pairs[k]]
+    for kind, timed in [*pairs.items(), ("every event", events)]:
+        if not timed:
+            continue
+        b, a = [x for x, _ in timed], [y for _, y in timed]
+        row = {
+            "kind": kind,
+            "calls": len(timed),
+            "before_p50_ms": statistics.median(b),
+            "after_p50_ms": statistics.median(a),
+            "ratio": statistics.median(y / x for x, y in timed if x),
+        }
+        rows.append(row)
+        table.append(
+            [
+                kind,
+                str(row["calls"]),
+                f"{row['before_p50_ms']:.2f}",
+                f"{row['after_p50_ms']:.2f}",
+                f"{row['ratio']:.2f}",
+            ]
+        )
+    print("\neach call sent to both sides back to back (the first side alternating)\n")
+    print(text_table(table))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     fleet = fleet_build(config)
     stream = [c for c in fleet.calls if c.at >= fleet.history_end]
     per_round = round(config.event_rate * config.seconds)
-    if len(stream) < per_round * config.rounds:
-        raise BenchError(f"the stream has {len(stream)} calls after the history; {per_round * config.rounds} needed")
+    needed = per_round * config.rounds + config.paired
+    if len(stream) < needed:
+        raise BenchError(f"the stream has {len(stream)} calls after the history; {needed} needed")
     fleet.now = fleet.history_end
     payload: dict[str, Any] = {"machine": machine_info(), "config": vars(config) | {"output": str(config.output)}}
     ok = False
@@ -267,7 +337,12 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     events = side.wrk.file(f"events-{r}", [(c.path, fleet.body(c)) for c in chunk])
                     round_run(side, config, files, events)
+            first = per_round * config.rounds
+            if config.paired:
+                print(f"paired: {config.paired} calls", flush=True)
+                paired_run(sides, fleet, stream[first : first + config.paired])
             payload["figures"] = report(before, after)
+            payload["paired"] = paired_report(before, after) if config.paired else []
             payload["sides"] = {
                 s.name: {
                     "tree": str(s.root),
@@ -277,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 for s in sides
             }
             errors = sum(r.errors for s in sides for rs in s.runs.values() for r in rs)
+            errors += sum(s.client.errors for s in sides if s.client is not None)
             tracebacks = sum(log_tracebacks(s.server.log_path) for s in sides if s.server)
             payload["errors"], payload["server_log_tracebacks"] = errors, tracebacks
             write_json(config.output, payload)
