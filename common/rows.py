@@ -60,13 +60,14 @@ def parameter_rows(names: Sequence[str], count: int) -> str:
 
 
 @lru_cache(maxsize=256)
-def keyed_sql(model: type[Model], key: str, count: int, *, lock: bool = False, select: str = "") -> str:
-    """SELECT `select` (every column, `columns_of(model)`, when empty) of `model`'s rows whose column `key` is one of
-    `count` parameters, in `key` order; with `lock`, FOR UPDATE where the backend locks rows (SQLite's one writer
-    needs no row locks). Built once per count: rows locked in key order cannot deadlock with others doing the same.
+def keyed_sql(model: type[Model], key: str, count: int, *, lock: bool = False, select: tuple[str, ...] = ()) -> str:
+    """SELECT the columns `select` (every column, `columns_of(model)`, when empty) of `model`'s rows whose column
+    `key` is one of `count` parameters, in `key` order; with `lock`, FOR UPDATE where the backend locks rows (SQLite's
+    one writer needs no row locks). Built once per count: rows locked in key order cannot deadlock with others doing
+    the same.
     """
     qn = connection.ops.quote_name
-    columns = select or columns_of(model)
+    columns = ", ".join(qn(column) for column in select) if select else columns_of(model)
     tail = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
     return (
         f"SELECT {columns} FROM {qn(model._meta.db_table)} WHERE {qn(key)} IN ({placeholders(count)}) "
@@ -108,63 +109,26 @@ def _insert_fields(model: type[Model]) -> list[Any]:
     return [field for field in model._meta.concrete_fields if field is not model._meta.auto_field]
 
 
+_RETURNING, _SKIPPING = "returning", "skipping"  # what an insert ends with: the new keys, or nothing for a held row
+
+
+def _insert_tail(model: type[Model], tail: str) -> str:
+    if tail == _SKIPPING:
+        return "ON CONFLICT DO NOTHING"
+    return f"RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
+
+
 @lru_cache(maxsize=256)
-def _insert_sql(model: type[Model], count: int) -> str:
-    """INSERT of `count` rows of `model`, RETURNING their keys, built once per row count."""
+def _insert_sql(model: type[Model], count: int, tail: str = _RETURNING) -> str:
+    """INSERT of `count` rows of `model` (RETURNING their keys, or skipping the rows a unique constraint already
+    holds), built once per row count."""
     qn = connection.ops.quote_name
     fields = _insert_fields(model)
     columns = ", ".join(qn(field.column) for field in fields)
     return (
         f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {placeholders(count, len(fields))} "
-        f"RETURNING {qn(model._meta.pk.column)}"
+        f"{_insert_tail(model, tail)}"
     )
-
-
-@lru_cache(maxsize=256)
-def _insert_missing_sql(model: type[Model], count: int) -> str:
-    """INSERT of `count` rows of `model` that skips each row a unique constraint already holds, built once per count."""
-    qn = connection.ops.quote_name
-    fields = _insert_fields(model)
-    columns = ", ".join(qn(field.column) for field in fields)
-    return (
-        f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {placeholders(count, len(fields))} "
-        "ON CONFLICT DO NOTHING"
-    )
-
-
-@lru_cache(maxsize=32)
-def _insert_missing_json_sql(model: type[Model]) -> str:
-    """`_insert_json_sql` that skips each row a unique constraint already holds, and returns nothing."""
-    return _insert_json_sql(model).rpartition(" RETURNING ")[0] + " ON CONFLICT DO NOTHING"
-
-
-def insert_missing(model: type[Model], objs: Sequence[Model]) -> None:
-    """Insert those of `objs` that no unique constraint of `model` already holds, as `bulk_create(...,
-    ignore_conflicts=True)` does, with SQL built once per row count.
-
-    Why: a scored pick-up makes sure its calibration and score rows exist before it locks them, and the ORM
-    compiled that insert (on Postgres with every column as an `UNNEST` array) on every pick-up (docs/performance.md).
-    The values are prepared as `insert` prepares them, and sent as `insert` sends them: several rows on Postgres as
-    one JSON parameter, else a `VALUES` list built once per count. No key comes back (read the rows afterwards).
-    """
-    objs = list(objs)
-    if not objs:
-        return
-    fields = _insert_fields(model)
-    values = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objs]
-    if any(hasattr(value, "as_sql") for row in values for value in row):
-        model.objects.bulk_create(objs, ignore_conflicts=True)
-        return
-    as_json = connection.vendor == "postgresql" and len(objs) > 1 and not _custom_json(model)
-    document = _as_json(fields, values) if as_json else None
-    batch = max(connection.ops.bulk_batch_size(fields, objs), 1)
-    with connection.cursor() as cursor:
-        if document is not None:
-            cursor.execute(_insert_missing_json_sql(model), [document])
-            return
-        for first in range(0, len(objs), batch):
-            rows = values[first : first + batch]
-            cursor.execute(_insert_missing_sql(model, len(rows)), [value for row in rows for value in row])
 
 
 @cache
@@ -174,8 +138,9 @@ def _custom_json(model: type[Model]) -> bool:
 
 
 @lru_cache(maxsize=32)
-def _insert_json_sql(model: type[Model]) -> str:
-    """INSERT of any number of rows of `model` from one JSON array of objects keyed by column, RETURNING their keys.
+def _insert_json_sql(model: type[Model], tail: str = _RETURNING) -> str:
+    """INSERT of any number of rows of `model` from one JSON array of objects keyed by column (RETURNING their keys,
+    or skipping the rows a unique constraint already holds).
 
     Postgres only (`json_populate_recordset` over the table's own row type): one parameter, whatever the row count.
     """
@@ -184,8 +149,59 @@ def _insert_json_sql(model: type[Model]) -> str:
     columns = ", ".join(qn(field.column) for field in _insert_fields(model))
     return (
         f"INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json) "
-        f"RETURNING {qn(model._meta.pk.column)}"
+        f"{_insert_tail(model, tail)}"
     )
+
+
+def _insert_statements(model: type[Model], objs: list[Model], tail: str) -> list[tuple[str, list, list]] | None:
+    """The statements (SQL, parameters, the objects they insert) that insert `objs`, values prepared as the ORM
+    prepares them (`pre_save`, then `get_db_prep_save`); None when a value is an expression, which only the ORM
+    compiles. An unsaved related object is an error, as in save() and bulk_create(), not a NULL key.
+
+    On Postgres several rows go as one JSON parameter when every value has an exact JSON form; otherwise, or on
+    SQLite, as `VALUES` lists built once per row count, in the backend's batches.
+    """
+    for obj in objs:
+        obj._prepare_related_fields_for_save(operation_name="insert")
+    fields = _insert_fields(model)
+    values = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objs]
+    if any(hasattr(value, "as_sql") for row in values for value in row):
+        return None
+    as_json = connection.vendor == "postgresql" and len(objs) > 1 and not _custom_json(model)
+    document = _as_json(fields, values) if as_json else None
+    if document is not None:
+        return [(_insert_json_sql(model, tail), [document], objs)]
+    batch = max(connection.ops.bulk_batch_size(fields, objs), 1)
+    return [
+        (
+            _insert_sql(model, len(objs[first : first + batch]), tail),
+            [value for row in values[first : first + batch] for value in row],
+            objs[first : first + batch],
+        )
+        for first in range(0, len(objs), batch)
+    ]
+
+
+def insert_missing(model: type[Model], objs: Sequence[Model]) -> None:
+    """Insert those of `objs` that no unique constraint of `model` already holds, as `bulk_create(...,
+    ignore_conflicts=True)` does on Postgres, with SQL built once (`_insert_statements`). No key comes back: read
+    the rows afterwards.
+
+    Why: a scored pick-up makes sure its calibration and score rows exist before it locks them, and the ORM
+    compiled that insert (on Postgres with every column as an `UNNEST` array) on every pick-up (docs/performance.md).
+    On SQLite only a unique conflict is skipped (`bulk_create` there says `INSERT OR IGNORE`, which also drops a row
+    breaking NOT NULL or a check), as on Postgres.
+    """
+    objs = list(objs)
+    if not objs:
+        return
+    statements = _insert_statements(model, objs, _SKIPPING)
+    if statements is None:
+        model.objects.bulk_create(objs, ignore_conflicts=True)
+        return
+    with connection.cursor() as cursor:
+        for sql, params, _ in statements:
+            cursor.execute(sql, params)
 
 
 def _as_json(fields: list[Any], values: list[list[Any]]) -> str | None:
@@ -232,26 +248,9 @@ def insert(model: type[Model], objs: Sequence[Model]) -> list[Model]:
         for obj in objs:
             obj.save(force_insert=True)
         return objs
-    for obj in objs:  # as save() and bulk_create() do: an unsaved related object is an error, not a NULL key
-        obj._prepare_related_fields_for_save(operation_name="insert")
-    fields = _insert_fields(model)
-    values = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objs]
-    if any(hasattr(value, "as_sql") for row in values for value in row):
+    statements = _insert_statements(model, objs, _RETURNING)
+    if statements is None:
         return model.objects.bulk_create(objs)
-    as_json = connection.vendor == "postgresql" and len(objs) > 1 and not _custom_json(model)
-    document = _as_json(fields, values) if as_json else None
-    if document is not None:
-        statements = [(_insert_json_sql(model), [document], objs)]
-    else:
-        batch = max(connection.ops.bulk_batch_size(fields, objs), 1)
-        statements = [
-            (
-                _insert_sql(model, len(objs[first : first + batch])),
-                [value for row in values[first : first + batch] for value in row],
-                objs[first : first + batch],
-            )
-            for first in range(0, len(objs), batch)
-        ]
     with connection.cursor() as cursor:
         for sql, params, chunk in statements:
             cursor.execute(sql, params)

@@ -37,11 +37,13 @@ MIN_TRIP_KM = 0.5
 
 def vehicle_pattern_for_update(*, vehicle: Vehicle) -> VehiclePattern:
     """The car's pattern row, created on first use. Call while holding the vehicle lock: it serializes the writes of
-    this row, so the row is read as stored (SQL built once) and created only when there is none."""
+    this row, so the row is read as stored (SQL built once) and created only when there is none.
+
+    The row is not attached to `vehicle` (`vehicle.pattern`): what a caller changes and does not save must not
+    reach the cascade, which reads the car's pattern from the car it was given (`vehicle_pattern_for`)."""
     pattern = vehicle_pattern_stored(vehicle_id=vehicle.pk)
     if pattern is None:
         pattern, _ = VehiclePattern.objects.get_or_create(vehicle=vehicle)
-    pattern.vehicle = vehicle
     return pattern
 
 

@@ -132,7 +132,7 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
     transaction.on_commit(lambda: forget(MARGINS_CACHE_KEY))
     keys = sorted(counts)
     with connection.cursor() as cursor:
-        cursor.execute(keyed_sql(IntervalCalibration, "key", len(keys), select="key"), keys)
+        cursor.execute(keyed_sql(IntervalCalibration, "key", len(keys), select=("key",)), keys)
         missing = set(keys) - {key for (key,) in cursor.fetchall()}
         if missing:
             known = calibration_margins()
@@ -141,7 +141,7 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
             insert_missing(IntervalCalibration, sorted(rows, key=lambda row: row.key))
         if len(keys) > 1 and connection.features.has_select_for_update:
             # one statement for every kind, its rows locked in key order first so that none deadlocks
-            cursor.execute(keyed_sql(IntervalCalibration, "key", len(keys), lock=True, select="id"), keys)
+            cursor.execute(keyed_sql(IntervalCalibration, "key", len(keys), lock=True, select=("id",)), keys)
     low, high = MARGIN_LIMITS
     moves = []
     for k in keys:  # per kind: the lower margin's step, the upper's, predictions, below, above

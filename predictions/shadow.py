@@ -43,6 +43,7 @@ ones, whose errors differ tenfold, so a handful of the kind's own bookings shoul
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -204,8 +205,11 @@ def booking_errors(
         if not kind:
             continue
         for candidate, level in candidate_levels(model, pattern, persistence).items():
+            error = abs(actual - level)
+            if not math.isfinite(error):  # no evidence, and no row could store it
+                continue
             for key in kind_levels(kind):
-                errors[(key, candidate)].append(abs(actual - level))
+                errors[(key, candidate)].append(error)
     return {key: sum(values) / len(values) for key, values in errors.items()}
 
 

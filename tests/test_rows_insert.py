@@ -159,7 +159,7 @@ def test_keyed_rows_come_in_key_order_and_are_locked_only_where_the_backend_lock
     for key in ("b", "c", "a"):
         IntervalCalibration.objects.create(key=key)
 
-    sql = keyed_sql(IntervalCalibration, "key", 2, lock=True, select="key")
+    sql = keyed_sql(IntervalCalibration, "key", 2, lock=True, select=("key",))
     with connection.cursor() as cursor:
         cursor.execute(sql, ["c", "a"])
         found = [key for (key,) in cursor.fetchall()]

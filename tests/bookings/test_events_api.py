@@ -199,3 +199,11 @@ def test_pick_ups_add_their_errors_to_one_row_per_day_model_and_method(post):
     for name in picked[0][1]:
         assert getattr(row, name) == pytest.approx(picked[0][1][name] + picked[1][1][name]), name
     assert row.count == 2
+
+
+def test_the_daily_metrics_insert_names_every_column_so_the_days_first_pick_up_can_create_its_row():
+    """`accuracy_record` creates the day's row with the keys and `AccuracyMetric.increments` alone (no database
+    defaults): a column added to the model must be added to the increments too."""
+    columns = {f.column for f in AccuracyMetric._meta.concrete_fields if not f.primary_key}
+
+    assert columns == {"date", "model_version", "prediction_method", *AccuracyMetric.increments(1.0, True)}

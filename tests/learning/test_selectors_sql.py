@@ -9,10 +9,10 @@ from django.db import connection
 from django.db.models import Avg, Count, Q, Sum
 from django.forms.models import model_to_dict
 
-from bookings.models import BatteryReading, Booking, ReadingSource
+from bookings.models import BatteryReading, Booking, ReadingSource, Vehicle
 from learning import selectors
 from learning.models import VehiclePattern
-from learning.services import _return_before, _trip_between, vehicle_pattern_for_update
+from learning.services import _return_before, _trip_between, pattern_learn_from_start, vehicle_pattern_for_update
 from predictions.selectors import prediction_current_error
 from tests.factories import (
     BatteryReadingFactory,
@@ -140,7 +140,7 @@ def test_a_cars_pattern_for_update_is_the_stored_one_or_a_new_one():
 
     assert fresh.pk is not None and VehiclePattern.objects.get(vehicle=car).pk == fresh.pk
     assert model_to_dict(stored) == model_to_dict(known)
-    assert stored.vehicle is known.vehicle and not stored._state.adding
+    assert not stored._state.adding
     stored.idle_observations += 1
     stored.save()  # an update of the stored row, not a second row
     assert VehiclePattern.objects.filter(vehicle=known.vehicle).get().idle_observations == 3
@@ -165,3 +165,22 @@ def test_the_current_predictions_error_is_the_stored_one():
     current = booking.predictions.get(is_current=True)
     assert prediction_current_error(booking_id=booking.external_id) == pytest.approx(current.prediction_error)
     assert prediction_current_error(booking_id="none") is None
+
+
+def test_what_a_pick_up_changes_in_the_pattern_and_does_not_save_stays_out_of_the_cascades_copy():
+    """A charging gap that ends full forgets the car's learned limit and learns no rate; the event's cascade, which
+    reads the car's pattern from the same car object, must price with the row as stored."""
+    car = VehicleFactory()
+    stored = VehiclePatternFactory(vehicle=car, charge_ceiling=80.0, ceiling_candidate=80.0)
+    BatteryReadingFactory(vehicle=car, level=40.0, recorded_at=T, source=ReadingSource.BOOKING_ENDED, charging=True)
+    fresh = Vehicle.objects.get(pk=car.pk)  # the factory's car holds the factory's pattern object
+    booking = BookingFactory(vehicle=fresh, scheduled_start=T + timedelta(hours=10))
+    reading = BatteryReadingFactory(
+        vehicle=car, level=100.0, recorded_at=T + timedelta(hours=10), source=ReadingSource.BOOKING_STARTED
+    )
+
+    pattern_learn_from_start(booking=booking, reading=reading, error=None)
+
+    assert model_to_dict(selectors.vehicle_pattern_for(booking.vehicle)) == model_to_dict(
+        VehiclePattern.objects.get(pk=stored.pk)
+    )

@@ -18,6 +18,7 @@ from predictions.shadow import (
     MIN_BOOKINGS,
     POOLING,
     Score,
+    booking_errors,
     candidate_levels,
     candidate_serving,
     kind_levels,
@@ -407,3 +408,11 @@ def test_a_median_that_serves_answers_the_middle_with_an_interval_that_holds_the
     assert served["predicted_battery_percentage"] == pytest.approx(middle, abs=0.006)
     expected, held = pattern["confidence_interval"], served["confidence_interval"]
     assert held["lower"] <= expected["lower"] and held["upper"] >= expected["upper"]
+
+
+def test_a_level_without_a_number_adds_no_error_and_the_others_still_count():
+    errors = booking_errors([("6-24h|own|parked", None, float("nan"), 40.0)], 50.0)
+
+    assert {candidate for _, candidate in errors} <= {"persistence", "median"}
+    assert errors[("6-24h", "persistence")] == 10.0
+    assert all(value == value for value in errors.values())  # no NaN stored
