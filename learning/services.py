@@ -141,6 +141,11 @@ def _hours_since_previous(reading: BatteryReading) -> float | None:
     return None if previous is None else (reading.recorded_at - previous.recorded_at).total_seconds() / 3600.0
 
 
+def _unrated(pattern: VehiclePattern) -> tuple:
+    """What a parked gap can teach the car's pattern without learning a rate."""
+    return pattern.charge_ceiling, pattern.ceiling_candidate, pattern.unreported_charges
+
+
 def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error: float | None) -> bool:
     """Learn from the parked gap that ended at pick-up; `error` is the booking's current prediction's (actual minus
     predicted, as scoring stored it; None when it had none). Returns whether the car's pattern changed.
@@ -157,6 +162,9 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error
     """
     vehicle = booking.vehicle
     pattern = vehicle_pattern_for_update(vehicle=vehicle)
+    # A charging gap that stopped at the car's limit teaches the limit and no rate, and a gap found charged counts
+    # an unreported charge: those change the row without learning a rate, and are saved all the same.
+    unrated = _unrated(pattern)
     learned: str | None = None
     returned = _return_before(reading)
     if returned is not None:
@@ -182,7 +190,11 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error
                 base = current if current is not None else 0.0
                 pattern.avg_idle_drain_per_hour = max(0.0, base - ERROR_CORRECTION_SHARE * error / hours)
             pattern.var_idle_drain_per_hour = max(pattern.var_idle_drain_per_hour, 0.01) * SPREAD_WIDENING**2
-    if learned or corrected:
+    if (
+        learned
+        or corrected
+        or unrated != (pattern.charge_ceiling, pattern.ceiling_candidate, pattern.unreported_charges)
+    ):
         pattern.save()
     logger.info(
         "pick-up of %s: error %s, gap learned %s, corrected %s",

@@ -184,3 +184,23 @@ def test_what_a_pick_up_changes_in_the_pattern_and_does_not_save_stays_out_of_th
     assert model_to_dict(selectors.vehicle_pattern_for(booking.vehicle)) == model_to_dict(
         VehiclePattern.objects.get(pk=stored.pk)
     )
+
+
+@pytest.mark.parametrize("error", [None, 2.0])
+def test_a_second_stop_at_the_cars_limit_is_kept_when_the_pick_up_was_predicted_well(error):
+    """A second charging gap that flattened where the first did makes the candidate the car's limit and teaches no
+    rate; no correction follows a pick-up predicted within 5 points, and the limit is saved all the same (before,
+    only a learned rate or a correction saved the row, so a well-predicted car never kept its limit)."""
+    car = VehicleFactory()
+    VehiclePatternFactory(vehicle=car, ceiling_candidate=80.0)
+    BatteryReadingFactory(vehicle=car, level=30.0, recorded_at=T, source=ReadingSource.BOOKING_ENDED, charging=True)
+    booking = BookingFactory(vehicle=car, scheduled_start=T + timedelta(hours=14))
+    reading = BatteryReadingFactory(
+        vehicle=car, level=80.0, recorded_at=T + timedelta(hours=14), source=ReadingSource.BOOKING_STARTED
+    )
+
+    pattern_learn_from_start(booking=booking, reading=reading, error=error)
+
+    stored = VehiclePattern.objects.get(vehicle=car)
+    assert (stored.charge_ceiling, stored.ceiling_candidate) == (pytest.approx(80.0), 80.0)
+    assert stored.charge_observations == 0 and stored.error_corrections == 0
