@@ -190,11 +190,7 @@ def pattern_learn_from_start(*, booking: Booking, reading: BatteryReading, error
                 base = current if current is not None else 0.0
                 pattern.avg_idle_drain_per_hour = max(0.0, base - ERROR_CORRECTION_SHARE * error / hours)
             pattern.var_idle_drain_per_hour = max(pattern.var_idle_drain_per_hour, 0.01) * SPREAD_WIDENING**2
-    if (
-        learned
-        or corrected
-        or unrated != (pattern.charge_ceiling, pattern.ceiling_candidate, pattern.unreported_charges)
-    ):
+    if learned or corrected or unrated != _unrated(pattern):
         pattern.save()
     logger.info(
         "pick-up of %s: error %s, gap learned %s, corrected %s",
