@@ -136,9 +136,11 @@ def calibration_learn(*, scored: Iterable[tuple[str, float, float]], actual: flo
         missing = set(keys) - {key for (key,) in cursor.fetchall()}
         if missing:
             known = calibration_margins()
-            starts = {key: margins_borrowed(known, key) or (0.0, 0.0) for key in missing}
-            rows = [IntervalCalibration(key=k, margin_lower=starts[k][0], margin_upper=starts[k][1]) for k in missing]
-            insert_missing(IntervalCalibration, sorted(rows, key=lambda row: row.key))
+            rows = []
+            for key in sorted(missing):
+                lower, upper = margins_borrowed(known, key) or (0.0, 0.0)
+                rows.append(IntervalCalibration(key=key, margin_lower=lower, margin_upper=upper))
+            insert_missing(IntervalCalibration, rows)
         if len(keys) > 1 and connection.features.has_select_for_update:
             # one statement for every kind, its rows locked in key order first so that none deadlocks
             cursor.execute(keyed_sql(IntervalCalibration, "key", len(keys), lock=True, select=("id",)), keys)
