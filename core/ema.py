@@ -6,7 +6,7 @@ behaviour changes gets both a new average and a wider interval.
 
 from __future__ import annotations
 
-from core.physics import DEFAULT_CHARGE, FULL, charge_level
+from core.physics import DEFAULT_CHARGE, FULL, charge_hours, charge_level
 
 ALPHA = 0.3
 # A slow EMA of the same parked gaps (after a plain mean of the first 20) keeps a car's long-run idle drain,
@@ -116,6 +116,10 @@ def charging_gap_learned(
     The ceiling first: a gap that stopped at the car's limit says only that the rate is at least so high, and read
     as a rate it would teach a charger slower than the car's. Both learners of a parked gap (the pattern EMA in
     learning.services, the model features in core.features) learn a charging gap here, so they agree on it.
+
+    Such a gap still teaches that lower bound (`censored_charge_rate`): before a limit is confirmed (two gaps
+    stopping at it), the gaps that stopped there were read as rates, and a fast charger's learned rate stayed a
+    fraction of its own, since every later gap ended at the limit and taught nothing.
     """
     ceiling, candidate = charge_ceiling_update(
         ceiling,
@@ -125,4 +129,26 @@ def charging_gap_learned(
         hours=hours,
         rate=DEFAULT_CHARGE if rate is None else rate,
     )
-    return ceiling, candidate, charging_rate_from_gap(start_level, end_level, hours, ceiling)
+    learned = charging_rate_from_gap(start_level, end_level, hours, ceiling)
+    if learned is not None:
+        return ceiling, candidate, learned
+    return ceiling, candidate, censored_charge_rate(start_level, end_level, hours, ceiling, rate)
+
+
+def censored_charge_rate(
+    start_level: float, end_level: float, hours: float, ceiling: float | None, rate: float | None
+) -> float | None:
+    """What a gap that stopped at the car's stop (full, or its learned ceiling) teaches of its rate: the rate that
+    reaches the stop within the gap, when that is above the car's rate as learned so far; None otherwise, as such a
+    gap bounds the rate from below only.
+
+    The bound is exact under the physics (`core.physics.charge_hours`: linear to the taper, then the approach to
+    full), so it never exceeds the car's true rate; a short gap that ended at the stop bounds it tightly. A car with
+    no rate learned yet keeps the default's until a charge shows its own: a bound taken as its first rate anchored
+    the average below the true rates that followed (bench.worlds --seed 11, fast_chargers).
+    """
+    top = 99.0 if ceiling is None else min(99.0, ceiling - CEILING_TOLERANCE)
+    if rate is None or hours < MIN_GAP_HOURS or end_level < top or top <= start_level:
+        return None
+    bound = charge_hours(start_level, top, 1.0) / hours
+    return bound if bound > rate else None

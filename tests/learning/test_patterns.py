@@ -143,6 +143,30 @@ def test_a_charge_limit_is_learned_and_the_pattern_cascade_stops_charging_there(
 
 
 @pytest.mark.django_db
+def test_a_short_charge_that_stopped_at_the_limit_raises_a_rate_learned_too_low(post):
+    """A charge that reached the car's limit bounds its rate from below: when the bound is above the rate learned so
+    far (the first stop at the limit, before it was known, was read as a rate), the rate moves up to it; a long one
+    whose bound is lower teaches nothing."""
+    trip(post, booking="A", start=T0, hours=2, level_start=90, level_end=30, charging=True)
+    trip(post, booking="B", start=T0 + timedelta(hours=14), level_start=80, level_end=40, charging=True)
+    trip(post, booking="C", start=T0 + timedelta(hours=30), level_start=80, level_end=40, charging=True)
+    pattern = VehiclePattern.objects.get()
+    assert pattern.charge_ceiling == pytest.approx(80.0)
+    first = 50.0 / 12.0  # A's 12 hours to 80, read as a rate before the limit was known
+    assert (pattern.avg_charging_rate_per_hour, pattern.charge_observations) == (pytest.approx(first, rel=1e-3), 1)
+
+    # 40 to the limit in 2 hours: at least (80 - CEILING_TOLERANCE - 40) / 2 points an hour
+    trip(post, booking="D", start=T0 + timedelta(hours=34), level_start=80, level_end=40, charging=True)
+    pattern = VehiclePattern.objects.get()
+    assert pattern.charge_observations == 2
+    assert pattern.avg_charging_rate_per_hour == pytest.approx(first + ALPHA * (39.0 / 2.0 - first), rel=1e-3)
+
+    # 40 to the limit in 20 hours says at least 2 points an hour: below what it knows, so nothing
+    trip(post, booking="E", start=T0 + timedelta(hours=56), level_start=80, level_end=60)
+    assert VehiclePattern.objects.get().charge_observations == 2
+
+
+@pytest.mark.django_db
 def test_a_level_reported_inside_the_gap_does_not_stop_it_being_learned(post):
     """The gap runs from the return to the pick-up, whatever the platform reported in between."""
     trip(post, booking="A", start=T0, hours=2, level_start=80, level_end=30, charging=True)

@@ -16,7 +16,7 @@ import pytest
 from django.core.management import call_command
 
 from core import gbm
-from core.ema import charge_ceiling_update, charging_rate_from_gap
+from core.ema import ALPHA, charge_ceiling_update, charging_gap_learned, charging_rate_from_gap
 from core.features import (
     FEATURES,
     PHYSICS,
@@ -118,6 +118,45 @@ def test_a_charge_that_stopped_at_the_ceiling_teaches_no_rate():
     assert charging_rate_from_gap(30.0, 80.0, 10.0, ceiling=80.0) is None  # only bounded from below
     assert charging_rate_from_gap(30.0, 60.0, 3.0, ceiling=80.0) == pytest.approx(10.0, abs=1e-6)
     assert charging_rate_from_gap(30.0, 80.0, 10.0) == pytest.approx(5.0, abs=1e-6)  # no ceiling known
+
+
+def test_a_gap_that_stopped_at_the_ceiling_or_full_bounds_the_rate_from_below():
+    # the rate that reaches the stop (a point under the ceiling, or 99) in the gap, when above the learned one
+    assert charging_gap_learned(80.0, 80.0, start_level=40.0, end_level=80.0, hours=2.0, rate=5.0)[2] == (
+        pytest.approx(19.5)
+    )
+    assert charging_gap_learned(80.0, 80.0, start_level=40.0, end_level=80.0, hours=10.0, rate=5.0)[2] is None
+    to_99 = charging_gap_learned(None, None, start_level=40.0, end_level=100.0, hours=2.0, rate=5.0)[2]
+    assert charge_level(40.0, to_99, 2.0) == pytest.approx(99.0)  # through the taper
+    # none learned yet: the default's rate serves until a charge shows the car's own
+    assert charging_gap_learned(80.0, 80.0, start_level=40.0, end_level=80.0, hours=2.0, rate=None)[2] is None
+    # a charge below the ceiling is a rate, as before; a car held above its ceiling says nothing
+    assert charging_gap_learned(80.0, 80.0, start_level=30.0, end_level=60.0, hours=3.0, rate=5.0)[2] == (
+        pytest.approx(10.0, abs=1e-6)
+    )
+    assert charging_gap_learned(80.0, 80.0, start_level=85.0, end_level=85.0, hours=3.0, rate=5.0)[2] is None
+
+
+def fast_limited_history(car: str) -> list[Outcome]:
+    """A car that charges at 30 points an hour and stops at 80: returned at 40 % and left plugged in, picked up
+    after 1.5 hours or after 20, at 80 either way."""
+    outcomes, at = [], T0
+    for i in range(12):
+        outcomes.append(Outcome(car, "u1", at, at + timedelta(hours=2), 40.0 if i == 0 else 80.0, 40.0, True))
+        at += timedelta(hours=2 + (1.5 if i % 2 else 20.0))
+    return outcomes
+
+
+def test_replaying_a_fast_car_that_always_stops_at_its_limit_keeps_the_rate_its_short_charges_show():
+    _, _, book = replay(fast_limited_history("fast"))
+    car = book.car("fast")
+
+    assert car.ceiling == pytest.approx(80.0)
+    # Its first 20-hour charge, read as a rate before the limit was known, and its first 1.5-hour one left 9.4
+    # points an hour (which it kept before); each later 1.5-hour charge shows at least 26 (39 / 1.5) and moves it
+    # a step towards that, never past it.
+    first = 2.0 + ALPHA * (40.0 / 1.5 - 2.0)
+    assert car.charge == pytest.approx(26.0 - (26.0 - first) * (1 - ALPHA) ** 4, rel=1e-3)
 
 
 def limited_history(car: str, *, ceiling: float = 80.0, rate: float = 10.0, days: int = 12) -> list[Outcome]:
