@@ -137,28 +137,6 @@ def test_a_gap_that_stopped_at_the_ceiling_or_full_bounds_the_rate_from_below():
     assert charging_gap_learned(80.0, 80.0, start_level=85.0, end_level=85.0, hours=3.0, rate=5.0)[2] is None
 
 
-def fast_limited_history(car: str) -> list[Outcome]:
-    """A car that charges at 30 points an hour and stops at 80: returned at 40 % and left plugged in, picked up
-    after 1.5 hours or after 20, at 80 either way."""
-    outcomes, at = [], T0
-    for i in range(12):
-        outcomes.append(Outcome(car, "u1", at, at + timedelta(hours=2), 40.0 if i == 0 else 80.0, 40.0, True))
-        at += timedelta(hours=2 + (1.5 if i % 2 else 20.0))
-    return outcomes
-
-
-def test_replaying_a_fast_car_that_always_stops_at_its_limit_keeps_the_rate_its_short_charges_show():
-    _, _, book = replay(fast_limited_history("fast"))
-    car = book.car("fast")
-
-    assert car.ceiling == pytest.approx(80.0)
-    # Its first 20-hour charge, read as a rate before the limit was known, and its first 1.5-hour one left 9.4
-    # points an hour (which it kept before); each later 1.5-hour charge shows at least 26 (39 / 1.5) and moves it
-    # a step towards that, never past it.
-    first = 2.0 + ALPHA * (40.0 / 1.5 - 2.0)
-    assert car.charge == pytest.approx(26.0 - (26.0 - first) * (1 - ALPHA) ** 4, rel=1e-3)
-
-
 def limited_history(car: str, *, ceiling: float = 80.0, rate: float = 10.0, days: int = 12) -> list[Outcome]:
     """A car that charges at `rate` and stops at `ceiling`: returned at 40 % and left plugged in, picked up
     after 3 hours (40 + 3 rate) or after 20 (at its ceiling)."""
@@ -179,6 +157,21 @@ def test_replaying_a_limited_car_learns_its_ceiling_and_its_rate_from_the_charge
     assert car.charge == pytest.approx(10.0, abs=1.0)  # the stops at 80 no longer drag it down
     _, _, full = replay(limited_history("c100", ceiling=100.0, rate=5.0))
     assert full.car("c100").ceiling is None
+
+
+def test_replaying_a_fast_car_that_always_stops_at_its_limit_moves_its_rate_up_to_what_its_short_charges_show():
+    """A 30-points-an-hour car that stops at 80 reaches it in every gap, of 3 hours or of 20."""
+    _, _, book = replay(limited_history("fast", rate=30.0))
+    car = book.car("fast")
+
+    assert car.ceiling == pytest.approx(80.0)
+    # Read as rates before the limit was confirmed: 40 / 3, 40 / 20, 40 / 3. Each later 3-hour charge shows at least
+    # 13 (39 / 3, to a point under the limit) and moves the rate a step towards that, never past it; before, it
+    # stayed where the confirmation left it.
+    confirmed = 40 / 3
+    for rate in (2.0, 40 / 3):
+        confirmed += ALPHA * (rate - confirmed)
+    assert car.charge == pytest.approx(13.0 - (13.0 - confirmed) * (1 - ALPHA) ** 4, rel=1e-6)
 
 
 # --- a model trained on the default world, served far outside it ---------------------------------
