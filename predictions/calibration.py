@@ -189,7 +189,7 @@ def pit_keys(*, calibration_key: str, shadow_kind: str) -> tuple[str, ...]:
     lead = lead_of(calibration_key)
     if not lead:
         return ()
-    state = shadow_kind.rpartition("|")[2] if shadow_kind else ""
+    state = shadow_kind.rpartition("|")[2].partition("-")[0] if shadow_kind else ""  # without the low band
     return (lead, f"{lead}|{state}") if state else (lead,)
 
 

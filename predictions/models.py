@@ -185,7 +185,8 @@ class ReadinessCalibration(models.Model):
 class PredictorScore(models.Model):
     """One candidate's exponentially weighted mean absolute error on one kind of prediction.
 
-    `kind` is `<lead time>|<own|cascade>|<charging|parked|unknown>` (see `predictions.shadow.shadow_kind`);
+    `kind` is `<lead time>|<own|cascade>|<charging|parked|unknown>`, `-low` after parked or unknown for a car last
+    known below `predictions.shadow.LOW_LEVEL` (see `predictions.shadow.shadow_kind`);
     `candidate` is `model`, `pattern` or `persistence`. Each scored booking adds its error with weight 1
     after the older weight decays by `predictions.shadow.DECAY`, so the score follows the fleet as it changes.
     """

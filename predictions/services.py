@@ -277,7 +277,7 @@ def _priced(
     for checkpoint, pattern in zip(checkpoints, patterns, strict=True):
         booking = bookings.get(checkpoint.booking_id)
         own = event is None or checkpoint.booking_id == event.booking_external_id
-        kind = shadow_kind(own=own, present=present, target=checkpoint.at, charging=start.charging)
+        kind = shadow_kind(own=own, present=present, target=checkpoint.at, charging=start.charging, level=start.level)
         answers = _candidates(checkpoint, pattern, start, model)
         served = answers[candidate_serving(scores, kind=kind or "*", available=available, default=default)]
         level = round(served.level, 2)
