@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -15,6 +15,7 @@ from learning.training import model_promote, model_train
 from predictions.models import Prediction, PredictorScore
 from predictions.shadow import (
     DECAY,
+    LOW_LEVEL,
     MIN_BOOKINGS,
     POOLING,
     Score,
@@ -23,6 +24,7 @@ from predictions.shadow import (
     candidate_serving,
     kind_levels,
     pooled_mae,
+    shadow_kind,
     shadow_learn,
     shadow_report,
 )
@@ -129,6 +131,21 @@ def test_a_pick_up_scores_every_candidate_with_what_it_said_before(post_committe
 
 def score(mae: float, bookings: int = MIN_BOOKINGS) -> Score:
     return Score(mae=mae, bookings=bookings, weight=float(bookings))
+
+
+def test_a_car_not_known_to_be_charging_and_last_seen_low_has_a_kind_of_its_own():
+    present = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    target = present + timedelta(hours=10)
+
+    def kind(charging: bool | None, level: float | None) -> str:
+        return shadow_kind(own=True, present=present, target=target, charging=charging, level=level)
+
+    assert kind(False, LOW_LEVEL - 0.5) == "6-24h|own|parked-low"
+    assert kind(None, 3.0) == "6-24h|own|unknown-low"
+    assert kind(False, LOW_LEVEL) == "6-24h|own|parked"
+    assert kind(True, 3.0) == "6-24h|own|charging"  # a car left charging is not waiting for staff
+    assert kind(False, None) == "6-24h|own|parked"
+    assert kind_levels(kind(False, 3.0)) == ("6-24h|own|parked-low", "6-24h", "*")
 
 
 KIND = "6-24h|own|parked"

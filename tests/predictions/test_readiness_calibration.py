@@ -10,7 +10,7 @@ import pytest
 
 from core.readiness import PIT_BINS, LevelDistribution, PitCalibration, Requirement, probability_ready
 from predictions.calibration import PIT_DECAY, PIT_PRIOR, readiness_calibration_learn
-from predictions.models import Prediction, ReadinessCalibration
+from predictions.models import Prediction, PredictorScore, ReadinessCalibration
 from tests.seed_examples import CREATED, STARTED, URL
 
 pytestmark = pytest.mark.django_db
@@ -61,6 +61,23 @@ def test_a_pick_up_also_teaches_its_lead_time_and_the_cars_last_known_state(post
     rows = {row.key: row for row in ReadinessCalibration.objects.all()}
     assert set(rows) == {"24-72h", "24-72h|unknown"}
     assert rows["24-72h|unknown"].counts == rows["24-72h"].counts
+
+
+def test_a_car_last_seen_low_is_a_shadow_kind_of_its_own_and_teaches_its_states_recalibration(
+    post, django_capture_on_commit_callbacks
+):
+    """Below predictions.shadow.LOW_LEVEL the car's kind says so (staff may or may not recharge it), and its scores
+    are its own; the readiness recalibration keeps one row per state, with or without the band."""
+    post(URL["created"], {**CREATED, "current_battery_level": 18.0})
+    with django_capture_on_commit_callbacks(execute=True):  # the shadow scores are written once the event commits
+        post(URL["started"], {**STARTED, "actual_battery_at_start": 17.0})
+
+    created = Prediction.objects.get(booking_external_id="BK123456", trigger="booking.created")
+    assert created.shadow_kind == "24-72h|own|unknown-low"
+    assert {row.key for row in ReadinessCalibration.objects.all()} == {"24-72h", "24-72h|unknown"}
+    scored = {(s.kind, s.candidate) for s in PredictorScore.objects.all()}
+    assert ("24-72h|own|unknown-low", "persistence") in scored
+    assert not any(kind == "24-72h|own|unknown" for kind, _ in scored)
 
 
 def test_a_state_with_outcomes_of_its_own_is_priced_with_them_over_its_lead_times(post, settings):
