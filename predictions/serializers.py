@@ -293,8 +293,9 @@ class ModelInfoSerializer(serializers.Serializer):
     champion = ModelVersionSerializer(allow_null=True, help_text="The registry's champion; null when none.")
     shadow_scoring = ShadowKindSerializer(
         many=True,
-        help_text="Per kind of prediction (lead time | own or cascade | the car's last known state; then each lead "
-        "time and `*` for all): every candidate's weighted MAE on this fleet's pick-ups, and which one serves it.",
+        help_text="Per kind of prediction (lead time | own or cascade | the car's last known state, `-low` after "
+        "parked or unknown when it was last seen below 25 %; then each lead time and `*` for all): every candidate's "
+        "weighted MAE on this fleet's pick-ups, and which one serves it.",
     )
     confidence_level = serializers.FloatField()
     fleet_prior = serializers.DictField()

@@ -11,7 +11,8 @@ Candidates: `model` (the champion's Monte Carlo over the schedule, when one serv
 physics walk the model re-prices), `persistence` (the level the walk started from, carried forward), and `median`
 (the median of those that ran; of two, their mean). A kind is the
 lead time (hours from the present to the pick-up), whether the booking is the request's own or one re-predicted in
-a cascade, and whether the car was last known charging, parked unplugged, or unknown.
+a cascade, and whether the car was last known charging, parked unplugged, or unknown, with the last two split at
+LOW_LEVEL (a car left low is where a fleet's staff recharge cars, or do not).
 
 When a booking is picked up, each of its predictions not yet scored adds, per kind, each candidate's absolute
 error (averaged over that booking's predictions of the kind: they err together) to an exponentially weighted MAE.
