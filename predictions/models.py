@@ -187,7 +187,7 @@ class PredictorScore(models.Model):
 
     `kind` is `<lead time>|<own|cascade>|<charging|parked|unknown>`, `-low` after parked or unknown for a car last
     known below `predictions.shadow.LOW_LEVEL` (see `predictions.shadow.shadow_kind`);
-    `candidate` is `model`, `pattern` or `persistence`. Each scored booking adds its error with weight 1
+    `candidate` is `model`, `pattern`, `persistence` or `median`. Each scored booking adds its error with weight 1
     after the older weight decays by `predictions.shadow.DECAY`, so the score follows the fleet as it changes.
     """
 
