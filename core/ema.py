@@ -41,21 +41,26 @@ def charging_rate_from_gap(
 ) -> float | None:
     """The charging rate (points per hour below the taper) that explains a plugged-in gap.
 
-    Inverts `charge_level` by bisection. None when the gap says nothing about the rate: the car
-    reached (nearly) full or its learned charge `ceiling`, so the rate is only bounded from below,
-    or it lost charge.
+    Inverts `charge_level` with `core.physics.charge_hours` (hours on the charger scale as 1 / rate), up to
+    MAX_CHARGE_RATE. None when the gap says nothing about the rate: the car reached (nearly) full or its learned
+    charge `ceiling`, so the rate is only bounded from below, or it lost charge.
     """
-    top = 99.0 if ceiling is None else min(99.0, ceiling - CEILING_TOLERANCE)
-    if hours <= 0 or end_level >= top or end_level <= start_level:
+    if hours <= 0 or end_level >= _stop(ceiling) or end_level <= start_level:
         return None
-    low, high = 0.0, 200.0
-    for _ in range(50):
-        mid = (low + high) / 2
-        if charge_level(start_level, mid, hours) < end_level:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2
+    return min(_rate_reaching(start_level, end_level, hours), MAX_CHARGE_RATE)
+
+
+MAX_CHARGE_RATE = 200.0  # points an hour: the most a gap is read as (the bisection this replaced searched to it)
+
+
+def _stop(ceiling: float | None) -> float:
+    """Where a charge counts as stopped at the car's stop: a point under its learned ceiling, or 99 (full)."""
+    return 99.0 if ceiling is None else min(99.0, ceiling - CEILING_TOLERANCE)
+
+
+def _rate_reaching(start_level: float, level: float, hours: float) -> float:
+    """The charging rate that takes a car from `start_level` to `level` in `hours`, by the physics."""
+    return charge_hours(start_level, level, 1.0) / hours
 
 
 # The charge ceiling (a charge limit set in the car or its charger: 80 or 90 % is common). A charging gap whose
@@ -147,8 +152,8 @@ def censored_charge_rate(
     no rate learned yet keeps the default's until a charge shows its own: a bound taken as its first rate anchored
     the average below the true rates that followed (bench.worlds --seed 11, fast_chargers).
     """
-    top = 99.0 if ceiling is None else min(99.0, ceiling - CEILING_TOLERANCE)
+    top = _stop(ceiling)
     if rate is None or hours < MIN_GAP_HOURS or end_level < top or top <= start_level:
         return None
-    bound = charge_hours(start_level, top, 1.0) / hours
+    bound = _rate_reaching(start_level, top, hours)
     return bound if bound > rate else None
